@@ -1,0 +1,253 @@
+"""`introspeech synth`: a deterministic multi-synthesizer corpus with exact phone timings.
+
+Layout of the output folder::
+
+    corpus.json                 summary: hours, counts, voices per split, settings, checks
+    {train,valid,test,heldout}.jsonl   manifests (audio path, text, duration, words, phones)
+    audio/SPLIT/ID.flac         16 kHz mono FLAC
+    features/SPLIT/ID.npy       log-Mel (before normalization, float16), see features/config.json
+
+Splits are made by sentence (no sentence of valid/test is ever trained on); ``heldout`` uses test
+sentences spoken by voices that never occur in training (some of each synthesizer).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...audio import PRESETS, SAMPLE_RATE, FeatureConfig, log_mel
+from ...text import cmu_dictionary
+from ..manifest import utterance_to_json
+from ..utterance import Utterance
+from .base import Rendered, Voice
+from .sentences import sentence_pool
+
+SPLITS = ("train", "valid", "test", "heldout")
+SPLIT_SHARE = {"train": 0.90, "valid": 0.035, "test": 0.035, "heldout": 0.03}
+SYNTH_SHARE = {"espeak": 0.5, "flite": 0.25, "festival": 0.25}
+HELDOUT_FLITE = ("rms",)
+HELDOUT_FESTIVAL = ("ked_diphone",)
+FESTIVAL_BATCH = 24
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    split: str
+    text: str
+    voice: Voice
+
+
+def voice_inventory() -> dict[str, dict[str, list[str]]]:
+    """Voice names per synthesizer, divided into training and held-out voices.
+
+    Every 8th espeak variant (sorted by name) and one flite and one festival voice are held out.
+    """
+    from .cmu_voices import FESTIVAL_VOICES, FLITE_VOICES
+    from .espeak import variants
+
+    var = variants()
+    held_var = var[3::8]
+    return {
+        "espeak": {"train": [v for v in var if v not in held_var], "heldout": held_var},
+        "flite": {"train": [v for v in FLITE_VOICES if v not in HELDOUT_FLITE], "heldout": list(HELDOUT_FLITE)},
+        "festival": {"train": [v for v in FESTIVAL_VOICES if v not in HELDOUT_FESTIVAL],
+                     "heldout": list(HELDOUT_FESTIVAL)},
+    }
+
+
+def _random_voice(rng: random.Random, synth: str, names: list[str]) -> Voice:
+    if synth == "espeak":
+        from .espeak import ACCENTS
+
+        name = f"{rng.choice(ACCENTS)}+{rng.choice(names)}"
+        params = (("rate", float(rng.randint(130, 210))), ("pitch", float(rng.randint(25, 75))),
+                  ("range", float(rng.randint(25, 85))))
+    else:
+        name = rng.choice(names)
+        params = (("stretch", round(rng.uniform(0.85, 1.2), 3)),)
+        if name in ("kal16", "kal_diphone", "ked_diphone"):
+            params += (("f0", float(rng.randint(85, 150))),)
+    return Voice(synth, name, params)
+
+
+def _estimate_seconds(text: str, voice: Voice) -> float:
+    rate = voice.param("rate", 175.0) / 175.0 if voice.synth == "espeak" else 1.0 / voice.param("stretch", 1.0)
+    return 0.3 + 0.051 * len(text) / rate  # fitted on a synthesized sample
+
+
+def plan(hours: float, seed: int, sentences: list[str] | None = None) -> list[Job]:
+    """The deterministic list of utterances for ``hours`` of audio (estimated from text length)."""
+    rng = random.Random(seed)
+    pool = list(sentences if sentences is not None else sentence_pool())
+    rng.shuffle(pool)
+    n_eval = max(8, int(0.03 * len(pool)))
+    by_split = {"valid": pool[:n_eval], "test": pool[n_eval:2 * n_eval], "train": pool[2 * n_eval:]}
+    by_split["heldout"] = by_split["test"][::-1]
+    inv = voice_inventory()
+    synths = list(SYNTH_SHARE)
+    weights = [SYNTH_SHARE[s] for s in synths]
+    jobs: list[Job] = []
+    for split in SPLITS:
+        budget = hours * 3600 * SPLIT_SHARE[split]
+        side = "heldout" if split == "heldout" else "train"
+        sents = by_split[split]
+        total, k = 0.0, 0
+        while total < budget or k < 4:
+            text = sents[k % len(sents)]
+            synth = rng.choices(synths, weights)[0]
+            voice = _random_voice(rng, synth, inv[synth][side])
+            jobs.append(Job(f"{split}-{k:06d}", split, text, voice))
+            total += _estimate_seconds(text, voice)
+            k += 1
+    return jobs
+
+
+# -- workers -----------------------------------------------------------------------------------
+_BACKENDS: dict = {}
+
+
+def _init_worker() -> None:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from .cmu_voices import Festival, Flite
+    from .espeak import Espeak
+
+    _BACKENDS.update(espeak=Espeak(), flite=Flite(), festival=Festival())
+
+
+def _render(jobs: list[Job]) -> list[Rendered | Exception]:
+    if jobs[0].voice.synth == "festival":
+        try:
+            return _BACKENDS["festival"].render_batch([(j.text, j.voice) for j in jobs])
+        except Exception as e:  # fall back to one at a time to isolate the failure
+            if len(jobs) == 1:
+                return [e]
+            return [r for j in jobs for r in _render([j])]
+    out: list[Rendered | Exception] = []
+    for j in jobs:
+        try:
+            out.append(_BACKENDS[j.voice.synth].render(j.text, j.voice))
+        except Exception as e:
+            out.append(e)
+    return out
+
+
+def _work(args: tuple[list[Job], str, dict]) -> list[dict]:
+    import soundfile as sf
+
+    jobs, out_dir, cfg_dict = args
+    out = Path(out_dir)
+    cfg = FeatureConfig.from_dict(cfg_dict)
+    results = []
+    for job, r in zip(jobs, _render(jobs)):
+        if isinstance(r, Exception):
+            results.append({"id": job.id, "error": f"{type(r).__name__}: {r}"})
+            continue
+        if len(r.words) != len(job.text.split()):
+            results.append({"id": job.id, "error": f"{len(r.words)} word spans for {len(job.text.split())} words"})
+            continue
+        audio = out / "audio" / job.split / f"{job.id}.flac"
+        sf.write(str(audio), np.clip(r.wave, -1, 1), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        np.save(out / "features" / job.split / f"{job.id}.npy", log_mel(r.wave, cfg).astype(np.float16))
+        utt = Utterance(job.id, audio, job.text, job.voice.speaker, len(r.wave) / SAMPLE_RATE, r.words, r.phones,
+                        extra={"voice": job.voice.name, "synth": job.voice.synth,
+                               "prosody": dict(job.voice.params), "split": job.split})
+        results.append({"id": job.id, "record": utterance_to_json(utt, out), "raw_phones": r.raw_phones})
+    return results
+
+
+def _chunks(jobs: list[Job]) -> list[list[Job]]:
+    """Tasks of one synthesizer each: festival in batches (one process per batch), others in 8s."""
+    out: list[list[Job]] = []
+    cur: dict[str, list[Job]] = {}
+    for j in jobs:
+        bucket = cur.setdefault(j.voice.synth, [])
+        bucket.append(j)
+        if len(bucket) >= (FESTIVAL_BATCH if j.voice.synth == "festival" else 8):
+            out.append(cur.pop(j.voice.synth))
+    out.extend(b for b in cur.values() if b)
+    return out
+
+
+def cmudict_agreement(records: list[dict]) -> float:
+    """Share of words whose aligned phones equal one of their CMUdict pronunciations."""
+    cmu = cmu_dictionary()
+    hit = total = 0
+    for rec in records:
+        phones = rec["phones"]
+        for ws, we, word in rec["words"]:
+            seq = [p for s, e, p in phones if s >= ws - 1e-6 and e <= we + 1e-6 and p != "sil"]
+            total += 1
+            hit += seq in cmu.get(word, [])
+    return hit / max(total, 1)
+
+
+def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | None = None,
+               features: FeatureConfig = PRESETS["default"], sentences: list[str] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write a corpus of about ``hours`` of audio to ``out_dir``; returns its summary."""
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    jobs = plan(hours, seed, sentences)
+    for split in SPLITS:
+        (out / "audio" / split).mkdir(parents=True, exist_ok=True)
+        (out / "features" / split).mkdir(parents=True, exist_ok=True)
+    (out / "features" / "config.json").write_text(json.dumps(features.to_dict(), indent=1))
+    tasks = [(c, str(out), features.to_dict()) for c in _chunks(jobs)]
+    records: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    raw_counts: Counter = Counter()
+    workers = workers or min(mp.cpu_count(), 8)
+    done = 0
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers, initializer=_init_worker) as pool:
+        for res in pool.imap_unordered(_work, tasks):
+            for r in res:
+                if "error" in r:
+                    errors[r["id"]] = r["error"]
+                else:
+                    records[r["id"]] = r["record"]
+                    raw_counts.update(r["raw_phones"])
+            done += len(res)
+            if progress:
+                progress(done, len(jobs))
+    by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for job in jobs:  # plan order, so the manifests are deterministic
+        if job.id in records:
+            by_split[job.split].append(records[job.id])
+    for split, recs in by_split.items():
+        with (out / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+    wall = time.perf_counter() - t0
+    audio_s = {s: sum(r["duration"] for r in recs) for s, recs in by_split.items()}
+    summary = {
+        "seed": seed, "hours_requested": hours,
+        "hours": {s: round(v / 3600, 4) for s, v in audio_s.items()},
+        "utterances": {s: len(v) for s, v in by_split.items()},
+        "speakers": {s: sorted({r["speaker"] for r in v}) for s, v in by_split.items()},
+        "synthesizers": {s: dict(Counter(r["synth"] for r in v)) for s, v in by_split.items()},
+        "failed": len(errors), "errors": dict(list(errors.items())[:50]),
+        "cmudict_agreement": round(cmudict_agreement([r for v in by_split.values() for r in v]), 4),
+        "synth_phone_counts": dict(raw_counts.most_common()),
+        "features": features.to_dict(), "workers": workers, "wall_seconds": round(wall, 2),
+        "audio_seconds_per_second": round(sum(audio_s.values()) / wall, 2),
+    }
+    (out / "corpus.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def heldout_overlap(summary: dict) -> set[str]:
+    """Speakers of the held-out split that also occur in training (must be empty)."""
+    return set(summary["speakers"]["heldout"]) & set(summary["speakers"]["train"])
+
