@@ -186,9 +186,8 @@ def mel_to_audio(logmel: np.ndarray, cfg: FeatureConfig, n_iter: int = 32, seed:
     """Invert an (un-normalized) log-Mel spectrogram to a waveform with Griffin-Lim (librosa)."""
     import librosa
 
-    power = np.maximum(np.exp(np.asarray(logmel, dtype=np.float64)) - cfg.log_offset, 0.0)
-    return librosa.feature.inverse.mel_to_audio(
-        power.astype(np.float32), sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-        win_length=cfg.win_length, window="hann", center=True, pad_mode="constant", power=2.0,
-        n_iter=n_iter, fmin=cfg.fmin, fmax=cfg.fmax, random_state=seed,
-    ).astype(np.float32)
+    power = np.maximum(np.exp(np.asarray(logmel, dtype=np.float64)) - cfg.log_offset, 0.0).astype(np.float32)
+    magnitude = librosa.feature.inverse.mel_to_stft(power, sr=cfg.sample_rate, n_fft=cfg.n_fft, power=2.0,
+                                                    fmin=cfg.fmin, fmax=cfg.fmax)
+    return librosa.griffinlim(magnitude, n_iter=n_iter, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                              window="hann", center=True, pad_mode="constant", random_state=seed).astype(np.float32)

@@ -49,3 +49,113 @@ def synth(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+@app.command()
+def train(
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus folder with train.jsonl and valid.jsonl."),
+    out: Path = typer.Option(..., "--out", help="Model folder (model.* = best, last.* = resume state)."),
+    preset: str = typer.Option("default", "--preset", help="Model preset: default, paper or tiny."),
+    epochs: int = typer.Option(30, "--epochs", help="Epochs the learning-rate schedule spans."),
+    minutes: float = typer.Option(0.0, "--minutes", help="Stop this run after N minutes (0: no limit); resumable."),
+    batch_frames: int = typer.Option(16000, "--batch-frames", help="Padded input frames per batch."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initialization, batch order and masking."),
+    specaugment: bool = typer.Option(True, "--specaugment/--no-specaugment", help="Light time/frequency masking."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/last.*."),
+) -> None:
+    """Train a Wav2Letter-style recognizer with CTC (checkpoints: safetensors + JSON)."""
+    from tqdm import tqdm
+
+    from .asr.train import TrainConfig
+    from .asr.train import train as run
+
+    cfg = TrainConfig(preset=preset, epochs=epochs, batch_frames=batch_frames, lr=lr, seed=seed, specaugment=specaugment)
+    bar = tqdm(unit="batch")
+
+    def progress(p: dict) -> None:
+        bar.total = p["batches"]
+        bar.n = p["batch"]
+        bar.set_description(f"epoch {p['epoch'] + 1}/{epochs}")
+        bar.set_postfix(loss=f"{p['loss']:.3f}", audio_s_per_s=f"{p['audio_per_s']:.0f}", lr=f"{p['lr']:.2e}")
+
+    def log(entry: dict) -> None:
+        bar.write(json.dumps(entry))
+
+    result = run(corpus, out, cfg, minutes=minutes or None, resume=resume, log=log, progress=progress)
+    bar.close()
+    typer.echo(json.dumps({"best_valid_cer": result["state"]["best_cer"], "epoch": result["state"]["epoch"],
+                           "stopped_early": result["stopped_early"], "corpus": result["corpus"]}, indent=1))
+
+
+@app.command()
+def transcribe(
+    audio: list[Path] = typer.Argument(..., help="Audio files (any format soundfile reads; resampled to 16 kHz)."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+) -> None:
+    """Print the greedy CTC transcript of each audio file."""
+    from .asr.checkpoint import load_model
+    from .asr.evaluate import transcribe as run
+    from .audio import features
+    from .errors import InputError
+
+    net, cfg, _ = load_model(model)
+    failed = 0
+    for path in audio:
+        try:
+            typer.echo(f"{path}\t{run(net, features(path, cfg))}")
+        except InputError as e:
+            failed += 1
+            typer.echo(f"error: {e}", err=True)
+    if failed:
+        typer.echo(f"{failed} of {len(audio)} files failed", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
+    splits: str = typer.Option("", "--splits", help="Comma-separated splits (default: all but train)."),
+    out: Path = typer.Option(None, "--out", help="Write metrics and per-utterance results here (JSON)."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"splits": {NAME: {"cer", "wer", "utterances"}}}.'),
+) -> None:
+    """CER and WER per split (greedy CTC decoding)."""
+    from .asr.checkpoint import load_model
+    from .asr.evaluate import evaluate_split
+    from .corpus.load import load_corpus
+
+    net, cfg, _ = load_model(model)
+    data = load_corpus(corpus)
+    names = [s for s in splits.split(",") if s] or [s for s in data if s != "train"]
+    result: dict = {"splits": {}}
+    rows: dict = {}
+    errors: list[str] = []
+    for name in names:
+        if name not in data:
+            raise typer.BadParameter(f"corpus has no split {name!r} (has {sorted(data)})", param_hint="--splits")
+        metrics, rows[name] = evaluate_split(net, cfg, data[name], on_error=lambda u, e: errors.append(str(e)))
+        result["splits"][name] = metrics
+    if errors:
+        typer.echo(f"{len(errors)} utterances skipped; first: {errors[0]}", err=True)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**result, "utterances": rows, "errors": errors}, indent=1))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"{'split':<12}{'utts':>6}{'CER %':>9}{'WER %':>9}")
+        for name, m in result["splits"].items():
+            typer.echo(f"{name:<12}{m['utterances']:>6}{100 * m['cer']:>9.2f}{100 * m['wer']:>9.2f}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("out/demo"), "--out", help="Report folder (index.html and assets)."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+) -> None:
+    """Run every analysis on the built-in model and corpus and write an HTML report."""
+    from .report.demo import run_demo
+
+    run_demo(out, corpus, model, log=lambda m: typer.echo(m, err=True))

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ...audio import SAMPLE_RATE, load_audio
-from .base import CMU_TABLE, Rendered, Voice, build_segments, assign_words
+from .base import CMU_TABLE, Rendered, Voice, assign_words, build_segments
 
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")

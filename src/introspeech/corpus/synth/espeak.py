@@ -42,6 +42,7 @@ ESPEAK_TABLE: dict[str, tuple[str, ...]] = {
     "U": ("UH",), "U@": ("UH", "R"), "u:": ("UW",), "u": ("UW",), "eI": ("EY",),
     "aI": ("AY",), "aI2": ("AY",), "aI3": ("AY",), "aI@": ("AY", "ER"), "aU": ("AW",),
     "aU@": ("AW", "ER"), "oU": ("OW",), "o": ("OW",), "OI": ("OY",),
+    "A~": ("AA",), "O~": ("AO",), "E~": ("EH",), "a~": ("AE",),  # nasal vowels of loanwords
 }
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

@@ -1,0 +1,33 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both are idempotent.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench system env clean-env
+
+system:
+	bash scripts/setup-system.sh
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+env: system $(STAMP)
+
+demo: env
+	$(VENV)/bin/introspeech demo --out out/demo
+
+lint: env
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: env
+	$(PY) benchmarks/synth_throughput.py --quick --json out/bench/synth.json
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,111 @@
+"""CTC decoding: greedy transcripts with the frame of every emitted letter, and forced alignment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..text import BLANK, LETTERS, encode
+
+
+@dataclass
+class Emission:
+    """A letter the model emits: symbol index, its first and last output frame on the greedy path."""
+
+    symbol: int
+    start: int
+    end: int
+
+    @property
+    def letter(self) -> str:
+        return LETTERS[self.symbol]
+
+
+def greedy_path(scores: torch.Tensor) -> list[Emission]:
+    """Greedy CTC path of one utterance's scores ``(n_symbols, frames)``: runs of equal non-blank
+    symbols collapse into one emitted letter."""
+    best = scores.argmax(dim=0).tolist()
+    out: list[Emission] = []
+    prev = BLANK
+    for t, s in enumerate(best):
+        if s != BLANK and s == prev:
+            out[-1].end = t
+        elif s != BLANK:
+            out.append(Emission(s, t, t))
+        prev = s
+    return out
+
+
+def greedy_decode(scores: torch.Tensor, lengths: torch.Tensor | None = None) -> list[str]:
+    """Transcripts of a batch of scores ``(batch, n_symbols, frames)``."""
+    out = []
+    for b in range(scores.shape[0]):
+        n = int(lengths[b]) if lengths is not None else scores.shape[2]
+        out.append("".join(e.letter for e in greedy_path(scores[b, :, :n])))
+    return out
+
+
+@dataclass
+class LetterSpan:
+    """A reference letter and the output frames ``[start, end]`` the forced alignment gives it."""
+
+    symbol: int
+    start: int
+    end: int
+
+    @property
+    def letter(self) -> str:
+        return LETTERS[self.symbol]
+
+
+def forced_align(log_probs: torch.Tensor, text: str) -> list[LetterSpan]:
+    """CTC Viterbi alignment of a normalized transcript to output frames.
+
+    ``log_probs``: ``(n_symbols, frames)`` log-softmax scores of one utterance. Returns one span
+    per letter of ``text`` (frames where the best path is on that letter; blanks excluded).
+    Raises ValueError when the transcript needs more frames than there are.
+    """
+    labels = encode(text)
+    lp = log_probs.detach().double().cpu().numpy()
+    n_frames = lp.shape[1]
+    ext = [BLANK]
+    for c in labels:
+        ext += [c, BLANK]
+    n_states = len(ext)
+    need = len(labels) + sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+    if need > n_frames:
+        raise ValueError(f"transcript of {len(labels)} letters needs {need} frames, only {n_frames} available")
+    ext_arr = np.array(ext)
+    skip_ok = np.zeros(n_states, dtype=bool)  # may jump from s-2 to s (different letters)
+    skip_ok[3::2] = ext_arr[3::2] != ext_arr[1:-2:2]
+    neg = -np.inf
+    score = np.full(n_states, neg)
+    score[0] = lp[BLANK, 0]
+    if n_states > 1:
+        score[1] = lp[ext[1], 0]
+    back = np.zeros((n_frames, n_states), dtype=np.int8)
+    for t in range(1, n_frames):
+        stay = score
+        step = np.concatenate(([neg], score[:-1]))
+        jump = np.where(skip_ok, np.concatenate(([neg, neg], score[:-2])), neg)
+        cand = np.stack([stay, step, jump])
+        arg = cand.argmax(0)
+        back[t] = arg
+        score = cand[arg, np.arange(n_states)] + lp[ext_arr, t]
+    end_states = [n_states - 1, n_states - 2] if n_states > 1 else [0]
+    s = max(end_states, key=lambda k: score[k])
+    path = np.empty(n_frames, dtype=np.int64)
+    for t in range(n_frames - 1, -1, -1):
+        path[t] = s
+        s -= back[t, s]
+    spans: list[LetterSpan] = []
+    for t, st in enumerate(path):
+        if st % 2 == 1:
+            k = st // 2
+            if len(spans) == k:
+                spans.append(LetterSpan(labels[k], t, t))
+            else:
+                spans[k].end = t
+    return spans

@@ -1,0 +1,71 @@
+"""Inference and evaluation: transcripts, CER/WER per split (jiwer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..audio import FeatureConfig
+from ..corpus.load import utterance_features
+from ..corpus.utterance import Utterance
+from ..errors import InputError
+from ..text import normalize_text
+from .decode import greedy_decode
+from .model import Wav2Letter
+
+
+@torch.no_grad()
+def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Letter scores ``(n_symbols, frames)`` of one utterance's features ``(n_mels, time)``.
+
+    One utterance at a time: batching with padding would change the frames near the end."""
+    p = next(model.parameters())
+    x = torch.as_tensor(feats, dtype=p.dtype, device=p.device).unsqueeze(0)
+    was = model.training
+    model.eval()
+    try:
+        return model(x)[0].cpu()
+    finally:
+        model.train(was)
+
+
+def transcribe(model: Wav2Letter, feats: np.ndarray | torch.Tensor) -> str:
+    """Greedy CTC transcript of one utterance."""
+    return greedy_decode(scores(model, feats).unsqueeze(0))[0]
+
+
+def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
+    """Corpus-level CER and WER (jiwer), empty hypotheses allowed."""
+    import jiwer
+
+    if not refs:
+        return {"cer": float("nan"), "wer": float("nan"), "utterances": 0}
+    return {"cer": float(jiwer.cer(refs, hyps)), "wer": float(jiwer.wer(refs, hyps)), "utterances": len(refs)}
+
+
+def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utterance],
+                   on_error: Callable[[Utterance, Exception], None] | None = None,
+                   progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
+    """CER/WER of a split and per-utterance results; unreadable files are reported and skipped."""
+    refs, hyps, rows = [], [], []
+    for k, u in enumerate(utts):
+        ref = normalize_text(u.text).text
+        if not ref:
+            if on_error:
+                on_error(u, InputError(u.audio_path, f"utterance {u.id} has an empty transcript"))
+            continue
+        try:
+            hyp = transcribe(model, utterance_features(u, cfg))
+        except InputError as e:
+            if on_error is None:
+                raise
+            on_error(u, e)
+            continue
+        refs.append(ref)
+        hyps.append(hyp)
+        rows.append({"id": u.id, "reference": ref, "hypothesis": hyp, "speaker": u.speaker})
+        if progress:
+            progress(k + 1)
+    return error_rates(refs, hyps), rows

@@ -1,0 +1,251 @@
+"""CTC training: AdamW with warm-up and cosine decay, clipping, length-sorted batches, SpecAugment,
+validation CER each epoch, best-checkpoint keeping, and exact ``--resume``.
+
+Exactness of resume: the batch order of epoch e comes from a generator seeded by (seed, e), the
+SpecAugment masks of step s from one seeded by (seed, s); model, optimizer, step and the position
+in the epoch are checkpointed every few minutes and at each epoch end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..audio import PRESETS as FEATURE_PRESETS
+from ..audio import FeatureConfig
+from ..corpus.load import load_corpus, load_features
+from ..text import BLANK, encode, normalize_text
+from .checkpoint import read_meta, read_tensors, save_checkpoint
+from .evaluate import error_rates, transcribe
+from .model import FEATURE_PRESET, build_model, output_length
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (stored in every checkpoint)."""
+
+    preset: str = "default"
+    epochs: int = 30
+    batch_frames: int = 16000  # padded input frames per batch
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 300
+    clip: float = 1.0
+    specaugment: bool = True
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+    train_split: str = "train"
+    valid_split: str = "valid"
+    max_valid: int = 300
+
+
+def make_batches(lengths: list[int], batch_frames: int, generator: torch.Generator) -> list[list[int]]:
+    """Length-sorted batches whose padded size stays within ``batch_frames``, in shuffled order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches, cur = [], []
+    for i in order:
+        if cur and lengths[i] * (len(cur) + 1) > batch_frames:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[p] for p in perm]
+
+
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
+                 freq_masks: int = 2, freq_width: int = 5, time_masks: int = 2, time_frac: float = 0.05) -> torch.Tensor:
+    """Light SpecAugment: zero (= the normalized mean) a few Mel bands and time spans per utterance."""
+    x = x.clone()
+    n_mels = x.shape[1]
+    for b in range(x.shape[0]):
+        n = int(lengths[b])
+        for _ in range(freq_masks):
+            w = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
+            f0 = int(torch.randint(0, max(1, n_mels - w), (1,), generator=generator))
+            x[b, f0:f0 + w, :n] = 0
+        for _ in range(time_masks):
+            w = int(torch.randint(0, max(1, int(time_frac * n)) + 1, (1,), generator=generator))
+            t0 = int(torch.randint(0, max(1, n - w), (1,), generator=generator))
+            x[b, :, t0:t0 + w] = 0
+    return x
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _collate(items: list[tuple[np.ndarray, list[int]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    n_mels = items[0][0].shape[0]
+    lengths = torch.tensor([f.shape[1] for f, _ in items])
+    x = torch.zeros(len(items), n_mels, int(lengths.max()))
+    for b, (f, _) in enumerate(items):
+        x[b, :, : f.shape[1]] = torch.from_numpy(f)
+    targets = torch.tensor([c for _, t in items for c in t], dtype=torch.long)
+    target_lengths = torch.tensor([len(t) for _, t in items])
+    return x, lengths, targets, target_lengths
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, p in model.named_parameters():
+        st = opt.state.get(p, {})
+        for k, v in st.items():
+            out[f"optim.{name}.{k}"] = torch.as_tensor(v).clone()
+    return out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    for name, p in model.named_parameters():
+        st = {k.split(".")[-1]: v for k, v in tensors.items() if k.startswith(f"optim.{name}.")}
+        if st:
+            opt.state[p] = {k: (v.clone() if k != "step" else v.clone().float()) for k, v in st.items()}
+
+
+def prepare(corpus: str | Path, cfg: TrainConfig) -> tuple[list, list, dict]:
+    """Training pairs (features, symbol indices), validation pairs (text, features) and a summary."""
+    features = feature_config_for(cfg.preset)
+    splits = load_corpus(corpus)
+    if cfg.train_split not in splits:
+        raise ValueError(f"corpus {corpus} has no {cfg.train_split!r} split (has {sorted(splits)})")
+    train_utts = [u for u in splits[cfg.train_split] if normalize_text(u.text).text]
+    valid_utts = splits.get(cfg.valid_split, [])[: cfg.max_valid]
+    skipped: list[str] = []
+    data = [(f, encode(normalize_text(u.text).text))
+            for u, f in load_features(train_utts, features, on_error=lambda u, e: skipped.append(str(e)))]
+    valid = [(normalize_text(u.text).text, f) for u, f in load_features(valid_utts, features,
+                                                                       on_error=lambda u, e: skipped.append(str(e)))]
+    summary = {"path": str(corpus), "train_utterances": len(data), "valid_utterances": len(valid),
+               "train_hours": round(sum(f.shape[1] for f, _ in data) / features.frame_rate / 3600, 3),
+               "skipped": len(skipped), "skipped_first": skipped[:5]}
+    return data, valid, summary
+
+
+def train(corpus: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig(), minutes: float | None = None,
+          resume: bool = False, log: Callable[[dict], None] | None = None,
+          progress: Callable[[dict], None] | None = None) -> dict:
+    """Train a recognizer on a corpus folder; returns the final state summary.
+
+    Writes ``OUT/model.{safetensors,json}`` (best validation CER) and ``OUT/last.*`` (resume state).
+    ``minutes`` caps the wall time of this call (the schedule still spans ``cfg.epochs``).
+    """
+    data, valid, summary = prepare(corpus, cfg)
+    return train_arrays(data, valid, summary, out, cfg, minutes, resume, log, progress)
+
+
+def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path, cfg: TrainConfig,
+                 minutes: float | None = None, resume: bool = False, log: Callable[[dict], None] | None = None,
+                 progress: Callable[[dict], None] | None = None, device: str = "cpu",
+                 max_steps: int | None = None) -> dict:
+    """The training loop on prepared data (see `prepare`); ``device`` may be a GPU.
+
+    ``max_steps`` stops this call after that many optimizer steps (a deterministic interruption)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    features = feature_config_for(cfg.preset)
+    lengths = [f.shape[1] for f, _ in data]
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.preset, seed=cfg.seed).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(make_batches(lengths, cfg.batch_frames, torch.Generator().manual_seed(0)))
+    total_steps = steps_per_epoch * cfg.epochs
+    state = {"step": 0, "epoch": 0, "batch": 0, "best_cer": None, "history": [], "train_seconds": 0.0,
+             "audio_seconds": 0.0}
+    if resume and (out / "last.json").is_file():
+        meta = read_meta(out / "last")
+        if meta["train"] != dataclasses.asdict(cfg):
+            raise ValueError(f"{out / 'last.json'}: training settings differ from the interrupted run; "
+                             "resume with the same settings")
+        tensors = read_tensors(out / "last")
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        _load_optimizer(opt, model, {k: v.to(device) for k, v in tensors.items()})
+        state = meta["state"]
+
+    def save(name: str, extra_tensors: bool) -> None:
+        meta = {"train": dataclasses.asdict(cfg), "state": state, "corpus": corpus_summary}
+        save_checkpoint(out / name, model, features, meta, _optimizer_tensors(opt, model) if extra_tensors else None)
+
+    t_start = time.perf_counter()
+    start_step = state["step"]
+    last_ckpt = t_start
+    hop_s = 1.0 / features.frame_rate
+    stopped = False
+    loss = torch.tensor(float("nan"))
+    while state["epoch"] < cfg.epochs and not stopped:
+        batches = make_batches(lengths, cfg.batch_frames, torch.Generator().manual_seed(cfg.seed * 1000 + state["epoch"]))
+        model.train()
+        while state["batch"] < len(batches):
+            idx = batches[state["batch"]]
+            x, xl, y, yl = _collate([data[i] for i in idx])
+            if cfg.specaugment:
+                x = spec_augment(x, xl, torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["step"]))
+            x = x.to(device, non_blocking=True)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(state["step"], total_steps, cfg)
+            t0 = time.perf_counter()
+            logp = F.log_softmax(model(x), dim=1).permute(2, 0, 1)  # (frames, batch, symbols)
+            loss = F.ctc_loss(logp, y.to(device), output_length(model.config, xl).to(device), yl.to(device),
+                              blank=BLANK, zero_infinity=True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            loss = loss.detach()
+            if device != "cpu":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            state["step"] += 1
+            state["batch"] += 1
+            state["train_seconds"] += dt
+            state["audio_seconds"] += float(xl.sum()) * hop_s
+            if progress:
+                progress({"epoch": state["epoch"], "batch": state["batch"], "batches": len(batches),
+                          "loss": float(loss), "audio_per_s": float(xl.sum()) * hop_s / dt, "lr": opt.param_groups[0]["lr"]})
+            now = time.perf_counter()
+            if now - last_ckpt > cfg.checkpoint_minutes * 60:
+                save("last", True)
+                last_ckpt = now
+            if (minutes is not None and now - t_start > minutes * 60) or (
+                    max_steps is not None and state["step"] - start_step >= max_steps):
+                stopped = True
+                break
+        if stopped:
+            break
+        state["epoch"] += 1
+        state["batch"] = 0
+        cer = error_rates([r for r, _ in valid], [transcribe(model, f) for _, f in valid])["cer"] if valid else None
+        entry = {"epoch": state["epoch"], "step": state["step"], "loss": float(loss), "valid_cer": cer,
+                 "audio_seconds": round(state["audio_seconds"]), "train_seconds": round(state["train_seconds"], 1)}
+        state["history"].append(entry)
+        if log:
+            log(entry)
+        if cer is not None and (state["best_cer"] is None or cer < state["best_cer"]):
+            state["best_cer"] = cer
+            save("model", False)
+        save("last", True)
+        last_ckpt = time.perf_counter()
+    if stopped:
+        save("last", True)
+    if not valid and not stopped:
+        save("model", False)
+    (out / "history.json").write_text(json.dumps(state["history"], indent=1))
+    return {"state": state, "corpus": corpus_summary, "stopped_early": stopped}
+
+
+def feature_config_for(preset: str) -> FeatureConfig:
+    """The feature settings a model preset is trained with."""
+    return FEATURE_PRESETS[FEATURE_PRESET[preset]]

@@ -1,0 +1,40 @@
+"""Matplotlib figures for the report (Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..corpus.utterance import Segment  # noqa: E402
+
+
+def save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def spectrogram_with_alignment(feats: np.ndarray, frame_rate: float, words: list[Segment] | None,
+                               phones: list[Segment] | None, path: Path, title: str = "") -> Path:
+    """Mel spectrogram ``(n_mels, frames)`` with word boundaries (white) and phone labels above."""
+    n_frames = feats.shape[1]
+    fig, ax = plt.subplots(figsize=(max(8, n_frames / 40), 3.6))
+    ax.imshow(feats, origin="lower", aspect="auto", cmap="magma", extent=(0, n_frames / frame_rate, 0, feats.shape[0]))
+    for p in phones or []:
+        ax.axvline(p.start, color="#7fd3ff", lw=0.5, alpha=0.7)
+        ax.text((p.start + p.end) / 2, feats.shape[0] * 1.01, p.label, ha="center", va="bottom", fontsize=6,
+                rotation=90, clip_on=False)
+    for w in words or []:
+        ax.axvline(w.start, color="white", lw=1.4)
+        ax.axvline(w.end, color="white", lw=1.4, ls="--")
+        ax.text((w.start + w.end) / 2, 1, w.label, ha="center", va="bottom", color="white", fontsize=8, weight="bold")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("Mel band")
+    ax.set_title(title, pad=22, fontsize=9)
+    return save(fig, path)

@@ -1,0 +1,144 @@
+import pickle
+
+import pytest
+import torch
+
+from introspeech.asr.checkpoint import load_model, save_checkpoint
+from introspeech.asr.decode import forced_align, greedy_decode, greedy_path
+from introspeech.asr.model import PRESETS, LayerSpec, ModelConfig, build_model, geometry, output_length
+from introspeech.audio import PRESETS as FEATURES
+from introspeech.errors import InputError
+from introspeech.text import BLANK, encode
+
+
+def _empirical_dependence(model, n_mels, length, frame):
+    """Output frames (of the final layer) that change when one input frame is perturbed."""
+    x = torch.randn(1, n_mels, length, dtype=torch.float64)
+    base = model(x)
+    x2 = x.clone()
+    x2[0, :, frame] += 10.0
+    diff = (model(x2) - base).abs().amax(dim=1)[0]
+    return set(torch.nonzero(diff > 1e-9).flatten().tolist())
+
+
+@pytest.mark.parametrize("preset", ["tiny", "default", "paper"])
+def test_receptive_field_matches_perturbation(preset):
+    cfg = PRESETS[preset]
+    if preset == "paper":  # same layer geometry, fewer channels: the measurement is about geometry
+        cfg = ModelConfig("paper", 8, tuple(LayerSpec(4, s.kernel, s.stride, s.dilation) for s in cfg.layers))
+    torch.manual_seed(0)
+    model = build_model(cfg).double().eval()
+    with torch.no_grad():  # make every unit active-ish so perturbations propagate
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.bias.fill_(5.0)
+    g = geometry(cfg)["output"]
+    length = g.rf * 2 + 7
+    n_out = output_length(cfg, length)
+    assert n_out == model(torch.zeros(1, cfg.n_mels, length, dtype=torch.float64)).shape[2]
+    for frame in (0, 1, length // 2, length - 1):
+        expected = {t for t in range(n_out) if g.window(t)[0] <= frame < g.window(t)[1]}
+        with torch.no_grad():
+            got = _empirical_dependence(model, cfg.n_mels, length, frame)
+        assert got == expected, (preset, frame)
+
+
+def test_geometry_of_default_and_paper():
+    g = geometry(PRESETS["default"])
+    assert g["layer1"] == g["layer1"].__class__(11, 2, -5)
+    assert g["output"].stride == 2 and g["output"].rf == 11 + 2 * (7 * 6 + 14)
+    p = geometry(PRESETS["paper"])["output"]
+    assert p.stride == 2 and p.rf == 48 + 2 * (7 * 6 + 31) == 194  # ≈1.55 s at 8 ms, as in REFERENCES §1
+
+
+def test_default_preset_size_and_layer_names():
+    model = build_model("default")
+    n = sum(p.numel() for p in model.parameters())
+    assert 2.2e6 < n < 2.6e6
+    names = dict(model.named_modules())
+    assert "layers.layer9.relu" in names and "layers.output" in names
+    assert output_length(model.config, torch.tensor([100, 101])).tolist() == [50, 51]
+
+
+def test_save_load_bit_identical_and_refusals(tmp_path):
+    model = build_model("tiny", seed=1).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_()
+    save_checkpoint(tmp_path / "m", model, FEATURES["default"], {"metrics": {"cer": 0.5}})
+    loaded, cfg, meta = load_model(tmp_path / "m")
+    assert cfg == FEATURES["default"] and meta["metrics"]["cer"] == 0.5
+    x = torch.randn(2, 40, 77)
+    assert torch.equal(model(x), loaded(x))
+    with pytest.raises(InputError, match="preset 'tiny', expected 'default'"):
+        load_model(tmp_path / "m", preset="default")
+    # another alphabet
+    js = (tmp_path / "m.json")
+    js.write_text(js.read_text().replace('"<b>"', '"#"'))
+    with pytest.raises(InputError, match="alphabet"):
+        load_model(tmp_path / "m")
+
+
+def test_pickle_checkpoint_is_refused_without_executing(tmp_path):
+    save_checkpoint(tmp_path / "m", build_model("tiny"), FEATURES["default"])
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    (tmp_path / "m.safetensors").write_bytes(pickle.dumps({"w": Boom()}))
+    with pytest.raises(InputError, match="pickle"):
+        load_model(tmp_path / "m")
+    assert not (tmp_path / "pwned").exists()
+    torch.save({"w": torch.zeros(1)}, tmp_path / "m.safetensors")  # a torch zip-pickle
+    with pytest.raises(InputError, match="pickle"):
+        load_model(tmp_path / "m")
+
+
+def _scores_for(path: list[int], n_symbols: int = 29) -> torch.Tensor:
+    s = torch.full((n_symbols, len(path)), -5.0)
+    for t, c in enumerate(path):
+        s[c, t] = 5.0
+    return s
+
+
+def test_greedy_decoding_collapses_repeats_and_blanks():
+    b = BLANK
+    path = [b, 7, 7, b, 4, 11, 11, b, 11, 14, b]
+    scores = _scores_for(path)
+    assert greedy_decode(scores.unsqueeze(0)) == ["hello"]
+    emitted = greedy_path(scores)
+    assert [(e.letter, e.start, e.end) for e in emitted] == [("h", 1, 2), ("e", 4, 4), ("l", 5, 6), ("l", 8, 8),
+                                                              ("o", 9, 9)]
+
+
+def test_forced_alignment_recovers_planted_path_and_checks_length():
+    b = BLANK
+    path = [b, b, 2, 2, b, 0, 0, 0, b, 19, b, 19, b]  # "catt" needs a blank between the t's
+    lp = torch.log_softmax(_scores_for(path), dim=0)
+    spans = forced_align(lp, "catt")
+    assert [(s.letter, s.start, s.end) for s in spans] == [("c", 2, 3), ("a", 5, 7), ("t", 9, 9), ("t", 11, 11)]
+    with pytest.raises(ValueError, match="needs 5 frames"):
+        forced_align(lp[:, :4], "catt")
+    assert encode("catt") == [s.symbol for s in spans]
+
+
+def test_forced_alignment_is_the_best_path_by_brute_force():
+    import itertools
+
+    g = torch.Generator().manual_seed(0)
+    for text in ("ab", "aa", "aba"):
+        lp = torch.log_softmax(torch.randn(29, 7, generator=g) * 3, dim=0)
+        syms = sorted(set(encode(text))) + [BLANK]
+        best = -float("inf")
+        for seq in itertools.product(syms, repeat=7):
+            collapsed = [c for k, c in enumerate(seq) if c != BLANK and (k == 0 or seq[k - 1] != c)]
+            if collapsed == encode(text):
+                best = max(best, float(sum(lp[c, t] for t, c in enumerate(seq))))
+        spans = forced_align(lp, text)
+        labels = [BLANK] * 7
+        for sp in spans:
+            for t in range(sp.start, sp.end + 1):
+                labels[t] = sp.symbol
+        assert float(sum(lp[c, t] for t, c in enumerate(labels))) == pytest.approx(best, abs=1e-9)
