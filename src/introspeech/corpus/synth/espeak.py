@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,30 @@ class Espeak:
         return 0
 
     def render(self, text: str, voice: Voice) -> Rendered:
+        """Synthesize normalized text in a forked child, so every utterance starts from the same
+        library state (libespeak-ng carries state from one utterance to the next, which made
+        the audio depend on which utterances a worker had synthesized before)."""
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: synthesize, send the result, exit without cleanup
+            os.close(rfd)
+            try:
+                payload = pickle.dumps(self._render(text, voice))
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                payload = pickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
+            with os.fdopen(wfd, "wb") as f:
+                f.write(payload)
+            os._exit(0)
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as f:
+            payload = f.read()
+        os.waitpid(pid, 0)
+        result = pickle.loads(payload)  # our own child's output, never a user file
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _render(self, text: str, voice: Voice) -> Rendered:
         """Synthesize normalized text; phones/words from the library's own events."""
         name = voice.name
         if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
