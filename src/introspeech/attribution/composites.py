@@ -56,7 +56,7 @@ class Composite:
                 else:
                     rules[name] = self.conv() if isinstance(m, CONV_TYPES) else self.dense()
             elif isinstance(m, POOL_TYPES):
-                rules[name] = Epsilon()
+                rules[name] = Epsilon(1e-9)  # sum-pooling normalization
             elif isinstance(m, nn.ReLU):
                 rules[name] = self.activation
             elif isinstance(m, BN_TYPES):

@@ -94,7 +94,7 @@ def linear_fn(module: nn.Module) -> Callable[[torch.Tensor, torch.Tensor | None,
         conv = F.conv1d if isinstance(module, nn.Conv1d) else F.conv2d
         return lambda x, w, b: conv(x, w, b, module.stride, module.padding, module.dilation, module.groups)
     if isinstance(module, POOL_TYPES):
-        return lambda x, w, b: module(x)
+        return lambda x, w, b: module.forward(x)  # forward(), not __call__: no hooks (ours among them)
     raise TypeError(type(module).__name__)
 
 
