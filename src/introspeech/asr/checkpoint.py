@@ -73,9 +73,13 @@ def read_meta(path: str | Path) -> dict:
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint; refuses anything that is not a safetensors file."""
     st, _ = _paths(path)
-    head = st.read_bytes()[:16]
-    if head[:1] in (b"\x80",) or head[:2] == b"PK":
-        raise InputError(st, "this is a pickle/zip file, not safetensors; refusing to load it")
+    size = st.stat().st_size
+    with st.open("rb") as f:
+        head = f.read(9)
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if len(head) < 9 or head[8:9] != b"{" or not 0 < n <= size - 8:
+        kind = "a pickle" if head[:1] == b"\x80" else "a zip/torch.save" if head[:2] == b"PK" else "not a"
+        raise InputError(st, f"{kind} file, not safetensors (8-byte header length + JSON); refusing to load it")
     try:
         return load_file(str(st))
     except Exception as e:  # safetensors raises its own error types

@@ -99,7 +99,7 @@ def forced_align(log_probs: torch.Tensor, text: str) -> list[LetterSpan]:
     path = np.empty(n_frames, dtype=np.int64)
     for t in range(n_frames - 1, -1, -1):
         path[t] = s
-        s -= back[t, s]
+        s -= int(back[t, s])
     spans: list[LetterSpan] = []
     for t, st in enumerate(path):
         if st % 2 == 1:

@@ -6,9 +6,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..asr.checkpoint import load_model
 from ..audio import PRESETS
 from ..corpus.load import load_corpus
+from ..errors import InputError
 from .html import Section, write_report
+from .sections.asr import asr_section
 from .sections.corpus import corpus_section, sample_utterance
 
 
@@ -23,6 +26,16 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
     sections: list[Section] = []
     log("corpus statistics and sample alignment")
     sections.append(corpus_section(splits, out, cfg, sample))
+    try:
+        net, cfg, meta = load_model(model)
+    except InputError as e:
+        if model is not None:
+            raise
+        log(f"no built-in model yet ({e}); model sections skipped")
+        net = None
+    if net is not None:
+        log("speech recognizer: error rates and sample posteriors")
+        sections.append(asr_section(net, cfg, meta, splits, sample, out)[0])
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
     log(f"report written to {path}")

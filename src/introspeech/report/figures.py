@@ -38,3 +38,19 @@ def spectrogram_with_alignment(feats: np.ndarray, frame_rate: float, words: list
     ax.set_ylabel("Mel band")
     ax.set_title(title, pad=22, fontsize=9)
     return save(fig, path)
+
+
+def posteriors(log_probs: np.ndarray, symbols: list[str], frame_seconds: float, path: Path, title: str = "",
+               letters: list[tuple[float, str]] | None = None) -> Path:
+    """Per-frame letter posteriors ``(n_symbols, frames)`` as an image over time."""
+    probs = np.exp(log_probs)
+    fig, ax = plt.subplots(figsize=(max(8, probs.shape[1] / 25), 4.2))
+    ax.imshow(probs, origin="upper", aspect="auto", cmap="Greys", vmin=0, vmax=1,
+              extent=(0, probs.shape[1] * frame_seconds, len(symbols) - 0.5, -0.5))
+    ax.set_yticks(range(len(symbols)))
+    ax.set_yticklabels([{" ": "␣", "<b>": "blank"}.get(s, s) for s in symbols], fontsize=6)
+    for t, letter in letters or []:
+        ax.text(t, -0.9, letter, ha="center", va="bottom", fontsize=7, color="tab:red", clip_on=False)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title, pad=14, fontsize=9)
+    return save(fig, path)

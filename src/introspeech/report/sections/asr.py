@@ -1,0 +1,57 @@
+"""Report section: the recognizer on the sample utterance (transcript, letter posteriors) and
+its error rates per split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ...asr.decode import greedy_path
+from ...asr.evaluate import evaluate_split, scores
+from ...asr.model import Wav2Letter, geometry
+from ...audio import FeatureConfig
+from ...corpus.load import utterance_features
+from ...corpus.utterance import Utterance
+from ...text import SYMBOLS, normalize_text
+from ..figures import posteriors
+from ..html import Section, fragment
+
+TEMPLATE = """
+<p>Model: preset <code>{{ preset }}</code>, {{ "{:,}".format(n_params) }} parameters, receptive field
+{{ rf }} input frames ({{ "%.2f"|format(rf_s) }} s), one output frame per {{ stride }} input frames.
+{{ training }}</p>
+<table><tr><th>split</th><th>utterances</th><th>CER %</th><th>WER %</th></tr>
+{% for name, m in metrics.items() %}<tr><td>{{ name }}</td><td>{{ m.utterances }}</td>
+<td>{{ "%.2f"|format(100 * m.cer) }}</td><td>{{ "%.2f"|format(100 * m.wer) }}</td></tr>{% endfor %}</table>
+<p>Sample utterance <code>{{ utt.id }}</code>:<br>reference: <q>{{ ref }}</q><br>transcript: <q>{{ hyp }}</q></p>
+<figure><img src="{{ image }}" alt="letter posteriors over time">
+<figcaption>Per-frame letter posteriors (softmax of the output scores); red letters mark where the
+greedy CTC path emits each letter.</figcaption></figure>
+"""
+
+
+def asr_section(model: Wav2Letter, cfg: FeatureConfig, meta: dict, splits: dict[str, list[Utterance]],
+                sample: Utterance, out_dir: Path, max_per_split: int = 0) -> tuple[Section, dict]:
+    """Error rates per split and the sample's posteriors; returns the section and the metrics."""
+    out_dir = Path(out_dir)
+    metrics = {}
+    for name, utts in splits.items():
+        metrics[name] = evaluate_split(model, cfg, utts[: max_per_split or None], on_error=lambda u, e: None)[0]
+    s = scores(model, utterance_features(sample, cfg))
+    lp = torch.log_softmax(s.double(), 0).numpy()
+    frame_s = model.config.layers[0].stride / cfg.frame_rate
+    emitted = greedy_path(s)
+    hyp = "".join(e.letter for e in emitted)
+    image = posteriors(lp, list(SYMBOLS), frame_s, out_dir / "assets" / f"{sample.id}_posteriors.png",
+                       title=f"{sample.id}: {hyp}",
+                       letters=[((e.start + 0.5) * frame_s, e.letter) for e in emitted if e.letter != " "])
+    g = geometry(model.config)["output"]
+    hist = meta.get("state", {}).get("history", [])
+    training = (f"Trained {hist[-1]['epoch']} epochs on {meta.get('corpus', {}).get('train_hours', '?')} h "
+                f"(best validation CER {100 * meta['state']['best_cer']:.2f} %)." if hist else "")
+    html = fragment(TEMPLATE, preset=model.config.preset, n_params=sum(p.numel() for p in model.parameters()),
+                    rf=g.rf, rf_s=g.rf / cfg.frame_rate, stride=g.stride, training=training, metrics=metrics,
+                    utt=sample, ref=normalize_text(sample.text).text, hyp=hyp,
+                    image=image.relative_to(out_dir).as_posix())
+    return Section("Speech recognizer", html, [image]), metrics
