@@ -44,6 +44,11 @@ class FrameGeometry:
         return math.ceil(self.rf / self.stride)
 
 
+def _time_axis(v):
+    """The last (time) entry of a per-axis layer setting."""
+    return v[-1] if isinstance(v, tuple) else v
+
+
 def chain_geometry(model: nn.Module, example: torch.Tensor) -> FrameGeometry:
     """Geometry along the last axis of a model whose leaves run as a chain of Conv/Pool/pad and
     pointwise layers (what `trace` records). Raises for other layers that change positions."""
@@ -53,8 +58,7 @@ def chain_geometry(model: nn.Module, example: torch.Tensor) -> FrameGeometry:
             k, s, p, d = (getattr(mod, a) for a in ("kernel_size", "stride", "padding", "dilation")) \
                 if not isinstance(mod, (nn.AvgPool1d, nn.AvgPool2d)) else \
                 (mod.kernel_size, mod.stride, mod.padding, 1)
-            last = (lambda v: v[-1] if isinstance(v, tuple) else v)
-            k, s, p, d = last(k), last(s), last(p), last(d)
+            k, s, p, d = (_time_axis(v) for v in (k, s, p, d))
             offset -= p * stride
             rf += d * (k - 1) * stride
             stride *= s
