@@ -11,7 +11,9 @@ from ..audio import PRESETS
 from ..corpus.load import load_corpus
 from ..errors import InputError
 from .html import Section, write_report
+from ..corpus.load import utterance_features
 from .sections.asr import asr_section
+from .sections.attribution import attribution_section, corpus_bounds
 from .sections.corpus import corpus_section, sample_utterance
 
 
@@ -36,6 +38,9 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
     if net is not None:
         log("speech recognizer: error rates and sample posteriors")
         sections.append(asr_section(net, cfg, meta, splits, sample, out)[0])
+        log("local introspection: every method, all frames at once")
+        feats = [utterance_features(u, cfg) for us in splits.values() for u in us]
+        sections.append(attribution_section(net, cfg, sample, corpus_bounds(feats), out))
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
     log(f"report written to {path}")

@@ -54,3 +54,38 @@ def posteriors(log_probs: np.ndarray, symbols: list[str], frame_seconds: float, 
     ax.set_xlabel("time (s)")
     ax.set_title(title, pad=14, fontsize=9)
     return save(fig, path)
+
+
+def map_grid(maps: list[list[np.ndarray]], row_names: list[str], col_names: list[str], path: Path,
+             extent_s: list[tuple[float, float]] | None = None) -> Path:
+    """Grid of signed maps ``(n_mels, frames)``: rows = methods, columns = explained letters.
+    Each map has its own symmetric colour limits (a diverging colormap centred at zero)."""
+    n_r, n_c = len(maps), len(maps[0])
+    fig, axes = plt.subplots(n_r, n_c, figsize=(2.6 * n_c, 1.25 * n_r), squeeze=False)
+    for i in range(n_r):
+        for j in range(n_c):
+            m = maps[i][j]
+            lim = float(np.abs(m).max()) or 1.0
+            ext = (*extent_s[j], 0, m.shape[0]) if extent_s else None
+            axes[i][j].imshow(m, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, extent=ext)
+            axes[i][j].set_xticks([])
+            axes[i][j].set_yticks([])
+            if j == 0:
+                axes[i][j].set_ylabel(row_names[i], rotation=0, ha="right", va="center", fontsize=8)
+            if i == 0:
+                axes[i][j].set_title(col_names[j], fontsize=9)
+    fig.subplots_adjust(wspace=0.05, hspace=0.08)
+    return save(fig, path)
+
+
+def relevance_over_time(rel: np.ndarray, labels: list[str], seconds: float, path: Path, title: str = "") -> Path:
+    """One row per emitted letter: summed |relevance| over Mel bins along the input time axis."""
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.16 * len(labels) + 1)))
+    norm = rel / np.maximum(rel.max(axis=1, keepdims=True), 1e-12)
+    ax.imshow(norm, aspect="auto", cmap="magma", extent=(0, seconds, len(labels) - 0.5, -0.5))
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels([{" ": "␣"}.get(c, c) for c in labels], fontsize=6)
+    ax.set_xlabel("input time (s)")
+    ax.set_ylabel("emitted letter (in order)")
+    ax.set_title(title, fontsize=9)
+    return save(fig, path)
