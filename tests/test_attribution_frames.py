@@ -31,15 +31,16 @@ def _per_frame(net, x, method, opts, frames, classes):
     return torch.stack(maps)
 
 
+@pytest.mark.parametrize("engine", ["colour", "auto"])
 @pytest.mark.parametrize("method", sorted(OPTIONS))
-def test_frames_equal_per_frame_loop(method):
+def test_frames_equal_per_frame_loop(method, engine):
     net = conv1d_net(6)  # stride 2, BatchNorm
     x = torch.randn(1, 6, 41, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     state = model_state(net)
     with torch.no_grad():
         classes = net(x)[0].argmax(0)
     n_out = classes.shape[0]
-    got = attribute_frames(net, x, "all", "predicted", method, chunk=3, **OPTIONS[method])
+    got = attribute_frames(net, x, "all", "predicted", method, chunk=3, engine=engine, **OPTIONS[method])
     assert got.shape == (n_out, *x.shape[1:])
     want = _per_frame(net, x, method, OPTIONS[method], range(n_out), classes)
     torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
@@ -52,14 +53,16 @@ def test_geometry_of_chain_matches_wav2letter_geometry():
     assert chain_geometry(model, torch.zeros(1, 40, 50)) == FrameGeometry(g.rf, g.stride, g.offset)
 
 
-@pytest.mark.parametrize("method", ["gradient", "lrp", "guided_backprop", "integrated_gradients"])
-def test_frames_on_tiny_wav2letter_subset_of_frames(method):
+@pytest.mark.parametrize("engine", ["colour", "chain"])
+@pytest.mark.parametrize("method", ["gradient", "lrp", "guided_backprop", "integrated_gradients", "smoothgrad"])
+def test_frames_on_tiny_wav2letter_subset_of_frames(method, engine):
     torch.manual_seed(0)
     model = build_model("tiny").double().eval()
     x = torch.randn(1, 40, 60, dtype=torch.float64)
-    opts = {"lrp": {"composite": "epsilon-plus"}, "integrated_gradients": {"steps": 4}}.get(method, {})
+    opts = {"lrp": {"composite": "epsilon-plus"}, "integrated_gradients": {"steps": 4},
+            "smoothgrad": {"samples": 2, "stdev": 0.5, "seed": 1}}.get(method, {})
     frames = [0, 1, 7, 14, 29]  # first and last frames included
     classes = torch.arange(30) % 29
-    got = attribute_frames(model, x, frames, classes, method, chunk=2, **opts)
+    got = attribute_frames(model, x, frames, classes, method, chunk=2, engine=engine, **opts)
     want = _per_frame(model, x, method, opts, frames, classes)
     torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)

@@ -23,6 +23,7 @@ from torch import nn
 from . import methods as m
 from .api import LOCAL_METHODS, check_options, method_function
 from .cam import find_layer, upsample
+from .chain import chain_frames, is_chain
 from .hooks import LINEAR_TYPES, preserved, trace
 
 
@@ -81,21 +82,26 @@ def _selector(out: torch.Tensor, frames: list[int], classes: torch.Tensor, scale
 def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[int] = "all",
                      classes: str | torch.Tensor = "predicted", method: str = "gradient", chunk: int = 16,
                      geometry: FrameGeometry | None = None, progress: Callable[[int, int], None] | None = None,
-                     **options) -> torch.Tensor | list[torch.Tensor]:
+                     engine: str = "auto", **options) -> torch.Tensor | list[torch.Tensor]:
     """One map per requested output frame of a ``(B, C_out, T_out)`` model.
 
     Returns ``(n_frames, *inputs.shape[1:])`` for one utterance (a list for several). ``classes``:
     ``"predicted"`` (best class per frame) or a tensor of one class per output frame. ``chunk``
     bounds the rows of one batched pass (memory ∝ chunk). Equals the per-frame computation for every
     local method and for Grad-CAM.
+
+    ``engine``: ``"auto"`` uses the cone-restricted chain engine (chain.py) where the model is a
+    chain of 1-D layers and the method allows it, else colouring; ``"colour"`` / ``"chain"`` force one.
     """
     if inputs.dim() < 3:
         raise ValueError(f"inputs must be (batch, channels, time[, ...]) sequences, got {tuple(inputs.shape)}")
     if inputs.shape[0] > 1:
         return [attribute_frames(model, inputs[b:b + 1], frames, classes if isinstance(classes, str) else classes[b],
-                                 method, chunk, geometry, progress, **options) for b in range(inputs.shape[0])]
+                                 method, chunk, geometry, progress, engine, **options) for b in range(inputs.shape[0])]
     name, fn = method_function(method)
     check_options(name, fn, options)
+    if engine not in ("auto", "chain", "colour"):
+        raise ValueError(f"engine must be 'auto', 'chain' or 'colour', not {engine!r}")
     with preserved(model):
         with torch.no_grad():
             out = model(inputs)
@@ -113,6 +119,11 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
             return _cam_frames(model, inputs, out, todo, cls, name, geo, chunk, progress, **options)
         if name not in LOCAL_METHODS:  # pragma: no cover - every method is listed
             raise ValueError(f"method {name!r} is not supported by attribute_frames")
+        searched = name == "deep_taylor" and isinstance(options.get("root"), str)
+        if engine in ("auto", "chain") and not searched and is_chain(model, inputs):
+            return chain_frames(model, inputs, out, todo, cls, name, chunk * 8, progress, **options)
+        if engine == "chain":
+            raise ValueError("engine='chain' needs a chain of Conv1d/BatchNorm1d/ReLU/ConstantPad1d/Dropout layers")
         return _colored(model, inputs, out, todo, cls, name, geo, chunk, progress, **options)
 
 
