@@ -113,13 +113,17 @@ def build(model: nn.Module, x: torch.Tensor, method: str, composite: Composite |
 def _gather(full: torch.Tensor, starts: torch.Tensor, width: int) -> torch.Tensor:
     """Windows ``(n, C, width)`` of a ``(1, C, T)`` tensor at per-frame starts; zero outside [0, T)."""
     t = full.shape[-1]
-    idx = starts[:, None] + torch.arange(width, device=full.device)[None, :]
-    valid = ((idx >= 0) & (idx < t)).to(full.dtype)
-    g = full[0][:, idx.clamp(0, t - 1)]  # (C, n, width)
-    return g.permute(1, 0, 2) * valid[:, None, :]
+    lo, hi = int(starts.min()), int(starts.max()) + width
+    left, right = max(0, -lo), max(0, hi - t)
+    padded = F.pad(full[0], (left, right)) if left or right else full[0]
+    windows = padded.unfold(-1, width, 1)  # (C, positions, width), a view
+    return windows[:, starts + left].permute(1, 0, 2)
 
 
 def _mask_outside(r: torch.Tensor, starts: torch.Tensor, t: int) -> torch.Tensor:
+    """Zero the window positions that fall outside [0, t) (only frames at the edges have any)."""
+    if int(starts.min()) >= 0 and int(starts.max()) + r.shape[-1] <= t:
+        return r
     idx = starts[:, None] + torch.arange(r.shape[-1], device=r.device)[None, :]
     return r * ((idx >= 0) & (idx < t)).to(r.dtype)[:, None, :]
 

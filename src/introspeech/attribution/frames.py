@@ -87,7 +87,9 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
 
     Returns ``(n_frames, *inputs.shape[1:])`` for one utterance (a list for several). ``classes``:
     ``"predicted"`` (best class per frame) or a tensor of one class per output frame. ``chunk``
-    bounds the rows of one batched pass (memory ∝ chunk). Equals the per-frame computation for every
+    bounds the rows of one batched pass (memory ∝ chunk): colours per pass for the colouring engine,
+    32·chunk frames per step for the chain engine (whose rows are receptive-field windows, not whole
+    utterances). Equals the per-frame computation for every
     local method and for Grad-CAM.
 
     ``engine``: ``"auto"`` uses the cone-restricted chain engine (chain.py) where the model is a
@@ -121,7 +123,7 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
             raise ValueError(f"method {name!r} is not supported by attribute_frames")
         searched = name == "deep_taylor" and isinstance(options.get("root"), str)
         if engine in ("auto", "chain") and not searched and is_chain(model, inputs):
-            return chain_frames(model, inputs, out, todo, cls, name, chunk * 8, progress, **options)
+            return chain_frames(model, inputs, out, todo, cls, name, chunk * 32, progress, **options)
         if engine == "chain":
             raise ValueError("engine='chain' needs a chain of Conv1d/BatchNorm1d/ReLU/ConstantPad1d/Dropout layers")
         return _colored(model, inputs, out, todo, cls, name, geo, chunk, progress, **options)

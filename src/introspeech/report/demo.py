@@ -8,10 +8,9 @@ from pathlib import Path
 
 from ..asr.checkpoint import load_model
 from ..audio import PRESETS
-from ..corpus.load import load_corpus
+from ..corpus.load import load_corpus, utterance_features
 from ..errors import InputError
 from .html import Section, write_report
-from ..corpus.load import utterance_features
 from .sections.asr import asr_section
 from .sections.attribution import attribution_section, corpus_bounds
 from .sections.corpus import corpus_section, sample_utterance
