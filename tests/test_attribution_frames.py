@@ -66,3 +66,21 @@ def test_frames_on_tiny_wav2letter_subset_of_frames(method, engine):
     got = attribute_frames(model, x, frames, classes, method, chunk=2, engine=engine, **opts)
     want = _per_frame(model, x, method, opts, frames, classes)
     torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["gradient", "lrp"])
+def test_chain_engine_with_even_kernels_and_padding_layers(method):
+    """The paper layout's even kernels need ConstantPad1d layers: the chain engine handles them."""
+    from introspeech.asr.model import LayerSpec, ModelConfig
+
+    cfg = ModelConfig("paper", 8, (LayerSpec(6, 8, 2), LayerSpec(6, 4), LayerSpec(8, 1)))
+    torch.manual_seed(1)
+    model = build_model(cfg).double().eval()
+    assert any(isinstance(m, torch.nn.ConstantPad1d) for m in model.modules())
+    x = torch.randn(1, 8, 33, dtype=torch.float64)
+    classes = torch.arange(17) % 29
+    got = attribute_frames(model, x, "all", classes, method, engine="chain", composite="epsilon")  \
+        if method == "lrp" else attribute_frames(model, x, "all", classes, method, engine="chain")
+    opts = {"composite": "epsilon"} if method == "lrp" else {}
+    want = _per_frame(model, x, method, opts, range(17), classes)
+    torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
