@@ -24,7 +24,7 @@ lint: env
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -q
 
 bench: env
 	$(PY) benchmarks/synth_throughput.py --quick --json out/bench/synth.json
