@@ -1,5 +1,8 @@
 """All frames of an utterance: introspeech's attribute_frames vs Captum looping over frames and vs
-Captum with the input repeated along the batch (one target per row), float64, default model.
+Captum with the input repeated along the batch (one target per row), default model.
+
+All three are timed in the same dtype (``--dtype``, default float32, the dtype models run in);
+the accuracy check always runs in float64: our maps of the sampled frames against Captum's.
 
 Goal (local-introspection issue): >= 30x faster than the loop, >= 5x faster than the repeated
 batch, max |difference| <= 1e-5 where Captum computes the same quantity, peak memory bounded by
@@ -62,19 +65,22 @@ def _captum_single(method: str, model, steps: int):
 
 
 def run(seconds: float, methods: list[str], loop_frames: int, batch_rows: int, chunk: int, steps: int,
-        model_path: str | None) -> dict:
+        model_path: str | None, dtype: torch.dtype = torch.float32) -> dict:
     from introspeech.attribution import attribute
     from introspeech.attribution.frames import attribute_frames
 
-    model, source = _model(model_path)
+    model64, source = _model(model_path)
+    model = copy.deepcopy(model64).to(dtype)
     torch.manual_seed(0)
-    x = torch.randn(1, 40, int(seconds * 100), dtype=torch.float64)
+    x64 = torch.randn(1, 40, int(seconds * 100), dtype=torch.float64)
+    x = x64.to(dtype)
     with torch.no_grad():
-        out = model(x)
+        out = model64(x64)
     n_out = out.shape[2]
     classes = out[0].argmax(0)
     results = {"setup": {"model": source, "input_frames": x.shape[2], "output_frames": n_out, "chunk": chunk,
-                         "ig_steps": steps, "threads": torch.get_num_threads(), "dtype": "float64",
+                         "ig_steps": steps, "threads": torch.get_num_threads(), "timing_dtype": str(dtype),
+                         "accuracy_dtype": "float64",
                          "loop_frames_timed": loop_frames, "batch_rows_per_call": batch_rows}}
     for method in methods:
         opts = {"integrated_gradients": {"steps": steps}, "lrp": {"composite": "epsilon"}}.get(method, {})
@@ -86,26 +92,62 @@ def run(seconds: float, methods: list[str], loop_frames: int, batch_rows: int, c
         single = _captum_single(method, model, steps)
         sample = torch.linspace(0, n_out - 1, loop_frames).round().long().tolist()
         t0 = time.perf_counter()
-        loop_maps = {t: single(x, (int(classes[t]), t)) for t in sample}
+        for t in sample:
+            single(x, (int(classes[t]), t))
         t_loop = (time.perf_counter() - t0) * n_out / len(sample)
         # Captum with the input repeated along the batch, one target per row, in calls of batch_rows
         rows = sample[: batch_rows] if len(sample) >= batch_rows else sample
         t0 = time.perf_counter()
         single(x.expand(len(rows), -1, -1).contiguous(), [(int(classes[t]), t) for t in rows])
         t_batch = (time.perf_counter() - t0) * n_out / len(rows)
-        if method == "lrp":  # Captum's LRP treats BatchNorm as its own layer; compare with our per-frame LRP
-            ref = {t: attribute(model, x, (int(classes[t]), t), "lrp", composite="epsilon")[0] for t in sample[:8]}
+        # accuracy, float64: our all-frames maps of the sampled frames vs Captum (vs our per-frame LRP for
+        # LRP: Captum's LRP treats BatchNorm as its own layer, not folded)
+        ours64 = attribute_frames(model64, x64, sample, classes, method, chunk=chunk, **opts)
+        if method == "lrp":
+            refs = [attribute(model64, x64, (int(classes[t]), t), "lrp", composite="epsilon")[0] for t in sample]
             diff_to = "introspeech attribute() per frame (verified against the explicit z_ij reference in tests)"
         else:
-            ref = {t: loop_maps[t][0] for t in sample}
+            single64 = _captum_single(method, model64, steps)
+            refs = [single64(x64, (int(classes[t]), t))[0] for t in sample]
             diff_to = "captum"
-        diff = max(float((ours[t] - r).abs().max()) for t, r in ref.items())
+        diff = max(float((ours64[i] - r).abs().max()) for i, r in enumerate(refs))
+        del ours
         results[method] = {"seconds": round(t_ours, 3), "loop_seconds_extrapolated": round(t_loop, 2),
                            "batch_seconds_extrapolated": round(t_batch, 2),
                            "speedup_vs_loop": round(t_loop / t_ours, 1), "speedup_vs_batch": round(t_batch / t_ours, 1),
                            "max_abs_diff": diff, "diff_against": diff_to, "peak_mb": round(peak, 1)}
         print(method, json.dumps(results[method]), flush=True)
     return results
+
+
+_MEMORY_CHILD = """
+import resource, sys, torch
+from introspeech.asr.model import build_model
+from introspeech.attribution.frames import attribute_frames
+model = build_model("default", seed=0).eval()
+x = torch.randn(1, 40, int(float(sys.argv[1]) * 100))
+with torch.no_grad():
+    model(x)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if int(sys.argv[2]) > 0:
+    attribute_frames(model, x, "all", "predicted", sys.argv[3], chunk=int(sys.argv[2]), engine=sys.argv[4])
+print(base / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def memory(seconds: float, chunks: list[int], method: str = "gradient") -> dict:
+    """Peak resident memory above a forward pass, per chunk and engine (fresh process each)."""
+    import subprocess
+    import sys
+
+    out = {}
+    for engine in ("chain", "colour"):
+        for chunk in chunks:
+            res = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(seconds), str(chunk), method, engine],
+                                 capture_output=True, text=True, check=True)
+            base, peak = map(float, res.stdout.split()[-2:])
+            out[f"{engine}_chunk{chunk}"] = round(peak - base, 1)
+    return out
 
 
 def main() -> None:
@@ -115,16 +157,20 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="checkpoint (default: the built-in model, else a random one)")
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--methods", default="gradient,lrp,integrated_gradients")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of the timed runs")
     args = ap.parse_args()
+    dtype = getattr(torch, args.dtype)
     if args.quick:
-        res = run(3.0, args.methods.split(","), 6, 6, args.chunk, 8, args.model)
+        res = run(3.0, args.methods.split(","), 6, 6, args.chunk, 8, args.model, dtype)
     else:
-        res = run(10.0, args.methods.split(","), 24, 24, args.chunk, 16, args.model)
+        res = run(10.0, args.methods.split(","), 24, 24, args.chunk, 16, args.model, dtype)
     print(f"\n{'method':<22}{'ours s':>9}{'loop s':>10}{'batch s':>10}{'x loop':>8}{'x batch':>8}{'max diff':>11}{'MB':>7}")
     for k, v in res.items():
-        if k != "setup":
+        if k not in ("setup", "peak_mb_above_forward"):
             print(f"{k:<22}{v['seconds']:>9.2f}{v['loop_seconds_extrapolated']:>10.1f}{v['batch_seconds_extrapolated']:>10.1f}"
                   f"{v['speedup_vs_loop']:>8.1f}{v['speedup_vs_batch']:>8.1f}{v['max_abs_diff']:>11.2e}{v['peak_mb']:>7.0f}")
+    res["peak_mb_above_forward"] = memory(3.0 if args.quick else 10.0, [1, 4, 16])
+    print("peak MB above a plain forward pass (gradient, fresh process):", json.dumps(res["peak_mb_above_forward"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1))
