@@ -12,7 +12,7 @@ from ..text import BLANK, LETTERS, encode
 
 @dataclass
 class Emission:
-    """A letter the model emits: symbol index, its first and last output frame on the greedy path."""
+    """A letter and its first and last output frame (on the greedy path, or in a forced alignment)."""
 
     symbol: int
     start: int
@@ -47,17 +47,8 @@ def greedy_decode(scores: torch.Tensor, lengths: torch.Tensor | None = None) -> 
     return out
 
 
-@dataclass
-class LetterSpan:
-    """A reference letter and the output frames ``[start, end]`` the forced alignment gives it."""
-
-    symbol: int
-    start: int
-    end: int
-
-    @property
-    def letter(self) -> str:
-        return LETTERS[self.symbol]
+LetterSpan = Emission
+"""A reference letter and the output frames ``[start, end]`` the forced alignment gives it."""
 
 
 def forced_align(log_probs: torch.Tensor, text: str) -> list[LetterSpan]:

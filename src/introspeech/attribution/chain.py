@@ -179,7 +179,7 @@ def lrp_composite(options: dict) -> Composite:
 def chain_frames(model: nn.Module, x: torch.Tensor, out: torch.Tensor, todo: list[int], cls: torch.Tensor, name: str,
                  chunk: int, progress=None, **options) -> torch.Tensor:
     """`attribute_frames` on the chain engine (see the module docstring); ``chunk`` frames per step."""
-    from .methods import ig_points
+    from .methods import ig_points, smoothgrad_noise
 
     frames = torch.as_tensor(todo, device=x.device)
     n_in = x.shape[-1]
@@ -220,11 +220,7 @@ def chain_frames(model: nn.Module, x: torch.Tensor, out: torch.Tensor, todo: lis
         total = sum(float(w) * run(base + float(a) * (x - base), "gradient") for a, w in zip(alphas, weights))
         return (x - base) * total
     if name == "smoothgrad":
-        samples = options.get("samples", 25)
-        noise = options.get("noise")
-        if noise is None:
-            gen = torch.Generator().manual_seed(options.get("seed", 0))
-            noise = torch.randn((samples, *x.shape[1:]), generator=gen, dtype=x.dtype) * options.get("stdev", 0.15)
+        noise = smoothgrad_noise(x, options)
         inner = options.get("inner", "gradient")
         maps = []
         for k in range(noise.shape[0]):

@@ -142,14 +142,11 @@ def _row_maps(model, x, out, rows: list[list[int]], cls, name: str, **options) -
     xr = x.expand(n, *x.shape[1:])
     scale = name == "lrp" or (name == "deep_taylor" and options.get("root") is None)
     grad = torch.cat([_selector(out, r, cls, scale) for r in rows])
-    if name == "smoothgrad":
-        samples = options.get("samples", 25)
-        noise = options.get("noise")
-        if noise is None:
-            gen = torch.Generator().manual_seed(options.get("seed", 0))
-            noise = torch.randn((samples, *x.shape[1:]), generator=gen, dtype=x.dtype) * options.get("stdev", 0.15)
-        opts = {k: v for k, v in options.items() if k not in ("noise", "seed")}
-        return m.smoothgrad(model, xr, grad, noise=noise.to(x).repeat(n, *([1] * (x.dim() - 1))), **opts)
+    if name == "smoothgrad":  # every row gets the utterance's noise
+        noise = m.smoothgrad_noise(x, options)
+        opts = {k: v for k, v in options.items() if k not in ("noise", "seed", "samples")}
+        return m.smoothgrad(model, xr, grad, noise=noise.repeat(n, *([1] * (x.dim() - 1))), samples=noise.shape[0],
+                            **opts)
     if name == "deep_taylor" and options.get("root") is not None:
         root = options["root"]
         if isinstance(root, str):

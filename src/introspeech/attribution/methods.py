@@ -108,7 +108,20 @@ def integrated_gradients(model, x, target, baselines: torch.Tensor | float | Non
     return (x - base) * total
 
 
-def smoothgrad(model, x, target, stdev: float = 0.15, samples: int = 25, seed: int = 0,
+SMOOTHGRAD_STDEV, SMOOTHGRAD_SAMPLES = 0.15, 25
+
+
+def smoothgrad_noise(x: torch.Tensor, options: dict) -> torch.Tensor:
+    """The noise SmoothGrad adds to one utterance ``x`` (1, ...): ``(samples, *x.shape[1:])``, from
+    ``options`` (``noise`` as given, else drawn from ``seed`` with ``stdev``), as `smoothgrad` draws it."""
+    if options.get("noise") is not None:
+        return options["noise"].to(x)
+    gen = torch.Generator().manual_seed(options.get("seed", 0))
+    shape = (options.get("samples", SMOOTHGRAD_SAMPLES), *x.shape[1:])
+    return torch.randn(shape, generator=gen, dtype=x.dtype) * options.get("stdev", SMOOTHGRAD_STDEV)
+
+
+def smoothgrad(model, x, target, stdev: float = SMOOTHGRAD_STDEV, samples: int = SMOOTHGRAD_SAMPLES, seed: int = 0,
                noise: torch.Tensor | None = None, inner: str = "gradient") -> torch.Tensor:
     """Mean of gradients (or gradient×input, ``inner``) at noisy copies x + 𝒩(0, stdev²).
 
