@@ -117,7 +117,8 @@ def evaluate(
     model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
     corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
     splits: str = typer.Option("", "--splits", help="Comma-separated splits (default: all but train)."),
-    out: Path = typer.Option(None, "--out", help="Write metrics and per-utterance results here (JSON)."),
+    out: Path = typer.Option(Path("out/evaluate.json"), "--out",
+                             help="Write metrics and per-utterance results here (JSON)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"splits": {NAME: {"cer", "wer", "utterances"}}}.'),
 ) -> None:
     """CER and WER per split (greedy CTC decoding)."""

@@ -1,0 +1,47 @@
+"""The command line: --help everywhere, defaults to the built-in model and corpus, clear errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from introspeech.asr.checkpoint import builtin_model
+from introspeech.cli import app
+from introspeech.corpus.load import builtin_corpus
+
+runner = CliRunner()
+COMMANDS = ["synth", "train", "transcribe", "evaluate", "demo"]
+HAS_MODEL = builtin_model().with_suffix(".json").is_file()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    res = runner.invoke(app, [command, "--help"])
+    assert res.exit_code == 0 and "Usage" in res.output
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="no built-in model in this checkout")
+def test_evaluate_json_on_builtin_defaults(tmp_path):
+    res = runner.invoke(app, ["evaluate", "--json", "--splits", "heldout", "--out", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.output.strip().splitlines()[-1])
+    m = obj["splits"]["heldout"]
+    assert m["utterances"] == 80 and 0 <= m["cer"] <= 1 and 0 <= m["wer"]
+    assert json.loads((tmp_path / "e.json").read_text())["splits"] == obj["splits"]
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="no built-in model in this checkout")
+def test_transcribe_reports_bad_files_and_continues(tmp_path):
+    good = next((builtin_corpus() / "audio" / "test").glob("*.flac"))
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    res = runner.invoke(app, ["transcribe", str(good), str(bad)])
+    assert res.exit_code == 1
+    assert str(good) in res.output and "bad.wav" in res.output and "1 of 2 files failed" in res.output
+
+
+def test_unknown_split_is_a_clear_error(tmp_path):
+    if not HAS_MODEL:
+        pytest.skip("no built-in model")
+    res = runner.invoke(app, ["evaluate", "--splits", "nope", "--out", str(tmp_path / "e.json")])
+    assert res.exit_code != 0 and "no split 'nope'" in res.output
