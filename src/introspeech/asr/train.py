@@ -122,9 +122,14 @@ def prepare(corpus: str | Path, cfg: TrainConfig) -> tuple[list, list, dict]:
     splits = load_corpus(corpus)
     if cfg.train_split not in splits:
         raise ValueError(f"corpus {corpus} has no {cfg.train_split!r} split (has {sorted(splits)})")
-    train_utts = [u for u in splits[cfg.train_split] if normalize_text(u.text).text]
-    valid_utts = splits.get(cfg.valid_split, [])[: cfg.max_valid]
     skipped: list[str] = []
+    train_utts = []
+    for u in splits[cfg.train_split]:
+        if normalize_text(u.text).text:
+            train_utts.append(u)
+        else:
+            skipped.append(f"{u.audio_path}: utterance {u.id} has an empty transcript")
+    valid_utts = [u for u in splits.get(cfg.valid_split, [])[: cfg.max_valid] if normalize_text(u.text).text]
     data = [(f, encode(normalize_text(u.text).text))
             for u, f in load_features(train_utts, features, on_error=lambda u, e: skipped.append(str(e)))]
     valid = [(normalize_text(u.text).text, f) for u, f in load_features(valid_utts, features,
