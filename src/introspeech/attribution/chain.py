@@ -38,29 +38,12 @@ class Step:
     norms: list | None = None  # per group: full-length normalizer Z_g (1, C_out, T_out)
 
 
-def is_chain(model: nn.Module, x: torch.Tensor) -> bool:
-    """True when the model's leaves are all supported and each consumes the previous output."""
+def chain_trace(model: nn.Module, x: torch.Tensor):
+    """The traced model when it is a chain of supported 1-D layers (else None)."""
     traced = trace(model, x)
-    if not all(isinstance(m, SUPPORTED) for _, m in traced.order) or x.dim() != 3:
-        return False
-    seen: list[torch.Tensor] = []
-    handles = []
-    ok = [True]
-
-    def hook(m, inp, out):
-        if seen and inp[0] is not seen[-1]:
-            ok[0] = False
-        seen.append(out)
-
-    try:
-        for _, m in traced.order:
-            handles.append(m.register_forward_hook(hook))
-        with torch.no_grad():
-            final = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return ok[0] and seen and final is seen[-1]
+    if x.dim() != 3 or not traced.chain or not all(isinstance(m, SUPPORTED) for _, m in traced.order):
+        return None
+    return traced
 
 
 def _conv_out(step: Step, xin: torch.Tensor, w, b) -> torch.Tensor:
@@ -68,14 +51,16 @@ def _conv_out(step: Step, xin: torch.Tensor, w, b) -> torch.Tensor:
     return F.conv1d(xin, w, b, m.stride, m.padding, m.dilation, m.groups)
 
 
-def build(model: nn.Module, x: torch.Tensor, method: str, composite: Composite | None) -> list[Step]:
-    """Forward once, recording each step's input and (for LRP) its rule's normalizers."""
-    traced = trace(model, x)
+def build(model: nn.Module, x: torch.Tensor, method: str, composite: Composite | None, traced) -> list[Step]:
+    """Forward once, recording each step's input and (for LRP) its rule's normalizers.
+
+    BatchNorm after a Conv1d is folded into the transposed weights: for LRP (normalizers with the
+    folded layer) and, as a plain scale, for gradients."""
     rules: dict = {}
     if method == "lrp":
         rules = composite.resolve(traced, "lrp")
     act = {"guided_backprop": GuidedReLU, "deconvnet": DeconvReLU, "lrp": Pass}.get(method, Gradient)
-    folded_into = {lin: bn for bn, lin in traced.folded.items()} if method == "lrp" else {}
+    folded_into = {lin: bn for bn, lin in traced.folded.items()}
     folded_bns = set(folded_into.values())
     steps: list[Step] = []
     h = x
@@ -85,7 +70,7 @@ def build(model: nn.Module, x: torch.Tensor, method: str, composite: Composite |
                 if m.padding_mode != "zeros" or m.groups != 1 or isinstance(m.padding, str):
                     raise ValueError(f"layer {name!r}: only zero-padded, ungrouped Conv1d with numeric padding")
                 bn = dict(traced.order)[folded_into[name]] if name in folded_into else None
-                w, b = folded_params(m, bn) if method == "lrp" else (m.weight, m.bias)
+                w, b = folded_params(m, bn)
                 step = Step("conv", m, h, rules.get(name), w.detach(), None if b is None else b.detach())
                 if method == "lrp":
                     step.norms = []
@@ -97,9 +82,12 @@ def build(model: nn.Module, x: torch.Tensor, method: str, composite: Composite |
                 h = F.conv1d(h, w, b, m.stride, m.padding, m.dilation) if method == "lrp" else m(h)
             elif isinstance(m, nn.BatchNorm1d):
                 steps.append(Step("skip" if name in folded_bns else "bn", m, h))
-                h = h if name in folded_bns else m(h)
+                h = h if name in folded_bns and method == "lrp" else m(h)
             elif isinstance(m, nn.ReLU):
-                steps.append(Step("relu", m, h, act))
+                step = Step("relu", m, h, act)
+                if act in (Gradient, GuidedReLU):
+                    step.norms = [(h > 0).to(h.dtype)]  # the forward mask, cut per frame later
+                steps.append(step)
                 h = m(h)
             elif isinstance(m, nn.ConstantPad1d):
                 steps.append(Step("pad", m, h))
@@ -122,10 +110,14 @@ def _gather(full: torch.Tensor, starts: torch.Tensor, width: int) -> torch.Tenso
 
 def _mask_outside(r: torch.Tensor, starts: torch.Tensor, t: int) -> torch.Tensor:
     """Zero the window positions that fall outside [0, t) (only frames at the edges have any)."""
-    if int(starts.min()) >= 0 and int(starts.max()) + r.shape[-1] <= t:
+    edge = (starts < 0) | (starts + r.shape[-1] > t)
+    if not bool(edge.any()):
         return r
-    idx = starts[:, None] + torch.arange(r.shape[-1], device=r.device)[None, :]
-    return r * ((idx >= 0) & (idx < t)).to(r.dtype)[:, None, :]
+    rows = torch.nonzero(edge).flatten()
+    idx = starts[rows, None] + torch.arange(r.shape[-1], device=r.device)[None, :]
+    r = r.clone()
+    r[rows] *= ((idx >= 0) & (idx < t)).to(r.dtype)[:, None, :]
+    return r
 
 
 def _conv_back(step: Step, r: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +153,13 @@ def backward_frames(steps: list[Step], seeds: torch.Tensor, frames: torch.Tensor
             scale = (m.weight if m.affine else 1.0) / torch.sqrt(m.running_var + m.eps)
             r = r * scale.detach()[None, :, None]
         elif step.kind == "relu":
-            r = step.rule.backward(_gather(step.x, starts, r.shape[-1]), r)
+            if step.rule is Pass:
+                pass
+            elif step.rule is DeconvReLU:
+                r = r.clamp(min=0)
+            else:
+                mask = _gather(step.norms[0], starts, r.shape[-1])
+                r = (r.clamp(min=0) if step.rule is GuidedReLU else r) * mask
         elif step.kind == "pad":
             starts = starts - step.module.padding[0]
         r = _mask_outside(r, starts, t_in)
@@ -177,7 +175,7 @@ def lrp_composite(options: dict) -> Composite:
 
 
 def chain_frames(model: nn.Module, x: torch.Tensor, out: torch.Tensor, todo: list[int], cls: torch.Tensor, name: str,
-                 chunk: int, progress=None, **options) -> torch.Tensor:
+                 chunk: int, progress=None, traced=None, **options) -> torch.Tensor:
     """`attribute_frames` on the chain engine (see the module docstring); ``chunk`` frames per step."""
     from .methods import ig_points, smoothgrad_noise
 
@@ -185,7 +183,7 @@ def chain_frames(model: nn.Module, x: torch.Tensor, out: torch.Tensor, todo: lis
     n_in = x.shape[-1]
 
     def run(xin: torch.Tensor, method: str, scale: bool = False, composite: Composite | None = None) -> torch.Tensor:
-        steps = build(model, xin, method, composite)
+        steps = build(model, xin, method, composite, traced or trace(model, xin))
         with torch.no_grad():
             seeds = torch.zeros(len(todo), out.shape[1], dtype=x.dtype, device=x.device)
             seeds[torch.arange(len(todo)), cls[frames]] = out[0, cls[frames], frames] if scale else 1.0

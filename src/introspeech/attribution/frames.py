@@ -23,7 +23,7 @@ from torch import nn
 from . import methods as m
 from .api import LOCAL_METHODS, check_options, method_function
 from .cam import find_layer, upsample
-from .chain import chain_frames, is_chain
+from .chain import chain_frames, chain_trace
 from .hooks import LINEAR_TYPES, preserved, trace
 
 
@@ -122,8 +122,9 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
         if name not in LOCAL_METHODS:  # pragma: no cover - every method is listed
             raise ValueError(f"method {name!r} is not supported by attribute_frames")
         searched = name == "deep_taylor" and isinstance(options.get("root"), str)
-        if engine in ("auto", "chain") and not searched and is_chain(model, inputs):
-            return chain_frames(model, inputs, out, todo, cls, name, chunk * 32, progress, **options)
+        traced = chain_trace(model, inputs) if engine in ("auto", "chain") and not searched else None
+        if traced is not None:
+            return chain_frames(model, inputs, out, todo, cls, name, chunk * 32, progress, traced, **options)
         if engine == "chain":
             raise ValueError("engine='chain' needs a chain of Conv1d/BatchNorm1d/ReLU/ConstantPad1d/Dropout layers")
         return _colored(model, inputs, out, todo, cls, name, geo, chunk, progress, **options)

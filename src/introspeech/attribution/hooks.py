@@ -33,6 +33,7 @@ class Traced:
 
     order: list[tuple[str, nn.Module]]
     folded: dict[str, str]  # batchnorm name -> linear layer name
+    chain: bool = False  # every leaf consumed the previous leaf's output, the last one gave the output
 
 
 def leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -47,9 +48,13 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
     produced: dict[int, tuple[str, torch.Tensor]] = {}  # keeps outputs alive: ids are not reused
     folded: dict[str, str] = {}
     handles = []
+    last: list = [None, True]  # previous leaf output, chain so far
 
     def hook(name):
         def fn(m, inp, out):
+            if order and (not inp or inp[0] is not last[0]):
+                last[1] = False
+            last[0] = out
             order.append((name, m))
             if isinstance(m, BN_TYPES):
                 src = produced.get(id(inp[0]))
@@ -63,11 +68,11 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
         for name, m in leaves(model):
             handles.append(m.register_forward_hook(hook(name)))
         with torch.no_grad():
-            model(x)
+            final = model(x)
     finally:
         for h in handles:
             h.remove()
-    return Traced(order, folded)
+    return Traced(order, folded, bool(order) and last[1] and final is last[0])
 
 
 def folded_params(linear: nn.Module, bn: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None]:
