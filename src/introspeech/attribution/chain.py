@@ -182,21 +182,31 @@ def chain_frames(model: nn.Module, x: torch.Tensor, out: torch.Tensor, todo: lis
     frames = torch.as_tensor(todo, device=x.device)
     n_in = x.shape[-1]
 
-    def run(xin: torch.Tensor, method: str, scale: bool = False, composite: Composite | None = None) -> torch.Tensor:
+    def windows(xin: torch.Tensor, method: str, scale: bool = False, composite: Composite | None = None):
+        """Input windows ``(n, C, W)`` of every requested frame and their start positions."""
         steps = build(model, xin, method, composite, traced or trace(model, xin))
         with torch.no_grad():
             seeds = torch.zeros(len(todo), out.shape[1], dtype=x.dtype, device=x.device)
             seeds[torch.arange(len(todo)), cls[frames]] = out[0, cls[frames], frames] if scale else 1.0
-            result = torch.zeros(len(todo), *x.shape[1:], dtype=x.dtype, device=x.device)
+            parts, starts = [], []
             for k in range(0, len(todo), max(1, chunk)):
-                r, starts = backward_frames(steps, seeds[k:k + chunk], frames[k:k + chunk])
-                for j in range(r.shape[0]):
-                    a = int(starts[j])
-                    lo, hi = max(a, 0), min(a + r.shape[-1], n_in)
-                    result[k + j, :, lo:hi] = r[j, :, lo - a:hi - a]
+                r, st = backward_frames(steps, seeds[k:k + chunk], frames[k:k + chunk])
+                parts.append(r)
+                starts.append(st)
                 if progress:
                     progress(min(k + chunk, len(todo)), len(todo))
+        return torch.cat(parts), torch.cat(starts)
+
+    def paste(r: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        result = torch.zeros(len(todo), *x.shape[1:], dtype=x.dtype, device=x.device)
+        for j in range(r.shape[0]):
+            a = int(starts[j])
+            lo, hi = max(a, 0), min(a + r.shape[-1], n_in)
+            result[j, :, lo:hi] = r[j, :, lo - a:hi - a]
         return result
+
+    def run(xin: torch.Tensor, method: str, scale: bool = False, composite: Composite | None = None) -> torch.Tensor:
+        return paste(*windows(xin, method, scale, composite))
 
     x = x.detach()
     if name in ("gradient", "guided_backprop", "deconvnet"):
@@ -215,15 +225,20 @@ def chain_frames(model: nn.Module, x: torch.Tensor, out: torch.Tensor, todo: lis
         base = options.get("baselines")
         base = torch.zeros_like(x) if base is None else torch.as_tensor(base, dtype=x.dtype).expand_as(x)
         alphas, weights = ig_points(options.get("steps", 50), options.get("integration", "gausslegendre"))
-        total = sum(float(w) * run(base + float(a) * (x - base), "gradient") for a, w in zip(alphas, weights))
-        return (x - base) * total
+        total, starts = None, None
+        for a, w in zip(alphas, weights):  # accumulate the windows; paste once
+            r, starts = windows(base + float(a) * (x - base), "gradient")
+            total = float(w) * r if total is None else total + float(w) * r
+        return (x - base) * paste(total, starts)
     if name == "smoothgrad":
         noise = smoothgrad_noise(x, options)
         inner = options.get("inner", "gradient")
-        maps = []
+        total = None
         for k in range(noise.shape[0]):
             noisy = x + noise[k:k + 1].to(x)
-            g = run(noisy, "gradient")
-            maps.append(g * noisy if inner == "gradient_x_input" else g)
-        return torch.stack(maps).mean(0)
+            r, starts = windows(noisy, "gradient")
+            if inner == "gradient_x_input":
+                r = r * _gather(noisy, starts, r.shape[-1])
+            total = r if total is None else total + r
+        return paste(total / noise.shape[0], starts)
     raise ValueError(f"method {name!r} is not available on the chain engine")
