@@ -95,11 +95,6 @@ VOWEL_CLASS: dict[str, str] = {
 }
 """Finer vowel classes (front / central / back / diphthong)."""
 
-VOICED: frozenset[str] = frozenset(
-    ("B", "D", "G", "DH", "V", "Z", "ZH", "JH", "M", "N", "NG", "L", "R", "W", "Y")
-) | frozenset(VOWEL_CLASS)
-
-
 def fine_category(phone: str) -> str:
     """Category with vowels split into their finer class (e.g. ``vowel-front``)."""
     cat = CATEGORY[phone]

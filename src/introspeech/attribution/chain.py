@@ -46,11 +46,6 @@ def chain_trace(model: nn.Module, x: torch.Tensor):
     return traced
 
 
-def _conv_out(step: Step, xin: torch.Tensor, w, b) -> torch.Tensor:
-    m = step.module
-    return F.conv1d(xin, w, b, m.stride, m.padding, m.dilation, m.groups)
-
-
 def build(model: nn.Module, x: torch.Tensor, method: str, composite: Composite | None, traced) -> list[Step]:
     """Forward once, recording each step's input and (for LRP) its rule's normalizers.
 

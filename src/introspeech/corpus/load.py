@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import FeatureConfig, features, load_audio, log_mel, normalize
+from ..audio import FeatureConfig, features, normalize
 from ..errors import InputError
 from .librispeech import read_librispeech
 from .manifest import read_manifest
@@ -64,11 +64,6 @@ def utterance_features(utt: Utterance, cfg: FeatureConfig) -> np.ndarray:
         if same == want:
             return normalize(np.load(path).astype(np.float32), cfg)
     return features(utt.audio_path, cfg)
-
-
-def raw_log_mel(utt: Utterance, cfg: FeatureConfig) -> np.ndarray:
-    """Un-normalized log-Mel of an utterance (for corpus statistics and inversion to audio)."""
-    return log_mel(load_audio(utt.audio_path, cfg.sample_rate), cfg)
 
 
 def load_features(utts: Iterable[Utterance], cfg: FeatureConfig,
