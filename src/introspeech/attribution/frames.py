@@ -22,7 +22,7 @@ from torch import nn
 
 from . import methods as m
 from .api import LOCAL_METHODS, check_options, method_function
-from .cam import find_layer, upsample
+from .cam import find_layer, layer_gradient, upsample
 from .chain import chain_frames, chain_trace
 from .hooks import LINEAR_TYPES, preserved, trace
 
@@ -182,18 +182,16 @@ def _cam_frames(model, x, out, todo, cls, name, geo: FrameGeometry, chunk: int, 
     per-frame gradient cones at the layer are disjoint; map_t = ReLU(Σ_k α_t,k A_k)."""
     module = find_layer(model, layer)
     rows = _colour_rows(todo, geo.spacing)
-    alphas = torch.zeros(len(todo), 0)
+    alphas: torch.Tensor | None = None  # (frames, channels), allocated once the layer's width is known
     where = {t: i for i, t in enumerate(todo)}
     acts = None
     for k in range(0, len(rows), max(1, chunk)):
         block = rows[k:k + chunk]
         n = len(block)
         grad_out = torch.cat([_selector(out, r, cls, False) for r in block])
-        from .cam import layer_gradient
-
         a, g, _ = layer_gradient(model, x.expand(n, *x.shape[1:]), grad_out, module)
         acts = a[:1]
-        if alphas.shape[1] == 0:
+        if alphas is None:
             alphas = torch.zeros(len(todo), a.shape[1], dtype=a.dtype)
         t_layer = a.shape[-1]
         pos = torch.arange(t_layer, dtype=torch.float64)
