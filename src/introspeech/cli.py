@@ -63,6 +63,8 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed for initialization, batch order and masking."),
     specaugment: bool = typer.Option(True, "--specaugment/--no-specaugment", help="Light time/frequency masking."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/last.*."),
+    vtlp: float = typer.Option(0.0, "--vtlp", help="Vocal tract length perturbation: max warp (e.g. 0.12; 0: off)."),
+    init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tuning)."),
 ) -> None:
     """Train a Wav2Letter-style recognizer with CTC (checkpoints: safetensors + JSON)."""
     from tqdm import tqdm
@@ -70,7 +72,8 @@ def train(
     from .asr.train import TrainConfig
     from .asr.train import train as run
 
-    cfg = TrainConfig(preset=preset, epochs=epochs, batch_frames=batch_frames, lr=lr, seed=seed, specaugment=specaugment)
+    cfg = TrainConfig(preset=preset, epochs=epochs, batch_frames=batch_frames, lr=lr, seed=seed, specaugment=specaugment,
+                      vtlp=vtlp, init=str(init) if init else "")
     bar = tqdm(unit="batch")
 
     def progress(p: dict) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numba import njit
 
 from ..text import BLANK, LETTERS, encode
 
@@ -71,26 +72,7 @@ def forced_align(log_probs: torch.Tensor, text: str) -> list[LetterSpan]:
     ext_arr = np.array(ext)
     skip_ok = np.zeros(n_states, dtype=bool)  # may jump from s-2 to s (different letters)
     skip_ok[3::2] = ext_arr[3::2] != ext_arr[1:-2:2]
-    neg = -np.inf
-    score = np.full(n_states, neg)
-    score[0] = lp[BLANK, 0]
-    if n_states > 1:
-        score[1] = lp[ext[1], 0]
-    back = np.zeros((n_frames, n_states), dtype=np.int8)
-    for t in range(1, n_frames):
-        stay = score
-        step = np.concatenate(([neg], score[:-1]))
-        jump = np.where(skip_ok, np.concatenate(([neg, neg], score[:-2])), neg)
-        cand = np.stack([stay, step, jump])
-        arg = cand.argmax(0)
-        back[t] = arg
-        score = cand[arg, np.arange(n_states)] + lp[ext_arr, t]
-    end_states = [n_states - 1, n_states - 2] if n_states > 1 else [0]
-    s = max(end_states, key=lambda k: score[k])
-    path = np.empty(n_frames, dtype=np.int64)
-    for t in range(n_frames - 1, -1, -1):
-        path[t] = s
-        s -= int(back[t, s])
+    path = ctc_viterbi(np.ascontiguousarray(lp), ext_arr, skip_ok)
     spans: list[LetterSpan] = []
     for t, st in enumerate(path):
         if st % 2 == 1:
@@ -100,3 +82,37 @@ def forced_align(log_probs: torch.Tensor, text: str) -> list[LetterSpan]:
             else:
                 spans[k].end = t
     return spans
+
+
+@njit(cache=True, nogil=True)
+def ctc_viterbi(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray) -> np.ndarray:
+    """Best CTC state path through the extended label sequence ``ext`` (blank, l1, blank, …).
+
+    ``lp``: ``(symbols, frames)`` log-probabilities (float64); returns the state index per frame."""
+    n_frames = lp.shape[1]
+    n_states = ext.shape[0]
+    neg = -np.inf
+    score = np.full(n_states, neg)
+    score[0] = lp[ext[0], 0]
+    if n_states > 1:
+        score[1] = lp[ext[1], 0]
+    back = np.zeros((n_frames, n_states), dtype=np.int8)
+    new = np.empty(n_states)
+    for t in range(1, n_frames):
+        for s in range(n_states):
+            best, arg = score[s], 0
+            if s >= 1 and score[s - 1] > best:
+                best, arg = score[s - 1], 1
+            if s >= 2 and skip_ok[s] and score[s - 2] > best:
+                best, arg = score[s - 2], 2
+            back[t, s] = arg
+            new[s] = best + lp[ext[s], t]
+        score[:] = new
+    s = n_states - 1
+    if n_states > 1 and score[n_states - 2] > score[n_states - 1]:
+        s = n_states - 2
+    path = np.empty(n_frames, dtype=np.int64)
+    for t in range(n_frames - 1, -1, -1):
+        path[t] = s
+        s -= back[t, s]
+    return path

@@ -46,6 +46,8 @@ class TrainConfig:
     train_split: str = "train"
     valid_split: str = "valid"
     max_valid: int = 300
+    vtlp: float = 0.0  # max vocal-tract-length warp (e.g. 0.12: factors in [0.88, 1.12]); 0 = off
+    init: str = ""  # start from this checkpoint's weights (fine-tuning); "" = random init
 
 
 def make_batches(lengths: list[int], batch_frames: int, generator: torch.Generator) -> list[list[int]]:
@@ -79,6 +81,25 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, generator: torch.Genera
             t0 = int(torch.randint(0, max(1, n - w), (1,), generator=generator))
             x[b, :, t0:t0 + w] = 0
     return x
+
+
+def vtlp_warp(x: torch.Tensor, features: FeatureConfig, generator: torch.Generator, max_warp: float) -> torch.Tensor:
+    """Vocal tract length perturbation on Mel features: each utterance's frequency axis is scaled
+    by a factor drawn from [1 - max_warp, 1 + max_warp] (Jaitly & Hinton 2013), by linear
+    interpolation between Mel bands. It imitates speakers the synthesizers do not have."""
+    import librosa
+
+    centres = torch.from_numpy(librosa.mel_frequencies(features.n_mels + 2, fmin=features.fmin, fmax=features.fmax,
+                                                       htk=False)[1:-1]).double()
+    mel = torch.from_numpy(librosa.hz_to_mel(centres.numpy())).double()
+    alpha = 1 + (torch.rand(x.shape[0], generator=generator, dtype=torch.float64) * 2 - 1) * max_warp
+    src = torch.from_numpy(librosa.hz_to_mel((centres[None, :] / alpha[:, None]).numpy())).double()
+    pos = torch.stack([torch.from_numpy(np.interp(s.numpy(), mel.numpy(), np.arange(features.n_mels))) for s in src])
+    lo = pos.floor().long().clamp(0, features.n_mels - 1)
+    hi = (lo + 1).clamp(max=features.n_mels - 1)
+    w = (pos - lo).float().unsqueeze(-1)
+    take = lambda idx: torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # noqa: E731
+    return take(lo) * (1 - w) + take(hi) * w
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -165,6 +186,12 @@ def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path,
     lengths = [f.shape[1] for f, _ in data]
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.preset, seed=cfg.seed).to(device)
+    if cfg.init:
+        from .checkpoint import load_model
+
+        start, start_features, _ = load_model(cfg.init, preset=cfg.preset)
+        features.check_compatible(start_features, what=f"--init checkpoint {cfg.init}")
+        model.load_state_dict(start.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(make_batches(lengths, cfg.batch_frames, torch.Generator().manual_seed(0)))
     total_steps = steps_per_epoch * cfg.epochs
@@ -198,6 +225,8 @@ def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path,
             x, xl, y, yl = _collate([data[i] for i in idx])
             if cfg.specaugment:
                 x = spec_augment(x, xl, torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["step"]))
+            if cfg.vtlp:
+                x = vtlp_warp(x, features, torch.Generator().manual_seed(cfg.seed * 7_919 + state["step"]), cfg.vtlp)
             x = x.to(device, non_blocking=True)
             for g in opt.param_groups:
                 g["lr"] = lr_at(state["step"], total_steps, cfg)

@@ -1,0 +1,119 @@
+"""One utterance's contribution to the accumulators (see accumulate.py for the array names)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..asr.decode import forced_align, greedy_path
+from ..corpus.utterance import Utterance
+from ..text import normalize_text
+from .accumulate import Layout, ProfileSettings, capture
+from .alignment import align_emissions
+from .kernels import add_rows, add_windows
+from .labels import (
+    Occurrence,
+    layer_frame,
+    letter_frames,
+    letter_occurrences,
+    map_letters,
+    map_phones,
+    phone_occurrences,
+)
+
+
+def _occ_arrays(occ: list[Occurrence]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([o.group for o in occ], dtype=np.int64),
+            np.array([o.centre for o in occ], dtype=np.float64))
+
+
+def _per_layer(layout: Layout, rows: dict, fn) -> list[np.ndarray]:
+    """``fn(geometry, n_frames)`` per layer, computed once per distinct frame placement."""
+    cache: dict = {}
+    out = []
+    for name, geo in zip(layout.layers, layout.geometry):
+        key = (geo.centre(0), geo.stride, rows[name].shape[0])
+        if key not in cache:
+            cache[key] = fn(geo, rows[name].shape[0])
+        out.append(cache[key])
+    return out
+
+
+def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, centres: np.ndarray, half: int) -> None:
+    if groups.size:
+        add_windows(acc[f"{key}/sum"], acc[f"{key}/count"], a, groups, centres, half)
+
+
+def letter_spans(scores: torch.Tensor, text: str, source: str) -> list:
+    """Letter spans on output frames: forced alignment of ``text`` or the greedy CTC path."""
+    if source == "prediction":
+        return greedy_path(scores)
+    return forced_align(torch.log_softmax(scores.double(), dim=0), text)
+
+
+def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: ProfileSettings, utt: Utterance,
+                         feats: np.ndarray, frame_rate: float) -> None:
+    """Add one utterance (normalized features ``(n_mels, time)``) to the accumulators ``acc``."""
+    x = torch.as_tensor(feats, dtype=torch.float32).unsqueeze(0)
+    acts, out = capture(model, layout.layers, x, keep_graph=s.gradient_adjusted)
+    scores = out[0].detach()
+    n_in = feats.shape[1]
+    rows = {n: acts[n][0].detach().T.contiguous().numpy() for n in layout.layers}  # (time, channels) float32
+    kinds: dict[str, tuple[list[np.ndarray], list[Occurrence]]] = {}
+    if "letters" in s.groups:
+        spans = letter_spans(scores, normalize_text(utt.text).text, s.letters_from)
+        out_lab = letter_frames(spans, scores.shape[1])
+        labels = _per_layer(layout, rows, lambda g, n: map_letters(out_lab, layout.output, g, n))
+        kinds["letters"] = (labels, letter_occurrences(spans, layout.output))
+    if "phonemes" in s.groups and utt.phones:
+        labels = _per_layer(layout, rows, lambda g, n: map_phones(utt.phones, g, n, frame_rate))
+        kinds["phonemes"] = (labels, phone_occurrences(utt.phones, frame_rate))
+    for kind, (labels, occ) in kinds.items():
+        groups, centres = _occ_arrays(occ)
+        for name, geo, lab in zip(layout.layers, layout.geometry, labels):
+            a, key = rows[name], f"nap/{name}/{kind}"
+            add_rows(acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"], a, lab)
+            _windows(acc, f"wnap/{name}/{kind}", a, groups, layer_frame(geo, centres), s.nap_window)
+        if kind == "phonemes":
+            _windows(acc, "pattern/phonemes/aligned", np.ascontiguousarray(feats.T, dtype=np.float32), groups,
+                     np.rint(centres).astype(np.int64), s.pattern_window)
+        acc["totals"][2 if kind == "letters" else 3] += len(occ)
+        if kind == "letters" and s.gradient_adjusted and occ:
+            _adjusted(acc, layout, s, acts, out, occ, groups)
+    if "letters" in s.groups:
+        _letter_patterns(acc, model, layout, s, x, scores, feats)
+    acc["totals"][0] += 1
+    acc["totals"][1] += n_in
+
+
+def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, feats) -> None:
+    """Input windows around each emitted letter: at the nominal position of its output frame, and
+    at the position its relevance points to."""
+    em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by)
+    if not em:
+        return
+    groups = np.array([e.symbol for e in em], dtype=np.int64)
+    rows = np.ascontiguousarray(feats.T, dtype=np.float32)
+    nominal = np.array([e.nominal for e in em], dtype=np.int64)
+    _windows(acc, "pattern/letters/nominal", rows, groups, nominal, s.pattern_window)
+    if s.relevance:
+        aligned = np.array([e.aligned for e in em], dtype=np.int64)
+        _windows(acc, "pattern/letters/aligned", rows, groups, aligned, s.pattern_window)
+        half = layout.shift_bins()
+        shift = np.clip(aligned - nominal, -half, half) + half
+        acc["shift/hist"] += np.bincount(shift, minlength=2 * half + 1)
+
+
+def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, out, occ: list[Occurrence], groups: np.ndarray) -> None:
+    """Gradient-adjusted windowed NAPs: each letter occurrence's window is centred, per layer, on the
+    frame where the mean |∂score/∂activation| over channels is largest."""
+    t_out = layer_frame(layout.output, np.array([o.centre for o in occ])).clip(0, out.shape[2] - 1)
+    seeds = torch.zeros((len(occ),) + tuple(out.shape), dtype=out.dtype)
+    seeds[torch.arange(len(occ)), 0, torch.as_tensor(groups), torch.as_tensor(t_out)] = 1.0
+    tensors = [acts[name] for name in layout.layers]
+    grads = torch.autograd.grad(out, tensors, grad_outputs=seeds, is_grads_batched=True, retain_graph=False)
+    for name, g in zip(layout.layers, grads):
+        centre = g[:, 0].abs().mean(1).argmax(-1).numpy()  # (n_occ,)
+        _windows(acc, f"anap/{name}/letters", acts[name][0].detach().T.contiguous().numpy(), groups, centre,
+                 s.nap_window)

@@ -1,0 +1,202 @@
+"""Running the accumulation over a corpus: in process or on Dask, resumable.
+
+The corpus is cut into shards of ``shard_size`` utterances. Each shard is accumulated from zero in
+utterance order, and shard results are merged in shard order, whichever engine computed them, so
+``local`` and ``dask`` give bit-identical arrays. After each merged shard (at most every
+``save_seconds``) the merged prefix is saved atomically to ``DIR/state``; ``resume`` continues
+from there and gives the same arrays as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..audio import FeatureConfig
+from ..corpus.load import utterance_features
+from ..corpus.utterance import Utterance
+from ..errors import InputError
+from .accumulate import Layout, ProfileSettings, empty, merge
+from .collect import accumulate_utterance
+
+STATE_FORMAT = "introspeech-profiles-state/1"
+
+
+@dataclass
+class Accumulated:
+    """Merged sums of a run, with what is needed to interpret them."""
+
+    arrays: dict[str, np.ndarray]
+    layout: Layout
+    settings: ProfileSettings
+    features: FeatureConfig
+    errors: list[str] = field(default_factory=list)
+    utterances: int = 0
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, settings: ProfileSettings,
+              utts: list[Utterance]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Accumulate one shard from zero; a bad utterance is reported and skipped."""
+    acc = empty(layout, settings)
+    errors: list[str] = []
+    was = model.training
+    model.eval()
+    try:
+        with torch_threads(settings.threads):
+            for u in utts:
+                try:
+                    feats = utterance_features(u, features)
+                    accumulate_utterance(acc, model, layout, settings, u, feats, features.frame_rate)
+                except (InputError, ValueError) as e:
+                    errors.append(f"{u.audio_path}: utterance {u.id}: {e}")
+    finally:
+        model.train(was)
+    return acc, errors
+
+
+def fingerprint(utts: list[Utterance]) -> str:
+    """Identity of a corpus (ids and audio paths, in order) for checking a resumed run."""
+    h = hashlib.sha1()
+    for u in utts:
+        h.update(f"{u.id}\t{u.audio_path}\n".encode())
+    return h.hexdigest()
+
+
+class State:
+    """The saved merged prefix of a run (``DIR/state/arrays.npz`` + ``progress.json``)."""
+
+    def __init__(self, folder: Path | None, meta: dict):
+        self.folder = folder
+        self.meta = meta
+
+    @property
+    def _json(self) -> Path:
+        return self.folder / "progress.json"
+
+    def load(self) -> tuple[int, dict[str, np.ndarray] | None, list[str]]:
+        if self.folder is None or not self._json.is_file():
+            return 0, None, []
+        saved = json.loads(self._json.read_text())
+        for key in ("format", "settings", "corpus", "shard_size", "layers", "features"):
+            if saved.get(key) != self.meta[key]:
+                raise InputError(self._json, f"cannot resume: {key} differs from this run "
+                                             f"({saved.get(key)!r} vs {self.meta[key]!r}); use another --out or drop --resume")
+        with np.load(self.folder / "arrays.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        return saved["next_shard"], arrays, saved["errors"]
+
+    def save(self, next_shard: int, arrays: dict[str, np.ndarray], errors: list[str]) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "arrays.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.folder / "arrays.npz")
+        meta = {**self.meta, "next_shard": next_shard, "errors": errors}
+        (self.folder / "progress.tmp.json").write_text(json.dumps(meta))
+        os.replace(self.folder / "progress.tmp.json", self._json)
+
+
+def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utterance],
+                   settings: ProfileSettings = ProfileSettings(), state_dir: str | Path | None = None,
+                   resume: bool = False, engine: str = "local", workers: int = 2, scheduler: str | None = None,
+                   shard_size: int = 64, save_seconds: float = 30.0, max_shards: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Accumulated:
+    """Accumulate NAPs and patterns over ``utts``; see the module docstring for engines and resume.
+
+    ``max_shards`` stops after that many shards of this call (a deterministic interruption)."""
+    if engine not in ("local", "dask"):
+        raise ValueError(f"engine must be 'local' or 'dask', not {engine!r}")
+    if shard_size < 1:
+        raise ValueError("shard_size must be ≥ 1")
+    layout = Layout.of(model)
+    shards = [utts[i:i + shard_size] for i in range(0, len(utts), shard_size)]
+    meta = {"format": STATE_FORMAT, "settings": settings.to_dict(), "corpus": fingerprint(utts),
+            "shard_size": shard_size, "layers": list(layout.layers), "features": features.to_dict()}
+    state = State(Path(state_dir) if state_dir is not None else None, meta)
+    start, arrays, errors = state.load() if resume else (0, None, [])
+    arrays = arrays if arrays is not None else empty(layout, settings)
+    stop = len(shards) if max_shards is None else min(len(shards), start + max_shards)
+    last_save = time.perf_counter()
+    done = start
+    if progress:
+        progress(sum(len(s) for s in shards[:done]), len(utts))
+    for k, (part, errs) in _results(model, features, layout, settings, shards, start, stop, engine, workers, scheduler):
+        merge(arrays, part)
+        errors += errs
+        done = k + 1
+        if progress:
+            progress(sum(len(s) for s in shards[:done]), len(utts))
+        if time.perf_counter() - last_save > save_seconds or done == stop:
+            state.save(done, arrays, errors)
+            last_save = time.perf_counter()
+    return Accumulated(arrays, layout, settings, features, errors, int(arrays["totals"][0]))
+
+
+def _results(model, features, layout, settings, shards, start: int, stop: int, engine: str, workers: int,
+             scheduler: str | None) -> Iterator[tuple[int, tuple[dict, list[str]]]]:
+    """Shard results in shard order."""
+    if engine == "local":
+        for k in range(start, stop):
+            yield k, run_shard(model, features, layout, settings, shards[k])
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            client = stack.enter_context(Client(scheduler))
+        else:
+            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        remote = client.scatter(model, broadcast=True)
+        token = uuid.uuid4().hex[:12]
+
+        def submit(k: int):
+            return client.submit(run_shard, remote, features, layout, settings, shards[k], pure=False,
+                                 key=f"introspeech-shard-{token}-{k}")
+
+        n_workers = max(1, len(client.scheduler_info()["workers"]))
+        window = 2 * n_workers  # shards in flight: memory stays bounded
+        pending: dict[int, object] = {}
+        ready: dict[int, tuple] = {}
+        nxt = start
+        futures = as_completed()
+        emit = start
+        while nxt < stop and nxt - emit < window:
+            pending[nxt] = submit(nxt)
+            futures.add(pending[nxt])
+            nxt += 1
+        for f in futures:
+            k = int(f.key.split("-")[-1])
+            ready[k] = f.result()
+            del pending[k]
+            f.release()
+            while emit in ready:
+                yield emit, ready.pop(emit)
+                emit += 1
+            while nxt < stop and nxt - emit < window:
+                pending[nxt] = submit(nxt)
+                futures.add(pending[nxt])
+                nxt += 1

@@ -1,0 +1,93 @@
+"""Which frames of which layer belong to which group (letter or phoneme).
+
+Every layer's frame ``u`` looks at the input through its receptive field; its *centre* (in input
+frames, `asr.model.Geometry.centre`) places it in time. Letters live on output frames (forced
+alignment of the reference, or the greedy CTC path); a layer frame takes the letter of the output
+frame whose centre is nearest to its own. Phonemes live in seconds (the corpus alignment); a layer
+frame takes the phone that contains its centre time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..asr.model import Geometry
+from ..corpus.utterance import Segment
+from ..text import ARPABET, LETTERS, SILENCE, strip_stress
+
+LETTER_GROUPS: tuple[str, ...] = LETTERS
+PHONEME_GROUPS: tuple[str, ...] = ARPABET + (SILENCE,)
+GROUPS: dict[str, tuple[str, ...]] = {"letters": LETTER_GROUPS, "phonemes": PHONEME_GROUPS}
+_PHONE_INDEX = {p: i for i, p in enumerate(PHONEME_GROUPS)}
+
+
+def group_label(kind: str, name: str) -> str:
+    """Printable name of a group (space and apostrophe made visible)."""
+    return {" ": "␣", "'": "’"}.get(name, name) if kind == "letters" else name
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One occurrence of a group: its index and its centre in input frames (fractional)."""
+
+    group: int
+    centre: float
+
+
+def layer_frame(geo: Geometry, input_frame: float | np.ndarray) -> np.ndarray:
+    """The frame of a layer whose receptive-field centre is nearest to an input frame."""
+    return np.rint((np.asarray(input_frame, dtype=np.float64) - geo.centre(0)) / geo.stride).astype(np.int64)
+
+
+def centres(geo: Geometry, n_frames: int) -> np.ndarray:
+    """Receptive-field centres (input frames) of a layer's frames ``0..n_frames-1``."""
+    return geo.centre(0) + geo.stride * np.arange(n_frames, dtype=np.float64)
+
+
+def letter_frames(spans: list, n_out: int) -> np.ndarray:
+    """Group index per output frame (-1: blank) from letter spans (forced alignment or greedy path)."""
+    lab = np.full(n_out, -1, dtype=np.int64)
+    for s in spans:
+        lab[s.start:s.end + 1] = s.symbol
+    return lab
+
+
+def letter_occurrences(spans: list, out_geo: Geometry) -> list[Occurrence]:
+    """One occurrence per letter span, centred on the input centre of its middle output frame."""
+    return [Occurrence(s.symbol, out_geo.centre((s.start + s.end) // 2)) for s in spans]
+
+
+def phone_index(label: str) -> int:
+    """Group index of a corpus phone label (stress digits ignored); -1 when it is not ARPAbet/sil."""
+    return _PHONE_INDEX.get(label if label == SILENCE else strip_stress(label), -1)
+
+
+def phone_occurrences(phones: list[Segment], frame_rate: float) -> list[Occurrence]:
+    """One occurrence per phone of the corpus alignment, centred on its mid time (input frames)."""
+    return [Occurrence(g, 0.5 * (p.start + p.end) * frame_rate) for p in phones if (g := phone_index(p.label)) >= 0]
+
+
+def map_letters(out_labels: np.ndarray, out_geo: Geometry, geo: Geometry, n_frames: int) -> np.ndarray:
+    """Letters of a layer's frames: those of the output frame with the nearest centre."""
+    t = layer_frame(out_geo, centres(geo, n_frames))
+    ok = (t >= 0) & (t < out_labels.size)
+    lab = np.full(n_frames, -1, dtype=np.int64)
+    lab[ok] = out_labels[t[ok]]
+    return lab
+
+
+def map_phones(phones: list[Segment], geo: Geometry, n_frames: int, frame_rate: float) -> np.ndarray:
+    """Phonemes of a layer's frames: the phone whose time span contains the frame's centre."""
+    lab = np.full(n_frames, -1, dtype=np.int64)
+    if not phones:
+        return lab
+    starts = np.array([p.start for p in phones])
+    ends = np.array([p.end for p in phones])
+    idx = np.array([phone_index(p.label) for p in phones])
+    t = centres(geo, n_frames) / frame_rate
+    k = np.searchsorted(starts, t, side="right") - 1
+    ok = (k >= 0) & (t < ends[np.clip(k, 0, None)])
+    lab[ok] = idx[k[ok]]
+    return lab
