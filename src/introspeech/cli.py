@@ -163,3 +163,105 @@ def demo(
     from .report.demo import run_demo
 
     run_demo(out, corpus, model, log=lambda m: typer.echo(m, err=True))
+
+
+def _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot):
+    """Accumulate (or, with ``replot``, load) the sums of `introspeech.profiles` into OUT."""
+    from .profiles import results
+    from .profiles.engine import profile_corpus
+
+    if replot:
+        return results.load(out)
+    from .asr.checkpoint import load_model
+    from .corpus.load import load_corpus
+
+    net, cfg, meta = load_model(model)
+    data = load_corpus(corpus)
+    names = list(data) if splits == "all" else [s for s in splits.split(",") if s]
+    for name in names:
+        if name not in data:
+            raise typer.BadParameter(f"corpus has no split {name!r} (has {sorted(data)})", param_hint="--splits")
+    utts = [u for name in names for u in data[name]]
+    update, bar = _progress("profiles")
+    acc = profile_corpus(net, cfg, utts, settings, state_dir=out / "state", resume=resume, engine=engine,
+                         workers=workers, scheduler=scheduler, shard_size=save_every, progress=update)
+    bar.close()
+    results.save(acc, out, meta.get("model"))
+    if acc.errors:
+        typer.echo(f"{len(acc.errors)} utterances skipped; first: {acc.errors[0]}", err=True)
+    return acc
+
+
+def _settings(cls, **kw):
+    from .attribution.api import method_function
+
+    try:
+        if kw.get("relevance"):
+            method_function(kw["relevance"])
+        return cls(**kw)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+_ENGINE = typer.Option("local", "--engine", help="local (in process) or dask.")
+_WORKERS = typer.Option(2, "--workers", help="Dask: worker processes of a local cluster.")
+_SCHEDULER = typer.Option(None, "--scheduler", help="Dask: address of an existing scheduler (workers must see the corpus).")
+_SAVE_EVERY = typer.Option(64, "--save-every", help="Utterances per shard; the state is saved after shards.")
+_RESUME = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/state (bit-identical result).")
+_REPLOT = typer.Option(False, "--replot", help="Only redraw figures and summary from OUT/profiles.* (no model run).")
+_THREADS = typer.Option(1, "--threads", help="Torch threads per process (results depend on it bit-wise).")
+
+
+@app.command()
+def naps(
+    out: Path = typer.Option(..., "--out", help="Output folder: profiles.{npz,json}, summary.json, figures, index.html."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
+    splits: str = typer.Option("test", "--splits", help="Comma-separated splits, or 'all'."),
+    groups: str = typer.Option("letters,phonemes", "--groups", help="letters, phonemes or both."),
+    letters_from: str = typer.Option("reference", "--letters-from", help="reference (forced alignment) or prediction."),
+    window: int = typer.Option(10, "--window", help="Windowed NAPs: layer frames each side of an occurrence."),
+    metric: str = typer.Option("cosine", "--metric", help="Distance between NAPs: cosine or euclidean."),
+    gradient_adjusted: bool = typer.Option(False, "--gradient-adjusted", help="Also gradient-adjusted windowed NAPs."),
+    engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
+    resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS,
+) -> None:
+    """Neuron Activation Profiles of letters and phonemes in every layer, clustered and scored."""
+    from .profiles import results
+    from .profiles.accumulate import ProfileSettings
+    from .report.html import write_report
+    from .report.sections.profiles import naps_section
+
+    settings = _settings(ProfileSettings, groups=tuple(g for g in groups.split(",") if g), letters_from=letters_from,
+                         nap_window=window, relevance="", gradient_adjusted=gradient_adjusted, threads=threads)
+    acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot)
+    summary = results.summary(acc, metric)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_report(out, [naps_section(acc, out, summary, metric=metric)], title="introspeech: neuron activation profiles")
+    typer.echo(json.dumps({k: summary[k] for k in ("findings", "utterances")}, indent=1))
+
+
+@app.command()
+def patterns(
+    out: Path = typer.Option(..., "--out", help="Output folder: profiles.{npz,json}, summary.json, figures, index.html."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
+    splits: str = typer.Option("test", "--splits", help="Comma-separated splits, or 'all'."),
+    window: int = typer.Option(40, "--window", help="Input frames each side of an aligned letter or phone."),
+    method: str = typer.Option("gradient", "--method", help="Attribution method that aligns predictions ('' = nominal only)."),
+    align_by: str = typer.Option("max", "--align-by", help="max or centre (of mass) of the summed |relevance|."),
+    engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
+    resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS,
+) -> None:
+    """Letter-specific input patterns: aligned windows averaged per letter (and phoneme), normalized."""
+    from .profiles import results
+    from .profiles.accumulate import ProfileSettings
+    from .report.html import write_report
+    from .report.sections.profiles import patterns_section
+
+    settings = _settings(ProfileSettings, pattern_window=window, relevance=method, align_by=align_by, threads=threads)
+    acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot)
+    summary = results.summary(acc)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_report(out, [patterns_section(acc, out, summary)], title="introspeech: letter patterns")
+    typer.echo(json.dumps(summary["findings"], indent=1))

@@ -75,11 +75,15 @@ class Layout:
     geometry: tuple[Geometry, ...]
     n_mels: int
 
+    def __post_init__(self) -> None:
+        if not len(self.layers) == len(self.channels) == len(self.geometry) or len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layout needs one channel count and geometry per distinct layer, got {self.layers}")
+
     @classmethod
     def of(cls, model: nn.Module) -> Layout:
         cfg = model.config
         geo = geometry(cfg)
-        names = tuple(cfg.layer_names) + ("output",)
+        names = tuple(cfg.layer_names)  # layer1 … layerN, output
         channels = tuple(s.channels for s in cfg.layers) + (cfg.n_symbols,)
         return cls(names, channels, tuple(geo[n] for n in names), cfg.n_mels)
 

@@ -55,7 +55,7 @@ def letter_spans(scores: torch.Tensor, text: str, source: str) -> list:
 def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: ProfileSettings, utt: Utterance,
                          feats: np.ndarray, frame_rate: float) -> None:
     """Add one utterance (normalized features ``(n_mels, time)``) to the accumulators ``acc``."""
-    x = torch.as_tensor(feats, dtype=torch.float32).unsqueeze(0)
+    x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
     acts, out = capture(model, layout.layers, x, keep_graph=s.gradient_adjusted)
     scores = out[0].detach()
     n_in = feats.shape[1]

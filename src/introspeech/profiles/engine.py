@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,6 +76,17 @@ def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, setting
     return acc, errors
 
 
+_WORKER_MODELS: dict[str, nn.Module] = {}
+
+
+def _remote_shard(token: str, model_bytes: bytes, *args) -> tuple[dict[str, np.ndarray], list[str]]:
+    """`run_shard` on a Dask worker; the model is unpickled once per worker and run."""
+    if token not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[token] = pickle.loads(model_bytes)
+    return run_shard(_WORKER_MODELS[token], *args)
+
+
 def fingerprint(utts: list[Utterance]) -> str:
     """Identity of a corpus (ids and audio paths, in order) for checking a resumed run."""
     h = hashlib.sha1()
@@ -121,7 +133,7 @@ class State:
 def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utterance],
                    settings: ProfileSettings = ProfileSettings(), state_dir: str | Path | None = None,
                    resume: bool = False, engine: str = "local", workers: int = 2, scheduler: str | None = None,
-                   shard_size: int = 64, save_seconds: float = 30.0, max_shards: int | None = None,
+                   shard_size: int = 64, save_seconds: float = 0.0, max_shards: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> Accumulated:
     """Accumulate NAPs and patterns over ``utts``; see the module docstring for engines and resume.
 
@@ -170,11 +182,12 @@ def _results(model, features, layout, settings, shards, start: int, stop: int, e
             cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                        dashboard_address=None))
             client = stack.enter_context(Client(cluster))
-        remote = client.scatter(model, broadcast=True)
         token = uuid.uuid4().hex[:12]
+        # plain pickle bytes: dask's own torch serialization loses the modules' hook dictionaries
+        remote = client.scatter(pickle.dumps(model), broadcast=True)
 
         def submit(k: int):
-            return client.submit(run_shard, remote, features, layout, settings, shards[k], pure=False,
+            return client.submit(_remote_shard, token, remote, features, layout, settings, shards[k], pure=False,
                                  key=f"introspeech-shard-{token}-{k}")
 
         n_workers = max(1, len(client.scheduler_info()["workers"]))

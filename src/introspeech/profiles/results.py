@@ -158,3 +158,16 @@ def load(folder: str | Path) -> Accumulated:
                     meta["n_mels"])
     return Accumulated(arrays, layout, ProfileSettings.from_dict(meta["settings"]),
                        FeatureConfig.from_dict(meta["features"]), meta["errors"], meta["utterances"])
+
+
+SCORES = {"letters": "η²: share of the layer's activation variance (frames with a letter) explained by the letter",
+          "phonemes": "silhouette of the phoneme NAPs (contrastive, {metric} distance) grouped by manner of articulation"}
+
+
+def summary(acc: Accumulated, metric: str = "cosine") -> dict:
+    """What ``DIR/summary.json`` holds: per-layer scores, their meaning, and the findings."""
+    scores = layer_scores(acc, metric)
+    return {"layers": scores, "scores": {k: v.format(metric=metric) for k, v in SCORES.items()},
+            "findings": findings(acc, scores), "utterances": acc.utterances,
+            "occurrences": {"letters": int(acc.arrays["totals"][2]), "phonemes": int(acc.arrays["totals"][3])},
+            "errors": acc.errors}

@@ -3,6 +3,7 @@ utterance, and the all-frames view (relevance over time for every emitted letter
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def corpus_bounds(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 def attribution_section(model: Wav2Letter, cfg: FeatureConfig, sample: Utterance, bounds, out_dir: Path,
                         cam_layer: str = "layer9", n_letters: int = 4) -> Section:
     out_dir = Path(out_dir)
-    net = model.double().eval()
+    net = copy.deepcopy(model).double().eval()  # the caller's model stays float32
     x = torch.from_numpy(utterance_features(sample, cfg)).double().unsqueeze(0)
     with torch.no_grad():
         s = net(x)[0]
