@@ -113,7 +113,8 @@ def _empirical_centre(model: Wav2Letter, layer: str, u: int, n_in: int) -> float
     return (float(hit.min()) + float(hit.max())) / 2
 
 
-@pytest.mark.parametrize("layers", [(LayerSpec(4, 5, 2), LayerSpec(4, 3)), (LayerSpec(4, 4, 2), LayerSpec(4, 2), LayerSpec(3, 3))])
+@pytest.mark.parametrize("layers", [(LayerSpec(4, 5, 2), LayerSpec(4, 3)),
+                                    (LayerSpec(4, 4, 2), LayerSpec(4, 2), LayerSpec(3, 3))])
 def test_frames_to_phonemes_follow_the_receptive_field_geometry(layers):
     cfg = ModelConfig("geo", 3, layers, batchnorm=False)
     model = Wav2Letter(cfg)

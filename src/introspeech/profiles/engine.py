@@ -56,8 +56,11 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+Loader = Callable[[Utterance, FeatureConfig], np.ndarray]
+
+
 def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, settings: ProfileSettings,
-              utts: list[Utterance]) -> tuple[dict[str, np.ndarray], list[str]]:
+              utts: list[Utterance], loader: Loader = utterance_features) -> tuple[dict[str, np.ndarray], list[str]]:
     """Accumulate one shard from zero; a bad utterance is reported and skipped."""
     acc = empty(layout, settings)
     errors: list[str] = []
@@ -67,7 +70,7 @@ def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, setting
         with torch_threads(settings.threads):
             for u in utts:
                 try:
-                    feats = utterance_features(u, features)
+                    feats = loader(u, features)
                     accumulate_utterance(acc, model, layout, settings, u, feats, features.frame_rate)
                 except (InputError, ValueError) as e:
                     errors.append(f"{u.audio_path}: utterance {u.id}: {e}")
@@ -134,9 +137,11 @@ def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utteran
                    settings: ProfileSettings = ProfileSettings(), state_dir: str | Path | None = None,
                    resume: bool = False, engine: str = "local", workers: int = 2, scheduler: str | None = None,
                    shard_size: int = 64, save_seconds: float = 0.0, max_shards: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Accumulated:
+                   progress: Callable[[int, int], None] | None = None, loader: Loader = utterance_features) -> Accumulated:
     """Accumulate NAPs and patterns over ``utts``; see the module docstring for engines and resume.
 
+    ``loader(utterance, features)`` gives normalized features (default: cached or computed from the
+    audio); on Dask it must be picklable.
     ``max_shards`` stops after that many shards of this call (a deterministic interruption)."""
     if engine not in ("local", "dask"):
         raise ValueError(f"engine must be 'local' or 'dask', not {engine!r}")
@@ -154,7 +159,8 @@ def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utteran
     done = start
     if progress:
         progress(sum(len(s) for s in shards[:done]), len(utts))
-    for k, (part, errs) in _results(model, features, layout, settings, shards, start, stop, engine, workers, scheduler):
+    for k, (part, errs) in _results(model, features, layout, settings, shards, start, stop, engine, workers, scheduler,
+                                     loader):
         merge(arrays, part)
         errors += errs
         done = k + 1
@@ -167,11 +173,11 @@ def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utteran
 
 
 def _results(model, features, layout, settings, shards, start: int, stop: int, engine: str, workers: int,
-             scheduler: str | None) -> Iterator[tuple[int, tuple[dict, list[str]]]]:
+             scheduler: str | None, loader: Loader) -> Iterator[tuple[int, tuple[dict, list[str]]]]:
     """Shard results in shard order."""
     if engine == "local":
         for k in range(start, stop):
-            yield k, run_shard(model, features, layout, settings, shards[k])
+            yield k, run_shard(model, features, layout, settings, shards[k], loader)
         return
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -187,7 +193,7 @@ def _results(model, features, layout, settings, shards, start: int, stop: int, e
         remote = client.scatter(pickle.dumps(model), broadcast=True)
 
         def submit(k: int):
-            return client.submit(_remote_shard, token, remote, features, layout, settings, shards[k], pure=False,
+            return client.submit(_remote_shard, token, remote, features, layout, settings, shards[k], loader, pure=False,
                                  key=f"introspeech-shard-{token}-{k}")
 
         n_workers = max(1, len(client.scheduler_info()["workers"]))

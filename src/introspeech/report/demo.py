@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,27 @@ from .html import Section, write_report
 from .sections.asr import asr_section
 from .sections.attribution import attribution_section, corpus_bounds
 from .sections.corpus import corpus_section, sample_utterance
+from .sections.profiles import naps_section, patterns_section
+
+DEMO_NAP_LAYERS = ("layer1", "layer4", "layer7", "layer10", "output")
+
+
+def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None) -> list[Section]:
+    """Patterns and NAPs over the corpus' test split (or its first split); sums saved in OUT/profiles."""
+    import torch
+
+    from ..profiles import results
+    from ..profiles.accumulate import ProfileSettings
+    from ..profiles.engine import profile_corpus
+
+    utts = splits.get("test") or next(iter(splits.values()))
+    settings = ProfileSettings(threads=torch.get_num_threads())
+    acc = profile_corpus(net, cfg, utts, settings, **({"loader": loader} if loader else {}))
+    results.save(acc, out / "profiles", meta.get("model"))
+    summary = results.summary(acc)
+    (out / "profiles" / "summary.json").write_text(json.dumps(summary, indent=1))
+    layers = [name for name in DEMO_NAP_LAYERS if name in acc.layout.layers]
+    return [patterns_section(acc, out, summary), naps_section(acc, out, summary, layers=layers)]
 
 
 def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str | Path | None = None,
@@ -21,6 +43,8 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
     """Build the report into ``out_dir``; returns the path of ``index.html``."""
     out = Path(out_dir)
     t0 = time.perf_counter()
+    say = log
+    log = lambda m: say(f"[{time.perf_counter() - t0:6.1f} s] {m}")  # noqa: E731
     splits = load_corpus(corpus)
     cfg = PRESETS["default"]
     sample = sample_utterance(splits)
@@ -38,8 +62,10 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         log("speech recognizer: error rates and sample posteriors")
         sections.append(asr_section(net, cfg, meta, splits, sample, out)[0])
         log("local introspection: every method, all frames at once")
-        feats = [utterance_features(u, cfg) for us in splits.values() for u in us]
-        sections.append(attribution_section(net, cfg, sample, corpus_bounds(feats), out))
+        feats = {u.id: utterance_features(u, cfg) for us in splits.values() for u in us}
+        sections.append(attribution_section(net, cfg, sample, corpus_bounds(list(feats.values())), out))
+        log("global introspection: letter patterns and neuron activation profiles")
+        sections += profile_sections(net, cfg, meta, splits, out, lambda u, _cfg: feats[u.id])
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
     log(f"report written to {path}")

@@ -28,7 +28,8 @@ output frame's receptive field. <em>Normalized</em>: minus the average of all wi
 <td>{{ "%.3f"|format(row.normalized_mean_cosine) }}</td><td>{{ "%.3f"|format(row.normalized_rms) }}</td></tr>
 {% endfor %}</table>
 <p>{{ verdict }}</p>
-{% if shift %}<figure><img src="{{ shift }}" alt="shift of the evidence relative to the receptive-field centre"></figure>{% endif %}
+{% if shift %}<figure><img src="{{ shift }}" alt="shift of the evidence relative to the receptive-field centre">
+</figure>{% endif %}
 {% if phones %}<p>Phoneme patterns (windows centred on the corpus' phone alignment), normalized:</p>
 <figure><img src="{{ phones }}" alt="phoneme patterns"></figure>{% endif %}
 """
@@ -71,7 +72,8 @@ def patterns_section(acc: Accumulated, out_dir: Path, summary: dict, min_count: 
     if "alignment_contrast_ratio" in f:
         r = f["alignment_contrast_ratio"]
         verdict.append(f"Aligned/nominal RMS of the normalized patterns = {r:.2f}: alignment "
-                       + ("sharpens the patterns." if r > 1 else "does not sharpen them here (the seed's claim is not reproduced)."))
+                       + ("sharpens the patterns." if r > 1
+                          else "does not sharpen them here (the seed's claim is not reproduced)."))
     shift = None
     if has_aligned:
         shift = shift_histogram(acc.arrays["shift/hist"], ms, out_dir / "figures" / "shift.png").relative_to(out_dir)

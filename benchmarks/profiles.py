@@ -1,0 +1,151 @@
+"""Global introspection at corpus scale: cost of NAP + pattern accumulation, Dask scaling, memory.
+
+1. Overhead: accumulation (NAPs of letters and phonemes in every layer, windowed NAPs, nominal
+   letter patterns and phoneme patterns; the forced alignment included) over the built-in demo
+   corpus, vs plain inference (the forward pass of each utterance) over the same corpus, both with
+   features preloaded in memory and the same torch threads (1); best of ``--repeats``. The
+   relevance-based alignment of predictions is timed separately (it runs an attribution per letter).
+2. Dask: 2 worker processes vs 1 on the test split of ``--corpus`` (default work/corpus, else the
+   demo corpus), clusters started before timing (start-up reported separately).
+3. Memory: peak RSS of a child process accumulating N and 2N utterances.
+
+Goals (global-introspection issue): overhead <= 1.10x, Dask 2 vs 1 >= 1.7x, memory flat.
+
+    python benchmarks/profiles.py [--quick] [--json out/bench/profiles.json] [--corpus DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+class Preloaded:
+    """A picklable loader that serves features from memory (by utterance id)."""
+
+    def __init__(self, feats: dict[str, object]):
+        self.feats = feats
+
+    def __call__(self, utt, cfg):
+        return self.feats[utt.id]
+
+
+def _setup(corpus, splits):
+    from introspeech.asr.checkpoint import load_model
+    from introspeech.corpus.load import load_corpus, utterance_features
+
+    net, cfg, _ = load_model()
+    data = load_corpus(corpus)
+    utts = [u for s in splits if s in data for u in data[s]]
+    return net, cfg, utts, Preloaded({u.id: utterance_features(u, cfg) for u in utts})
+
+
+def _plain(net, utts, loader, cfg) -> float:
+    t = time.perf_counter()
+    with torch.no_grad():
+        for u in utts:
+            net(torch.as_tensor(loader(u, cfg)).unsqueeze(0))
+    return time.perf_counter() - t
+
+
+def overhead(repeats: int, quick: bool) -> dict:
+    from introspeech.profiles.accumulate import ProfileSettings
+    from introspeech.profiles.engine import profile_corpus
+
+    net, cfg, utts, loader = _setup(None, ["test", "heldout"])
+    if quick:
+        utts = utts[:48]
+    torch.set_num_threads(1)
+    settings = ProfileSettings(relevance="", threads=1)
+    profile_corpus(net, cfg, utts[:4], settings, loader=loader)  # compile the kernels, warm caches
+    plain, accum = [], []
+    for _ in range(repeats):  # interleaved, so drifting machine load hits both alike
+        plain.append(_plain(net, utts, loader, cfg))
+        t = time.perf_counter()
+        profile_corpus(net, cfg, utts, settings, loader=loader)
+        accum.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    profile_corpus(net, cfg, utts, ProfileSettings(relevance="gradient", threads=1), loader=loader)
+    with_relevance = time.perf_counter() - t
+    return {"utterances": len(utts), "plain_inference_s": min(plain), "accumulation_s": min(accum),
+            "ratio": min(accum) / min(plain), "goal": "<= 1.10",
+            "with_relevance_alignment_s": with_relevance,
+            "relevance_alignment_ratio": with_relevance / min(plain), "all_runs": {"plain": plain, "accumulation": accum}}
+
+
+def dask_scaling(corpus: str | None, quick: bool) -> dict:
+    from dask.distributed import LocalCluster
+
+    from introspeech.profiles.accumulate import ProfileSettings
+    from introspeech.profiles.engine import profile_corpus
+
+    net, cfg, utts, _ = _setup(corpus, ["test"])
+    if quick:
+        utts = utts[:96]
+    settings = ProfileSettings(relevance="", threads=1)
+    out = {"corpus": corpus or "built-in demo corpus", "utterances": len(utts)}
+    for n in (1, 2):
+        t = time.perf_counter()
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            out[f"start_{n}_workers_s"] = time.perf_counter() - t
+            profile_corpus(net, cfg, utts[:2 * n], settings, engine="dask", scheduler=cluster.scheduler_address,
+                           shard_size=1)  # warm-up: imports, numba compilation on every worker
+            t = time.perf_counter()
+            profile_corpus(net, cfg, utts, settings, engine="dask", scheduler=cluster.scheduler_address, shard_size=16)
+            out[f"{n}_workers_s"] = time.perf_counter() - t
+    out["speedup"] = out["1_workers_s"] / out["2_workers_s"]
+    out["goal"] = ">= 1.7"
+    return out
+
+
+CHILD = """
+import resource, sys, torch
+from introspeech.asr.checkpoint import load_model
+from introspeech.corpus.load import load_corpus
+from introspeech.profiles.accumulate import ProfileSettings
+from introspeech.profiles.engine import profile_corpus
+net, cfg, _ = load_model()
+d = load_corpus()
+utts = (d["test"] + d["heldout"])[: int(sys.argv[1])]
+profile_corpus(net, cfg, utts, ProfileSettings(relevance="", threads=1))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def memory(quick: bool) -> dict:
+    n = 60 if quick else 120
+    peaks = {}
+    for k in (n, 2 * n):
+        r = subprocess.run([sys.executable, "-c", CHILD, str(k)], capture_output=True, text=True, check=True)
+        peaks[k] = float(r.stdout.strip().splitlines()[-1])
+    return {"utterances": list(peaks), "peak_rss_mb": list(peaks.values()),
+            "ratio": peaks[2 * n] / peaks[n], "goal": "flat (ratio ~ 1)"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--corpus", default=None, help="corpus for the Dask run (default: work/corpus if present)")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    corpus = a.corpus or ("work/corpus" if Path("work/corpus/test.jsonl").is_file() and not a.quick else None)
+    result = {"overhead": overhead(1 if a.quick else a.repeats, a.quick)}
+    print(json.dumps(result["overhead"], indent=1), flush=True)
+    result["dask"] = dask_scaling(corpus, a.quick)
+    print(json.dumps(result["dask"], indent=1), flush=True)
+    result["memory"] = memory(a.quick)
+    print(json.dumps(result["memory"], indent=1), flush=True)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
