@@ -27,16 +27,12 @@ class Emission:
 def greedy_path(scores: torch.Tensor) -> list[Emission]:
     """Greedy CTC path of one utterance's scores ``(n_symbols, frames)``: runs of equal non-blank
     symbols collapse into one emitted letter."""
-    best = scores.argmax(dim=0).tolist()
-    out: list[Emission] = []
-    prev = BLANK
-    for t, s in enumerate(best):
-        if s != BLANK and s == prev:
-            out[-1].end = t
-        elif s != BLANK:
-            out.append(Emission(s, t, t))
-        prev = s
-    return out
+    best = scores.argmax(dim=0).cpu().numpy()
+    if best.size == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    ends = np.r_[starts[1:] - 1, best.size - 1]
+    return [Emission(int(best[a]), int(a), int(b)) for a, b in zip(starts, ends) if best[a] != BLANK]
 
 
 def greedy_decode(scores: torch.Tensor, lengths: torch.Tensor | None = None) -> list[str]:
@@ -62,25 +58,23 @@ def forced_align(log_probs: torch.Tensor, text: str) -> list[LetterSpan]:
     labels = encode(text)
     lp = log_probs.detach().double().cpu().numpy()
     n_frames = lp.shape[1]
-    ext = [BLANK]
-    for c in labels:
-        ext += [c, BLANK]
-    n_states = len(ext)
-    need = len(labels) + sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+    lab = np.asarray(labels, dtype=np.int64)
+    ext_arr = np.full(2 * lab.size + 1, BLANK, dtype=np.int64)
+    ext_arr[1::2] = lab
+    n_states = ext_arr.size
+    need = lab.size + int((lab[1:] == lab[:-1]).sum())
     if need > n_frames:
         raise ValueError(f"transcript of {len(labels)} letters needs {need} frames, only {n_frames} available")
-    ext_arr = np.array(ext)
     skip_ok = np.zeros(n_states, dtype=bool)  # may jump from s-2 to s (different letters)
     skip_ok[3::2] = ext_arr[3::2] != ext_arr[1:-2:2]
     path = ctc_viterbi(np.ascontiguousarray(lp), ext_arr, skip_ok)
-    spans: list[LetterSpan] = []
-    for t, st in enumerate(path):
-        if st % 2 == 1:
-            k = st // 2
-            if len(spans) == k:
-                spans.append(LetterSpan(labels[k], t, t))
-            else:
-                spans[k].end = t
+    on = np.flatnonzero(path % 2 == 1)  # frames on a letter state
+    if on.size == 0:
+        return []
+    k = path[on] // 2
+    first = np.r_[True, k[1:] != k[:-1]]
+    last = np.r_[k[1:] != k[:-1], True]
+    spans = [LetterSpan(labels[i], int(a), int(b)) for i, a, b in zip(k[first], on[first], on[last])]
     return spans
 
 

@@ -40,7 +40,7 @@ class ProfileSettings:
 
     groups: tuple[str, ...] = KINDS
     letters_from: str = "reference"  # reference (forced alignment) | prediction (greedy CTC path)
-    nap_window: int = 10  # layer frames each side of an occurrence (windowed NAPs)
+    nap_window: int = 5  # layer frames each side of an occurrence (windowed NAPs; 5 = ±100 ms at a 20 ms stride; 0 = none)
     pattern_window: int = 40  # input frames each side (letter/phoneme patterns)
     relevance: str = "gradient"  # attribution method that aligns predictions; "" = nominal only
     align_by: str = "max"  # max | centre  (of the summed |relevance| over time)
@@ -57,6 +57,8 @@ class ProfileSettings:
             raise ValueError(f"align_by must be 'max' or 'centre', not {self.align_by!r}")
         if self.nap_window < 0 or self.pattern_window < 0 or self.threads < 1:
             raise ValueError("nap_window and pattern_window must be ≥ 0 and threads ≥ 1")
+        if self.gradient_adjusted and not self.nap_window:
+            raise ValueError("gradient-adjusted NAPs are windowed: they need nap_window > 0")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -106,8 +108,9 @@ def empty(layout: Layout, s: ProfileSettings) -> dict[str, np.ndarray]:
             z[f"nap/{name}/{kind}/sum"] = np.zeros((g, c))
             z[f"nap/{name}/{kind}/sumsq"] = np.zeros(c)
             z[f"nap/{name}/{kind}/count"] = np.zeros(g)
-            z[f"wnap/{name}/{kind}/sum"] = np.zeros((g, wn, c))
-            z[f"wnap/{name}/{kind}/count"] = np.zeros((g, wn))
+            if s.nap_window:
+                z[f"wnap/{name}/{kind}/sum"] = np.zeros((g, wn, c))
+                z[f"wnap/{name}/{kind}/count"] = np.zeros((g, wn))
             if kind == "letters" and s.gradient_adjusted:
                 z[f"anap/{name}/{kind}/sum"] = np.zeros((g, wn, c))
                 z[f"anap/{name}/{kind}/count"] = np.zeros((g, wn))

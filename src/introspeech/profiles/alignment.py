@@ -51,9 +51,15 @@ def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out
     em = greedy_path(scores)
     if not em:
         return []
-    frames = [s.start + int(scores[s.symbol, s.start:s.end + 1].argmax()) for s in em]
-    n_in = x.shape[2]
-    nominal = [int(np.clip(np.rint(out_geo.centre(t)), 0, n_in - 1)) for t in frames]
+    sc = scores.detach().cpu().numpy()
+    best = sc.max(0)  # on the greedy path the emitted letter is the best symbol of each frame of its run
+    run = np.repeat(np.arange(len(em)), [e.end - e.start + 1 for e in em])
+    pos = np.concatenate([np.arange(e.start, e.end + 1) for e in em])
+    order = np.lexsort((pos, -best[pos], run))  # per run: highest score first, earliest frame on ties
+    firsts = np.r_[0, np.flatnonzero(np.diff(run[order])) + 1]
+    frames = pos[order][firsts].tolist()
+    nominal = np.clip(np.rint(out_geo.centre(0) + out_geo.stride * np.asarray(frames)), 0, x.shape[2] - 1)
+    nominal = nominal.astype(int).tolist()
     if not method:
         return [AlignedEmission(e.symbol, t, c, c) for e, t, c in zip(em, frames, nominal)]
     geo = FrameGeometry(out_geo.rf, out_geo.stride, out_geo.offset)

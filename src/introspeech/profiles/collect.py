@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..asr.decode import forced_align, greedy_path
+from ..asr.model import Geometry
 from ..corpus.utterance import Utterance
 from ..text import normalize_text
 from .accumulate import Layout, ProfileSettings, capture
@@ -28,18 +29,6 @@ def _occ_arrays(occ: list[Occurrence]) -> tuple[np.ndarray, np.ndarray]:
             np.array([o.centre for o in occ], dtype=np.float64))
 
 
-def _per_layer(layout: Layout, rows: dict, fn) -> list[np.ndarray]:
-    """``fn(geometry, n_frames)`` per layer, computed once per distinct frame placement."""
-    cache: dict = {}
-    out = []
-    for name, geo in zip(layout.layers, layout.geometry):
-        key = (geo.centre(0), geo.stride, rows[name].shape[0])
-        if key not in cache:
-            cache[key] = fn(geo, rows[name].shape[0])
-        out.append(cache[key])
-    return out
-
-
 def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, centres: np.ndarray, half: int) -> None:
     if groups.size:
         add_windows(acc[f"{key}/sum"], acc[f"{key}/count"], a, groups, centres, half)
@@ -52,39 +41,64 @@ def letter_spans(scores: torch.Tensor, text: str, source: str) -> list:
     return forced_align(torch.log_softmax(scores.double(), dim=0), text)
 
 
+def _blocks(layout: Layout, acts: dict) -> list[tuple[Geometry, list[tuple[str, np.ndarray]]]]:
+    """Layers whose frames sit at the same places share their labels; each such block is
+    transposed once to ``(time, channels)`` (what the kernels read) and cut into per-layer views."""
+    groups: dict = {}
+    for name, geo in zip(layout.layers, layout.geometry):
+        n = acts[name].shape[2]
+        groups.setdefault((geo.centre(0), geo.stride, n), (geo, []))[1].append(name)
+    out = []
+    for geo, names in groups.values():
+        block = torch.cat([acts[n][0].detach() for n in names], 0).T.contiguous().numpy()
+        views, c0 = [], 0
+        for n in names:
+            c = acts[n].shape[1]
+            views.append((n, block[:, c0:c0 + c]))
+            c0 += c
+        out.append((geo, views))
+    return out
+
+
 def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: ProfileSettings, utt: Utterance,
                          feats: np.ndarray, frame_rate: float) -> None:
     """Add one utterance (normalized features ``(n_mels, time)``) to the accumulators ``acc``."""
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
     acts, out = capture(model, layout.layers, x, keep_graph=s.gradient_adjusted)
     scores = out[0].detach()
-    n_in = feats.shape[1]
-    rows = {n: acts[n][0].detach().T.contiguous().numpy() for n in layout.layers}  # (time, channels) float32
-    kinds: dict[str, tuple[list[np.ndarray], list[Occurrence]]] = {}
+    occurrences: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    label_fns = {}
     if "letters" in s.groups:
         spans = letter_spans(scores, normalize_text(utt.text).text, s.letters_from)
         out_lab = letter_frames(spans, scores.shape[1])
-        labels = _per_layer(layout, rows, lambda g, n: map_letters(out_lab, layout.output, g, n))
-        kinds["letters"] = (labels, letter_occurrences(spans, layout.output))
+        label_fns["letters"] = lambda g, n: map_letters(out_lab, layout.output, g, n)
+        occurrences["letters"] = _occ_arrays(letter_occurrences(spans, layout.output))
     if "phonemes" in s.groups and utt.phones:
-        labels = _per_layer(layout, rows, lambda g, n: map_phones(utt.phones, g, n, frame_rate))
-        kinds["phonemes"] = (labels, phone_occurrences(utt.phones, frame_rate))
-    for kind, (labels, occ) in kinds.items():
-        groups, centres = _occ_arrays(occ)
-        for name, geo, lab in zip(layout.layers, layout.geometry, labels):
-            a, key = rows[name], f"nap/{name}/{kind}"
-            add_rows(acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"], a, lab)
-            _windows(acc, f"wnap/{name}/{kind}", a, groups, layer_frame(geo, centres), s.nap_window)
-        if kind == "phonemes":
-            _windows(acc, "pattern/phonemes/aligned", np.ascontiguousarray(feats.T, dtype=np.float32), groups,
-                     np.rint(centres).astype(np.int64), s.pattern_window)
-        acc["totals"][2 if kind == "letters" else 3] += len(occ)
-        if kind == "letters" and s.gradient_adjusted and occ:
-            _adjusted(acc, layout, s, acts, out, occ, groups)
-    if "letters" in s.groups:
+        label_fns["phonemes"] = lambda g, n: map_phones(utt.phones, g, n, frame_rate)
+        occurrences["phonemes"] = _occ_arrays(phone_occurrences(utt.phones, frame_rate))
+    for geo, views in _blocks(layout, acts):
+        n_frames = views[0][1].shape[0]
+        for kind, fn in label_fns.items():
+            lab = fn(geo, n_frames)
+            groups, centres = occurrences[kind]
+            frames = layer_frame(geo, centres)
+            for name, a in views:
+                key = f"nap/{name}/{kind}"
+                add_rows(acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"], a, lab)
+                if s.nap_window:
+                    _windows(acc, f"wnap/{name}/{kind}", a, groups, frames, s.nap_window)
+    for kind, (groups, _) in occurrences.items():
+        acc["totals"][2 if kind == "letters" else 3] += len(groups)
+    if "phonemes" in occurrences:
+        groups, centres = occurrences["phonemes"]
+        _windows(acc, "pattern/phonemes/aligned", np.ascontiguousarray(feats.T, dtype=np.float32), groups,
+                 np.rint(centres).astype(np.int64), s.pattern_window)
+    if "letters" in occurrences:
+        if s.gradient_adjusted and len(occurrences["letters"][0]):
+            _adjusted(acc, layout, s, acts, out, *occurrences["letters"])
         _letter_patterns(acc, model, layout, s, x, scores, feats)
     acc["totals"][0] += 1
-    acc["totals"][1] += n_in
+    acc["totals"][1] += feats.shape[1]
 
 
 def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, feats) -> None:
@@ -105,12 +119,12 @@ def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, 
         acc["shift/hist"] += np.bincount(shift, minlength=2 * half + 1)
 
 
-def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, out, occ: list[Occurrence], groups: np.ndarray) -> None:
+def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, out, groups: np.ndarray, centres: np.ndarray) -> None:
     """Gradient-adjusted windowed NAPs: each letter occurrence's window is centred, per layer, on the
     frame where the mean |∂score/∂activation| over channels is largest."""
-    t_out = layer_frame(layout.output, np.array([o.centre for o in occ])).clip(0, out.shape[2] - 1)
-    seeds = torch.zeros((len(occ),) + tuple(out.shape), dtype=out.dtype)
-    seeds[torch.arange(len(occ)), 0, torch.as_tensor(groups), torch.as_tensor(t_out)] = 1.0
+    t_out = layer_frame(layout.output, centres).clip(0, out.shape[2] - 1)
+    seeds = torch.zeros((len(groups),) + tuple(out.shape), dtype=out.dtype)
+    seeds[torch.arange(len(groups)), 0, torch.as_tensor(groups), torch.as_tensor(t_out)] = 1.0
     tensors = [acts[name] for name in layout.layers]
     grads = torch.autograd.grad(out, tensors, grad_outputs=seeds, is_grads_batched=True, retain_graph=False)
     for name, g in zip(layout.layers, grads):

@@ -29,8 +29,11 @@ AXES = {"nap/*/*/sum": ["group", "channel"], "nap/*/*/count": ["group"], "nap/*/
 
 
 def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Sums over counts (the count's axes lead the sum's)."""
+    if total.ndim > count.ndim:
+        count = count.reshape(count.shape + (1,) * (total.ndim - count.ndim))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return total / count.reshape(count.shape + (1,) * (total.ndim - count.ndim))
+        return total / count
 
 
 def naps(acc: Accumulated, layer: str, kind: str, windowed: bool = False, adjusted: bool = False) -> np.ndarray:
@@ -60,9 +63,9 @@ def patterns(acc: Accumulated, kind: str, align: str = "aligned") -> tuple[np.nd
     """Average input window per group ``(group, mel, time)`` and the same minus the average over all
     windows of all groups (the letter-specific part)."""
     total, count = acc.arrays[f"pattern/{kind}/{align}/sum"], acc.arrays[f"pattern/{kind}/{align}/count"]
-    raw = _mean(total, count)
-    grand = _mean(total.sum(0), count.sum(0))
-    return raw.transpose(0, 2, 1), (raw - grand[None]).transpose(0, 2, 1)
+    raw = _mean(total, count)  # (group, time, mel)
+    grand = _mean(total.sum(0)[None], count.sum(0)[None])
+    return raw.transpose(0, 2, 1), (raw - grand).transpose(0, 2, 1)
 
 
 def separation(acc: Accumulated, layer: str, kind: str) -> float:
