@@ -24,15 +24,21 @@ class Emission:
         return LETTERS[self.symbol]
 
 
+def greedy_runs(best: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Emitted letters of a best-symbol-per-frame path as arrays: symbol, first and last frame."""
+    if best.size == 0:
+        return (np.zeros(0, dtype=np.int64),) * 3
+    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    ends = np.r_[starts[1:] - 1, best.size - 1]
+    keep = best[starts] != BLANK
+    return best[starts][keep].astype(np.int64), starts[keep], ends[keep]
+
+
 def greedy_path(scores: torch.Tensor) -> list[Emission]:
     """Greedy CTC path of one utterance's scores ``(n_symbols, frames)``: runs of equal non-blank
     symbols collapse into one emitted letter."""
-    best = scores.argmax(dim=0).cpu().numpy()
-    if best.size == 0:
-        return []
-    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
-    ends = np.r_[starts[1:] - 1, best.size - 1]
-    return [Emission(int(best[a]), int(a), int(b)) for a, b in zip(starts, ends) if best[a] != BLANK]
+    sym, starts, ends = greedy_runs(scores.argmax(dim=0).cpu().numpy())
+    return [Emission(int(s), int(a), int(b)) for s, a, b in zip(sym, starts, ends)]
 
 
 def greedy_decode(scores: torch.Tensor, lengths: torch.Tensor | None = None) -> list[str]:

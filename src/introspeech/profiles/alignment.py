@@ -13,23 +13,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..asr.decode import greedy_path
+from ..asr.decode import greedy_runs
 from ..asr.model import Geometry
 from ..attribution.frames import FrameGeometry, attribute_frames
 
 
 @dataclass(frozen=True)
-class AlignedEmission:
-    """An emitted letter: its output frame, nominal input frame (receptive-field centre) and the
-    input frame its relevance points to (== nominal when no relevance method is given)."""
+class AlignedEmissions:
+    """The emitted letters of an utterance (arrays, one entry per letter): symbol, output frame,
+    nominal input frame (receptive-field centre) and the input frame its relevance points to
+    (== nominal when no relevance method is given)."""
 
-    symbol: int
-    frame: int
-    nominal: int
-    aligned: int
+    symbol: np.ndarray
+    frame: np.ndarray
+    nominal: np.ndarray
+    aligned: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.symbol.size)
 
     @property
-    def shift(self) -> int:
+    def shift(self) -> np.ndarray:
         return self.aligned - self.nominal
 
 
@@ -42,27 +46,28 @@ def evidence_frame(relevance: np.ndarray, by: str = "max") -> int:
 
 
 def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out_geo: Geometry,
-                    method: str = "gradient", by: str = "max", **options) -> list[AlignedEmission]:
+                    method: str = "gradient", by: str = "max", **options) -> AlignedEmissions:
     """Every letter of the greedy CTC path of ``scores`` ``(n_symbols, frames)`` for input
     ``x`` ``(1, n_mels, time)``, with its nominal and relevance-aligned input frame.
 
-    The emission's frame is the frame of its run where its own score is highest; the relevance map
-    is that of that score (``attribute_frames``, every emission in one batched pass)."""
-    em = greedy_path(scores)
-    if not em:
-        return []
+    The emission's frame is the frame of its run where its own score is highest (the earliest on
+    ties); the relevance map is that of that score (``attribute_frames``, all emissions in one call)."""
     sc = scores.detach().cpu().numpy()
-    best = sc.max(0)  # on the greedy path the emitted letter is the best symbol of each frame of its run
-    run = np.repeat(np.arange(len(em)), [e.end - e.start + 1 for e in em])
-    pos = np.concatenate([np.arange(e.start, e.end + 1) for e in em])
-    order = np.lexsort((pos, -best[pos], run))  # per run: highest score first, earliest frame on ties
-    firsts = np.r_[0, np.flatnonzero(np.diff(run[order])) + 1]
-    frames = pos[order][firsts].tolist()
-    nominal = np.clip(np.rint(out_geo.centre(0) + out_geo.stride * np.asarray(frames)), 0, x.shape[2] - 1)
-    nominal = nominal.astype(int).tolist()
+    best_symbol = sc.argmax(0)
+    symbol, starts, ends = greedy_runs(best_symbol)
+    if symbol.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return AlignedEmissions(empty, empty, empty, empty)
+    lengths = ends - starts + 1
+    run = np.repeat(np.arange(symbol.size), lengths)
+    pos = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
+    order = np.lexsort((pos, -sc.max(0)[pos], run))  # per run: highest score first, earliest frame on ties
+    frames = pos[order][np.r_[0, np.cumsum(lengths)[:-1]]]
+    nominal = np.clip(np.rint(out_geo.centre(0) + out_geo.stride * frames), 0, x.shape[2] - 1).astype(np.int64)
     if not method:
-        return [AlignedEmission(e.symbol, t, c, c) for e, t, c in zip(em, frames, nominal)]
+        return AlignedEmissions(symbol, frames, nominal, nominal)
     geo = FrameGeometry(out_geo.rf, out_geo.stride, out_geo.offset)
-    maps = attribute_frames(model, x, frames=frames, classes="predicted", method=method, geometry=geo, **options)
-    return [AlignedEmission(e.symbol, t, c, evidence_frame(m.numpy(), by))
-            for e, t, c, m in zip(em, frames, nominal, maps)]
+    maps = attribute_frames(model, x, frames=frames.tolist(), classes="predicted", method=method, geometry=geo,
+                            **options)
+    aligned = np.array([evidence_frame(m.numpy(), by) for m in maps], dtype=np.int64)
+    return AlignedEmissions(symbol, frames, nominal, aligned)

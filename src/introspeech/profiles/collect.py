@@ -29,9 +29,23 @@ def _occ_arrays(occ: list[Occurrence]) -> tuple[np.ndarray, np.ndarray]:
             np.array([o.centre for o in occ], dtype=np.float64))
 
 
-def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, centres: np.ndarray, half: int) -> None:
+def _add_rows(acc: dict, layer: str, labels: dict[str, np.ndarray], block: np.ndarray, c0: int) -> None:
+    """Time-independent NAP sums of one layer for the labellings present (one pass over the block)."""
+    args = []
+    for kind in ("letters", "phonemes"):
+        key = f"nap/{layer}/{kind}"
+        if kind in labels:
+            args += [acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"], labels[kind]]
+        else:  # a labelling that marks nothing
+            c = next(acc[f"nap/{layer}/{k}/sum"] for k in labels).shape[1]
+            args += [np.zeros((1, c)), np.zeros(c), np.zeros(1), np.full(block.shape[0], -1, dtype=np.int64)]
+    add_rows(*args, block, c0)
+
+
+def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, centres: np.ndarray, half: int,
+             c0: int = 0) -> None:
     if groups.size:
-        add_windows(acc[f"{key}/sum"], acc[f"{key}/count"], a, groups, centres, half)
+        add_windows(acc[f"{key}/sum"], acc[f"{key}/count"], a, c0, groups, centres, half)
 
 
 def letter_spans(scores: torch.Tensor, text: str, source: str) -> list:
@@ -41,9 +55,9 @@ def letter_spans(scores: torch.Tensor, text: str, source: str) -> list:
     return forced_align(torch.log_softmax(scores.double(), dim=0), text)
 
 
-def _blocks(layout: Layout, acts: dict) -> list[tuple[Geometry, list[tuple[str, np.ndarray]]]]:
+def _blocks(layout: Layout, acts: dict) -> list[tuple[Geometry, np.ndarray, list[tuple[str, int]]]]:
     """Layers whose frames sit at the same places share their labels; each such block is
-    transposed once to ``(time, channels)`` (what the kernels read) and cut into per-layer views."""
+    transposed once to ``(time, channels)`` (what the kernels read); each layer starts at an offset."""
     groups: dict = {}
     for name, geo in zip(layout.layers, layout.geometry):
         n = acts[name].shape[2]
@@ -51,12 +65,8 @@ def _blocks(layout: Layout, acts: dict) -> list[tuple[Geometry, list[tuple[str, 
     out = []
     for geo, names in groups.values():
         block = torch.cat([acts[n][0].detach() for n in names], 0).T.contiguous().numpy()
-        views, c0 = [], 0
-        for n in names:
-            c = acts[n].shape[1]
-            views.append((n, block[:, c0:c0 + c]))
-            c0 += c
-        out.append((geo, views))
+        offsets = np.cumsum([0] + [acts[n].shape[1] for n in names])
+        out.append((geo, block, list(zip(names, offsets[:-1].tolist()))))
     return out
 
 
@@ -76,17 +86,16 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     if "phonemes" in s.groups and utt.phones:
         label_fns["phonemes"] = lambda g, n: map_phones(utt.phones, g, n, frame_rate)
         occurrences["phonemes"] = _occ_arrays(phone_occurrences(utt.phones, frame_rate))
-    for geo, views in _blocks(layout, acts):
-        n_frames = views[0][1].shape[0]
-        for kind, fn in label_fns.items():
-            lab = fn(geo, n_frames)
+    for geo, block, layers in _blocks(layout, acts):
+        labels = {kind: fn(geo, block.shape[0]) for kind, fn in label_fns.items()}
+        for name, c0 in layers:
+            _add_rows(acc, name, labels, block, c0)
+        for kind in labels:
             groups, centres = occurrences[kind]
             frames = layer_frame(geo, centres)
-            for name, a in views:
-                key = f"nap/{name}/{kind}"
-                add_rows(acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"], a, lab)
+            for name, c0 in layers:
                 if s.nap_window:
-                    _windows(acc, f"wnap/{name}/{kind}", a, groups, frames, s.nap_window)
+                    _windows(acc, f"wnap/{name}/{kind}", block, groups, frames, s.nap_window, c0)
     for kind, (groups, _) in occurrences.items():
         acc["totals"][2 if kind == "letters" else 3] += len(groups)
     if "phonemes" in occurrences:
@@ -105,14 +114,12 @@ def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, 
     """Input windows around each emitted letter: at the nominal position of its output frame, and
     at the position its relevance points to."""
     em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by)
-    if not em:
+    if not len(em):
         return
-    groups = np.array([e.symbol for e in em], dtype=np.int64)
+    groups, nominal, aligned = em.symbol, em.nominal, em.aligned
     rows = np.ascontiguousarray(feats.T, dtype=np.float32)
-    nominal = np.array([e.nominal for e in em], dtype=np.int64)
     _windows(acc, "pattern/letters/nominal", rows, groups, nominal, s.pattern_window)
     if s.relevance:
-        aligned = np.array([e.aligned for e in em], dtype=np.int64)
         _windows(acc, "pattern/letters/aligned", rows, groups, aligned, s.pattern_window)
         half = layout.shift_bins()
         shift = np.clip(aligned - nominal, -half, half) + half

@@ -13,30 +13,56 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def add_rows(sums: np.ndarray, sumsq: np.ndarray, counts: np.ndarray, a: np.ndarray, labels: np.ndarray) -> None:
-    """``sums[g] += a[t]``, ``sumsq += a[t]²`` and ``counts[g] += 1`` for every t with g = labels[t] ≥ 0.
+def add_rows(sums1: np.ndarray, sumsq1: np.ndarray, counts1: np.ndarray, labels1: np.ndarray,
+             sums2: np.ndarray, sumsq2: np.ndarray, counts2: np.ndarray, labels2: np.ndarray,
+             a: np.ndarray, c0: int) -> None:
+    """For two labellings of the same frames (letters and phonemes) at once, so every activation is
+    read once: for each t with g = labels_k[t] ≥ 0, ``sums_k[g] += a[t, c0:c0+C]``,
+    ``sumsq_k += a[t, c0:c0+C]²``, ``counts_k[g] += 1``.
 
-    ``a``: ``(time, channels)``; ``sums``: ``(groups, channels)``; ``sumsq``: ``(channels,)``."""
-    n_t, n_c = a.shape
+    ``a``: ``(time, channels)`` (several layers side by side); ``sums_k``: ``(groups_k, C)``."""
+    n_t = a.shape[0]
+    n_c = sums1.shape[1]
     for t in range(n_t):
-        g = labels[t]
-        if g < 0:
+        g1, g2 = labels1[t], labels2[t]
+        if g1 < 0 and g2 < 0:
             continue
-        counts[g] += 1.0
-        for c in range(n_c):
-            v = np.float64(a[t, c])
-            sums[g, c] += v
-            sumsq[c] += v * v
+        src = a[t, c0:c0 + n_c]  # 1-D views let LLVM vectorize the loops
+        if g1 >= 0 and g2 >= 0:
+            counts1[g1] += 1.0
+            counts2[g2] += 1.0
+            d1, d2 = sums1[g1], sums2[g2]
+            for c in range(n_c):
+                v = np.float64(src[c])
+                d1[c] += v
+                d2[c] += v
+                sumsq1[c] += v * v
+                sumsq2[c] += v * v
+        elif g1 >= 0:
+            counts1[g1] += 1.0
+            d1 = sums1[g1]
+            for c in range(n_c):
+                v = np.float64(src[c])
+                d1[c] += v
+                sumsq1[c] += v * v
+        else:
+            counts2[g2] += 1.0
+            d2 = sums2[g2]
+            for c in range(n_c):
+                v = np.float64(src[c])
+                d2[c] += v
+                sumsq2[c] += v * v
 
 
 @njit(cache=True, nogil=True)
-def add_windows(wsum: np.ndarray, wcount: np.ndarray, a: np.ndarray, groups: np.ndarray, centres: np.ndarray,
-                half: int) -> None:
-    """For occurrence i (group g, centre frame c) and k in [0, 2·half]: ``wsum[g, k] += a[c - half + k]``
+def add_windows(wsum: np.ndarray, wcount: np.ndarray, a: np.ndarray, c0: int, groups: np.ndarray,
+                centres: np.ndarray, half: int) -> None:
+    """For occurrence i (group g, centre frame c) and k in [0, 2·half]: ``wsum[g, k] += a[c - half + k, c0:c0+C]``
     where that frame exists, and ``wcount[g, k] += 1``.
 
-    ``a``: ``(time, channels)``; ``wsum``: ``(groups, 2·half+1, channels)``; ``wcount``: ``(groups, 2·half+1)``."""
-    n_t, n_c = a.shape
+    ``a``: ``(time, channels)``; ``wsum``: ``(groups, 2·half+1, C)``; ``wcount``: ``(groups, 2·half+1)``."""
+    n_t = a.shape[0]
+    n_c = wsum.shape[2]
     for i in range(groups.shape[0]):
         g = groups[i]
         for k in range(2 * half + 1):
@@ -44,5 +70,7 @@ def add_windows(wsum: np.ndarray, wcount: np.ndarray, a: np.ndarray, groups: np.
             if t < 0 or t >= n_t:
                 continue
             wcount[g, k] += 1.0
+            src = a[t, c0:c0 + n_c]
+            dst = wsum[g, k]
             for c in range(n_c):
-                wsum[g, k, c] += np.float64(a[t, c])
+                dst[c] += np.float64(src[c])
