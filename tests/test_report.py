@@ -20,6 +20,21 @@ def test_report_is_autoescaped_html(report):
     html = report.read_text()
     assert html.startswith("<!doctype html>") and "<h2>Corpus</h2>" in html
     assert "<script" not in html
+    for title in ("Letter patterns", "Neuron activation profiles"):
+        assert f"<h2>{title}</h2>" in html
+
+
+def test_demo_saves_profiles_that_replot_without_the_model(report):
+    import json
+
+    from introspeech.profiles import results
+
+    folder = report.parent / "profiles"
+    acc = results.load(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert set(summary["layers"]) == set(acc.layout.layers)
+    again = results.summary(acc)
+    assert json.dumps(again["findings"]) == json.dumps(summary["findings"])
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (scripts/setup-system.sh)")
