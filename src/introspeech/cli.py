@@ -265,3 +265,40 @@ def patterns(
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     write_report(out, [patterns_section(acc, out, summary)], title="introspeech: letter patterns")
     typer.echo(json.dumps(summary["findings"], indent=1))
+
+
+@app.command()
+def sanity(
+    out: Path = typer.Option(Path("out/sanity"), "--out",
+                             help="Output folder: summary.json, curves.json, figures, index.html."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
+    split: str = typer.Option("test", "--split", help="Split the examples and the permuted-label training come from."),
+    methods: str = typer.Option("all", "--methods", help="Comma-separated methods (see sanity.check.METHODS), or 'all'."),
+    examples: int = typer.Option(4, "--examples", help="Speech examples (the image model uses at least 8)."),
+    random_label_steps: int = typer.Option(60, "--random-label-steps",
+                                           help="CTC steps of the permuted-transcript twin (0: skip data randomization)."),
+    image: bool = typer.Option(True, "--image/--no-image", help="Also the digits CNN (trained by the command, seconds)."),
+    independent: bool = typer.Option(True, "--independent/--no-independent", help="Also one-layer-at-a-time randomization."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the re-initializations and of the permutations."),
+) -> None:
+    """Sanity checks of every attribution method: parameter and data randomization (Adebayo et al.)."""
+    from .asr.checkpoint import load_model
+    from .corpus.load import load_corpus
+    from .report.html import write_report
+    from .report.sections.sanity import sanity_section
+    from .sanity.check import METHODS
+    from .sanity.run import run_sanity
+
+    chosen = list(METHODS) if methods == "all" else [m for m in methods.split(",") if m]
+    bad = [m for m in chosen if m not in METHODS]
+    if bad:
+        raise typer.BadParameter(f"unknown method(s) {bad}; choose from {list(METHODS)}", param_hint="--methods")
+    net, cfg, _ = load_model(model)
+    data = load_corpus(corpus)
+    if split not in data:
+        raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
+    results, summary = run_sanity(net, cfg, data[split], chosen, out, examples, seed, random_label_steps, image,
+                                  independent, progress=lambda m: typer.echo(m, err=True))
+    write_report(out, [sanity_section(results, out, n_examples=examples)], title="introspeech: sanity checks")
+    typer.echo(json.dumps(summary["verdicts"], indent=1))

@@ -17,6 +17,18 @@ from .sections.attribution import attribution_section, corpus_bounds
 from .sections.corpus import corpus_section, sample_utterance
 from .sections.profiles import naps_section, patterns_section
 
+def sanity_demo(net, cfg, splits: dict, out: Path, log) -> Section:
+    """Every method on 2 speech examples (a twin trained 30 steps on permuted transcripts) and on the
+    digits CNN; results in OUT/sanity."""
+    from ..sanity.check import METHODS
+    from ..sanity.run import run_sanity
+    from .sections.sanity import sanity_section
+
+    utts = splits.get("test") or next(iter(splits.values()))
+    results, _ = run_sanity(net, cfg, utts, list(METHODS), out / "sanity", examples=2, random_label_steps=30)
+    return sanity_section(results, out, n_examples=2)
+
+
 DEMO_NAP_LAYERS = ("layer1", "layer4", "layer7", "layer10", "output")
 
 
@@ -66,6 +78,8 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         sections.append(attribution_section(net, cfg, sample, corpus_bounds(list(feats.values())), out))
         log("global introspection: letter patterns and neuron activation profiles")
         sections += profile_sections(net, cfg, meta, splits, out, lambda u, _cfg: feats[u.id])
+        log("sanity checks: parameter and data randomization, speech and digits")
+        sections.append(sanity_demo(net, cfg, splits, out, log))
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
     log(f"report written to {path}")

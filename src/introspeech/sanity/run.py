@@ -1,0 +1,46 @@
+"""Both sanity-check cases (speech recognizer, digits CNN) end to end, with ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from ..audio import FeatureConfig
+from ..corpus.utterance import Utterance
+from .cases import image_case, random_label_speech_model, speech_case
+from .check import final_means, run_case, verdicts
+
+
+def run_sanity(model: nn.Module, cfg: FeatureConfig, utts: list[Utterance], methods: list[str], out: str | Path,
+               examples: int = 4, seed: int = 0, random_label_steps: int = 60, image: bool = True,
+               independent: bool = True, progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+    """Run the checks; returns (results per model, summary) and writes ``OUT/summary.json``.
+
+    ``random_label_steps = 0`` skips the speech data randomization (training a twin on permuted
+    transcripts is the slow part; its checkpoint is cached in ``OUT/random_labels``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda m: None)
+    shuffled = None
+    if random_label_steps:
+        say(f"speech: training the architecture on permuted transcripts ({random_label_steps} steps)")
+        shuffled = random_label_speech_model(model, cfg, utts, out / "random_labels", random_label_steps, seed)
+    results = {"speech": run_case(speech_case(model, cfg, utts, examples, shuffled), methods, seed, independent, say)}
+    info: dict = {"speech": {"examples": examples, "random_label_steps": random_label_steps}}
+    if image:
+        say("image: training the digits CNN and its permuted-label twin")
+        case, info["image"] = image_case(max(examples, 8), seed)
+        results["image"] = run_case(case, methods, seed, independent, say)
+    summary = {name: final_means(r) for name, r in results.items()}
+    summary["verdicts"] = {name: verdicts(r) for name, r in results.items()}
+    summary["data_randomization"] = {name: {m: {k: v["mean"] for k, v in r[m]["data"].items()}
+                                            for m in r if "data" in r[m]} for name, r in results.items()}
+    summary["models"] = info
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    curves = {name: {m: {k: r[m][k] for k in ("cascading", "independent")} for m in r} for name, r in results.items()}
+    (out / "curves.json").write_text(json.dumps(curves, indent=1, default=lambda o: np.asarray(o).tolist()))
+    return results, summary
