@@ -17,6 +17,7 @@ from .sections.attribution import attribution_section, corpus_bounds
 from .sections.corpus import corpus_section, sample_utterance
 from .sections.profiles import naps_section, patterns_section
 
+
 def sanity_demo(net, cfg, splits: dict, out: Path, log) -> Section:
     """Every method on 2 speech examples (a twin trained 30 steps on permuted transcripts) and on the
     digits CNN; results in OUT/sanity."""
