@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from introspeech.asr.checkpoint import load_model, read_tensors
-from introspeech.asr.train import TrainConfig, make_batches, prepare, train_arrays
+from introspeech.asr.checkpoint import load_model, read_tensors, save_checkpoint
+from introspeech.asr.model import build_model
+from introspeech.asr.train import TrainConfig, feature_config_for, make_batches, prepare, train_arrays, vtlp_warp
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +48,28 @@ def test_resume_continues_exactly(tiny_data, tmp_path):
         assert torch.equal(a[k], b[k]), k
     with pytest.raises(ValueError, match="training settings differ"):
         train_arrays(data, valid, summary, tmp_path / "cut", TrainConfig(preset="tiny", epochs=3), resume=True)
+
+
+def test_vtlp_moves_spectral_peaks_with_the_warp_factor():
+    feats = feature_config_for("default")
+    x = torch.zeros(3, feats.n_mels, 4)
+    x[:, 20] = 1.0  # one Mel band lit
+    y = vtlp_warp(x, feats, None, 0.1, alpha=torch.tensor([0.9, 1.0, 1.1]))
+    centre = (y[:, :, 0] * torch.arange(feats.n_mels)).sum(1) / y[:, :, 0].sum(1)
+    assert centre[0] < 20 - 0.5 and centre[1] == pytest.approx(20) and centre[2] > 20 + 0.5
+    torch.testing.assert_close(vtlp_warp(x, feats, torch.Generator().manual_seed(0), 0.0), x)
+    a = vtlp_warp(x, feats, torch.Generator().manual_seed(3), 0.12)
+    assert torch.equal(a, vtlp_warp(x, feats, torch.Generator().manual_seed(3), 0.12))  # seeded
+
+
+def test_init_starts_from_the_given_checkpoint(tiny_data, tmp_path):
+    data, valid, summary = tiny_data
+    start = build_model("tiny", seed=11)
+    save_checkpoint(tmp_path / "start", start, feature_config_for("tiny"))
+    cfg = TrainConfig(preset="tiny", epochs=1, batch_frames=3000, lr=0.0, seed=0, init=str(tmp_path / "start"))
+    train_arrays(data, [], summary, tmp_path / "run", cfg, max_steps=1)
+    got = read_tensors(tmp_path / "run" / "last")
+    for name, p in start.named_parameters():
+        assert torch.equal(got[f"model.{name}"], p.detach()), name  # lr 0: still the initial weights
+    fresh = dict(build_model("tiny", seed=0).named_parameters())
+    assert any(not torch.equal(got[f"model.{n}"], fresh[n].detach()) for n in fresh)

@@ -83,16 +83,20 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, generator: torch.Genera
     return x
 
 
-def vtlp_warp(x: torch.Tensor, features: FeatureConfig, generator: torch.Generator, max_warp: float) -> torch.Tensor:
+def vtlp_warp(x: torch.Tensor, features: FeatureConfig, generator: torch.Generator | None, max_warp: float,
+              alpha: torch.Tensor | None = None) -> torch.Tensor:
     """Vocal tract length perturbation on Mel features: each utterance's frequency axis is scaled
     by a factor drawn from [1 - max_warp, 1 + max_warp] (Jaitly & Hinton 2013), by linear
-    interpolation between Mel bands. It imitates speakers the synthesizers do not have."""
+    interpolation between Mel bands. It imitates speakers the synthesizers do not have.
+    ``alpha`` gives the factors (one per utterance) instead of drawing them."""
     import librosa
 
     centres = torch.from_numpy(librosa.mel_frequencies(features.n_mels + 2, fmin=features.fmin, fmax=features.fmax,
                                                        htk=False)[1:-1]).double()
     mel = torch.from_numpy(librosa.hz_to_mel(centres.numpy())).double()
-    alpha = 1 + (torch.rand(x.shape[0], generator=generator, dtype=torch.float64) * 2 - 1) * max_warp
+    if alpha is None:
+        alpha = 1 + (torch.rand(x.shape[0], generator=generator, dtype=torch.float64) * 2 - 1) * max_warp
+    alpha = torch.as_tensor(alpha, dtype=torch.float64)
     src = torch.from_numpy(librosa.hz_to_mel((centres[None, :] / alpha[:, None]).numpy())).double()
     pos = torch.stack([torch.from_numpy(np.interp(s.numpy(), mel.numpy(), np.arange(features.n_mels))) for s in src])
     lo = pos.floor().long().clamp(0, features.n_mels - 1)
