@@ -1,0 +1,111 @@
+"""Feature visualization: a planted detector is recovered, each regularizer does its job, 2-D image
+models work, objectives parse, Mel inversion round-trips, the model is left untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from introspeech.featvis.objectives import channel, letter, neuron, output, parse
+from introspeech.featvis.optimize import evaluate, visualize
+from introspeech.featvis.regularize import Penalties, Robustness
+
+from .nets import assert_same_state, model_state
+
+
+def _detector(pattern: torch.Tensor) -> nn.Module:
+    net = nn.Sequential(nn.Conv1d(pattern.shape[1], 1, pattern.shape[2]), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.copy_(pattern)
+        net[0].bias.zero_()
+    return net
+
+
+@pytest.mark.parametrize("param", ["direct", "fourier"])
+def test_optimization_recovers_a_planted_detector(param):
+    pattern = torch.randn(1, 8, 5, generator=torch.Generator().manual_seed(0))
+    net = _detector(pattern).train()
+    before = model_state(net)
+    v = visualize(net, channel("0", 0), (1, 8, 5), low=-3, high=3, parameterization=param, steps=300, lr=0.05,
+                  penalties=Penalties(l2=50.0), seed=1)
+    assert np.corrcoef(v.input.flatten(), pattern.flatten())[0, 1] > 0.95
+    assert v.objective == pytest.approx(evaluate(net, channel("0", 0), v.input))
+    assert_same_state(before, model_state(net))
+
+
+def test_visualization_is_deterministic_for_a_seed():
+    net = _detector(torch.randn(1, 6, 3, generator=torch.Generator().manual_seed(2)))
+    a = visualize(net, channel("0", 0), (1, 6, 20), steps=20, seed=3)
+    b = visualize(net, channel("0", 0), (1, 6, 20), steps=20, seed=3)
+    assert torch.equal(a.input, b.input)
+
+
+def _hf_energy(x: torch.Tensor) -> float:
+    return float((x[..., 1:] - x[..., :-1]).pow(2).mean() + (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean())
+
+
+def test_total_variation_lowers_high_frequency_energy():
+    net = nn.Sequential(nn.Conv1d(10, 4, 3, padding=1), nn.ReLU())
+    torch.manual_seed(0)
+    plain = visualize(net, channel("0", 1), (1, 10, 40), parameterization="direct", steps=150, seed=0)
+    smooth = visualize(net, channel("0", 1), (1, 10, 40), parameterization="direct", steps=150, seed=0,
+                       penalties=Penalties(tv_time=2.0, tv_freq=2.0))
+    assert _hf_energy(smooth.input) < 0.5 * _hf_energy(plain.input)
+    blurred = visualize(net, channel("0", 1), (1, 10, 40), parameterization="direct", steps=150, seed=0,
+                        penalties=Penalties(blur=1.0))
+    assert _hf_energy(blurred.input) < 0.5 * _hf_energy(plain.input)
+
+
+def test_jitter_makes_the_result_robust_to_shifts():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(6, 8, 3), nn.ReLU(), nn.Conv1d(8, 1, 3))  # a neuron at one frame
+    obj = neuron("2", 0, 10)
+    shape = (1, 6, 24)
+
+    def shifted_mean(x):
+        return np.mean([evaluate(net, obj, torch.roll(x, k, dims=-1)) for k in (-3, -2, -1, 1, 2, 3)])
+
+    plain = visualize(net, obj, shape, parameterization="direct", steps=200, seed=0)
+    robust = visualize(net, obj, shape, parameterization="direct", steps=200, seed=0, robustness=Robustness(jitter=3))
+    assert shifted_mean(robust.input) / robust.objective > shifted_mean(plain.input) / plain.objective
+
+
+def test_works_on_a_2d_image_cnn():
+    from introspeech.sanity.digits import digits, train_digits
+
+    xtr, ytr, _, _ = digits(0)
+    net = train_digits(xtr[:600], ytr[:600], epochs=8)
+    v = visualize(net, output(3), (1, 1, 8, 8), low=0.0, high=1.0, image=True, steps=120, seed=0,
+                  robustness=Robustness(jitter=1, scale=0.1, rotate=10))
+    with torch.no_grad():
+        assert int(net(v.input).argmax()) == 3
+    assert v.input.min() >= 0 and v.input.max() <= 1
+
+
+def test_objectives_parse_and_combine():
+    out = torch.arange(2 * 29 * 4, dtype=torch.float32).reshape(2, 29, 4)
+    s, z = letter("s"), letter("z")
+    torch.testing.assert_close((s - z)({}, out), out[:, 18].mean(1) - out[:, 25].mean(1))
+    torch.testing.assert_close(parse("letter:s@2 + letter:z")({}, out), out[:, 18, 2] + out[:, 25].mean(1))
+    torch.testing.assert_close((2 * s)({}, out), 2 * out[:, 18].mean(1))
+    assert parse("channel:layer9:17").layers == {"layer9"}
+    with pytest.raises(ValueError, match="cannot read"):
+        parse("letters:s")
+    with pytest.raises(ValueError, match="unknown letter"):
+        letter("ß")
+
+
+def test_mel_inversion_round_trip_is_close():
+    from introspeech.audio import PRESETS, log_mel, mel_to_audio
+
+    cfg = PRESETS["default"]
+    t = np.arange(16000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 300 * t) + 0.2 * np.sin(2 * np.pi * 1200 * t * (1 + t))).astype(np.float32)
+    m1 = log_mel(wave, cfg)
+    back = mel_to_audio(m1, cfg, n_iter=48)
+    m2 = log_mel(back[: wave.size], cfg)
+    p1, p2 = np.exp(m1), np.exp(m2[:, : m1.shape[1]])
+    convergence = np.linalg.norm(p1 - p2) / np.linalg.norm(p1)  # spectral convergence on Mel power
+    assert convergence < 0.35, convergence
