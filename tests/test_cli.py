@@ -10,7 +10,7 @@ from introspeech.cli import app
 from introspeech.corpus.load import builtin_corpus
 
 runner = CliRunner()
-COMMANDS = ["synth", "train", "transcribe", "evaluate", "patterns", "naps", "sanity", "demo"]
+COMMANDS = ["synth", "train", "transcribe", "evaluate", "patterns", "naps", "sanity", "featvis", "demo"]
 HAS_MODEL = builtin_model().with_suffix(".json").is_file()
 
 

@@ -109,3 +109,27 @@ def test_mel_inversion_round_trip_is_close():
     p1, p2 = np.exp(m1), np.exp(m2[:, : m1.shape[1]])
     convergence = np.linalg.norm(p1 - p2) / np.linalg.norm(p1)  # spectral convergence on Mel power
     assert convergence < 0.35, convergence
+
+
+def test_the_learned_prior_keeps_results_near_the_data(tmp_path):
+    from introspeech.featvis.prior import PriorConfig, load_prior, naturalness, save_prior, train_prior
+
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(3, 8, 16, generator=g)  # "real data": smooth combinations of three patterns
+    basis = torch.nn.functional.avg_pool1d(basis, 3, 1, 1)
+    real = torch.einsum("nk,kmt->nmt", torch.randn(600, 3, generator=g), basis)
+    prior, info = train_prior(real, PriorConfig(n_mels=8, window=16, hidden=32, latent=4), steps=600)
+    assert info["valid_error"] < 0.2 * info["valid_variance"]
+    save_prior(prior, tmp_path / "p", {"note": "test"})
+    back, meta = load_prior(tmp_path / "p")
+    x = real[:3]
+    torch.testing.assert_close(back(x), prior(x))
+    net = _detector(torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(5)))
+    direct = visualize(net, channel("0", 0), (1, 8, 16), parameterization="direct", steps=150, seed=0)
+    latent = visualize(net, channel("0", 0), (1, *prior.latent_shape), parameterization="prior", steps=150, seed=0,
+                       decoder=prior.decoder)
+    assert latent.input.shape == (1, 8, 16)
+    nd, nl = naturalness(direct.input, prior, real), naturalness(latent.input, prior, real)
+    assert nl["prior_error_ratio"] < nd["prior_error_ratio"]
+    with pytest.raises(Exception, match="no prior"):
+        load_prior(tmp_path / "missing")

@@ -302,3 +302,85 @@ def sanity(
                                   independent, progress=lambda m: typer.echo(m, err=True))
     write_report(out, [sanity_section(results, out, n_examples=examples)], title="introspeech: sanity checks")
     typer.echo(json.dumps(summary["verdicts"], indent=1))
+
+
+featvis_app = typer.Typer(help="Feature visualization: inputs that maximize letters, channels or neurons.",
+                          add_completion=False)
+app.add_typer(featvis_app, name="featvis")
+
+
+def _speech_data(model, corpus, split: str, window: int | None):
+    from .asr.checkpoint import load_model
+    from .asr.model import geometry
+    from .corpus.load import load_corpus
+    from .featvis.run import SpeechData
+
+    net, cfg, meta = load_model(model)
+    data = load_corpus(corpus)
+    if split not in data:
+        raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
+    rf = geometry(net.config)["output"].rf
+    return net, SpeechData(cfg, data[split], window or -(-rf // 4) * 4)
+
+
+@featvis_app.callback(invoke_without_command=True)
+def featvis(
+    ctx: typer.Context,
+    objective: list[str] = typer.Option(None, "--objective", help="letter:s, letter:s@31, channel:layer9:17, "
+                                        "neuron:layer9:17@31, 'letter:s - letter:z' (repeatable)."),
+    out: Path = typer.Option(Path("out/featvis"), "--out", help="Output folder: results.json, .npy inputs, .wav audio."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus for bounds, naturalness and audio level (default: built-in)."),
+    split: str = typer.Option("test", "--split", help="Split of the corpus to use."),
+    params: str = typer.Option("direct,fourier,prior", "--params", help="Parameterizations to run."),
+    prior: Path = typer.Option(None, "--prior", help="A prior from `featvis train-prior` (needed for 'prior')."),
+    steps: int = typer.Option(256, "--steps", help="Optimization steps."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same result."),
+) -> None:
+    """Optimize inputs for objectives (regularized and unregularized) and write them as audio."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not objective:
+        raise typer.BadParameter("give at least one --objective (e.g. letter:s)", param_hint="--objective")
+    from tqdm import tqdm
+
+    from .featvis.prior import load_prior
+    from .featvis.run import run_featvis
+
+    learned, _ = load_prior(prior) if prior else (None, None)
+    net, data = _speech_data(model, corpus, split, learned.cfg.window if learned else None)
+    chosen = tuple(p for p in params.split(",") if p)
+    bar = tqdm(total=len(objective) * len([p for p in chosen if p != "prior" or learned]), unit="run")
+
+    def progress(msg: str) -> None:
+        bar.set_description(msg)
+        bar.update(1)
+
+    try:
+        results = run_featvis(net, data, objective, out, chosen, learned, steps, seed, progress=progress)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--objective") from None
+    bar.close()
+    typer.echo(json.dumps(results["objectives"], indent=1))
+
+
+@featvis_app.command("train-prior")
+def train_prior_cmd(
+    out: Path = typer.Option(Path("out/featvis/prior"), "--out", help="Prior path (writes .safetensors + .json)."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint whose features and receptive field set the window."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus of real windows (default: built-in)."),
+    split: str = typer.Option("test", "--split", help="Split of the corpus to use."),
+    windows: int = typer.Option(4000, "--windows", help="Random windows to train on."),
+    steps: int = typer.Option(1500, "--steps", help="Adam steps."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+) -> None:
+    """Train the learned prior (a small autoencoder of real input windows)."""
+    from .corpus.load import load_corpus, load_features
+    from .featvis.prior import PriorConfig, sample_windows, save_prior, train_prior
+
+    net, data = _speech_data(model, corpus, split, None)
+    cfg = PriorConfig(n_mels=data.low.shape[0], window=data.windows.shape[-1])
+    feats = [f for _, f in load_features(load_corpus(corpus)[split], data.cfg, on_error=lambda u, e: None)]
+    prior, info = train_prior(sample_windows(feats, cfg.window, windows, seed), cfg, steps, seed=seed)
+    save_prior(prior, out, {"train": info, "features": data.cfg.to_dict(), "model_preset": net.config.preset})
+    typer.echo(json.dumps(info, indent=1))
