@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..asr.checkpoint import load_model
 from ..audio import PRESETS
-from ..corpus.load import load_corpus, utterance_features
+from ..corpus.load import load_corpus, load_features, utterance_features
 from ..errors import InputError
 from .html import Section, write_report
 from .sections.asr import asr_section
@@ -19,21 +19,22 @@ from .sections.profiles import naps_section, patterns_section
 
 
 def sanity_demo(net, cfg, splits: dict, out: Path, log) -> Section:
-    """Every method on 2 speech examples (a twin trained 30 steps on permuted transcripts) and on the
-    digits CNN; results in OUT/sanity."""
+    """Every method on 2 speech examples (a twin trained 20 steps on permuted transcripts) and on the
+    digits CNN, cascading randomization (the CLI adds independent randomization); results in OUT/sanity."""
     from ..sanity.check import METHODS
     from ..sanity.run import run_sanity
     from .sections.sanity import sanity_section
 
     utts = splits.get("test") or next(iter(splits.values()))
-    results, _ = run_sanity(net, cfg, utts, list(METHODS), out / "sanity", examples=2, random_label_steps=30)
+    results, _ = run_sanity(net, cfg, utts, list(METHODS), out / "sanity", examples=2, random_label_steps=20,
+                            independent=False)
     return sanity_section(results, out, n_examples=2)
 
 
 DEMO_NAP_LAYERS = ("layer1", "layer4", "layer7", "layer10", "output")
 
 
-def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None) -> list[Section]:
+def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None) -> tuple[list[Section], object]:
     """Patterns and NAPs over the corpus' test split (or its first split); sums saved in OUT/profiles."""
     import torch
 
@@ -48,7 +49,36 @@ def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None)
     summary = results.summary(acc)
     (out / "profiles" / "summary.json").write_text(json.dumps(summary, indent=1))
     layers = [name for name in DEMO_NAP_LAYERS if name in acc.layout.layers]
-    return [patterns_section(acc, out, summary), naps_section(acc, out, summary, layers=layers)]
+    return [patterns_section(acc, out, summary), naps_section(acc, out, summary, layers=layers)], acc
+
+
+DEMO_LETTERS = ("s", "a")
+
+
+def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 96) -> Section:
+    """A prior trained on the corpus' windows (300 steps), then two letters × three parameterizations."""
+    import numpy as np
+
+    from ..asr.model import geometry
+    from ..featvis.prior import PriorConfig, sample_windows, train_prior
+    from ..featvis.run import SpeechData, run_featvis
+    from ..profiles import results as profile_results
+    from ..profiles.labels import GROUPS
+    from .sections.featvis import featvis_section
+
+    utts = splits.get("test") or next(iter(splits.values()))
+    window = -(-geometry(net.config)["output"].rf // 4) * 4
+    data = SpeechData(cfg, utts, window)
+    feats = [f for _, f in load_features(utts, cfg, on_error=lambda u, e: None)]
+    prior, _ = train_prior(sample_windows(feats, window, 3000, 0), PriorConfig(cfg.n_mels, window), steps=300)
+    folder = out / "featvis"
+    res = run_featvis(net, data, [f"letter:{c}" for c in DEMO_LETTERS], folder, prior=prior, steps=steps)
+    patterns = {}
+    if "pattern/letters/aligned/sum" in acc.arrays:
+        raw, _ = profile_results.patterns(acc, "letters", "aligned")
+        patterns = {c: raw[GROUPS["letters"].index(c)] for c in DEMO_LETTERS
+                    if not np.isnan(raw[GROUPS["letters"].index(c)]).any()}
+    return featvis_section(res, folder, out, patterns, data.audio, cfg.sample_rate, steps)
 
 
 def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str | Path | None = None,
@@ -78,7 +108,10 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         feats = {u.id: utterance_features(u, cfg) for us in splits.values() for u in us}
         sections.append(attribution_section(net, cfg, sample, corpus_bounds(list(feats.values())), out))
         log("global introspection: letter patterns and neuron activation profiles")
-        sections += profile_sections(net, cfg, meta, splits, out, lambda u, _cfg: feats[u.id])
+        profile, acc = profile_sections(net, cfg, meta, splits, out, lambda u, _cfg: feats[u.id])
+        sections += profile
+        log("feature visualization: letters, regularized and with a learned prior, audible")
+        sections.append(featvis_demo(net, cfg, splits, out, acc))
         log("sanity checks: parameter and data randomization, speech and digits")
         sections.append(sanity_demo(net, cfg, splits, out, log))
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
