@@ -133,3 +133,52 @@ def test_the_learned_prior_keeps_results_near_the_data(tmp_path):
     assert nl["prior_error_ratio"] < nd["prior_error_ratio"]
     with pytest.raises(Exception, match="no prior"):
         load_prior(tmp_path / "missing")
+
+
+def test_l1_and_l2_pull_the_input_towards_the_data_mean():
+    net = nn.Sequential(nn.Conv1d(10, 4, 3, padding=1), nn.ReLU())
+    torch.manual_seed(1)
+    obj = channel("0", 2)
+    plain = visualize(net, obj, (1, 10, 30), parameterization="direct", steps=150, seed=0)
+    for pen in (Penalties(l2=5.0), Penalties(l1=5.0)):
+        reg = visualize(net, obj, (1, 10, 30), parameterization="direct", steps=150, seed=0, penalties=pen)
+        assert reg.input.abs().mean() < 0.7 * plain.input.abs().mean(), pen
+
+
+def test_mel_shift_and_stretch_make_the_result_robust_to_them():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 1, 3))  # a (Mel, time) detector at one place
+    wrapped = nn.Sequential(nn.Unflatten(1, (1, 12)), net, nn.Flatten(1, 2))  # (B, 12, T) → (B, 1·8, T-4)
+    obj = neuron("1", 0, (4, 8))
+    shape = (1, 12, 20)
+
+    def shifted_mean(x):
+        vals = [evaluate(wrapped, obj, torch.roll(x, k, dims=1)) for k in (-1, 1)]
+        return float(np.mean(vals))
+
+    plain = visualize(wrapped, obj, shape, parameterization="direct", steps=200, seed=0)
+    robust = visualize(wrapped, obj, shape, parameterization="direct", steps=200, seed=0,
+                       robustness=Robustness(shift=1, stretch=0.1))
+    assert shifted_mean(robust.input) / robust.objective > shifted_mean(plain.input) / plain.objective
+
+
+def test_image_rotation_and_scale_robustness():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 1, 3))
+    obj = neuron("2", 0, (4, 4))
+
+    def rotated_mean(x):
+        vals = []
+        for deg in (-15, 15):
+            a = np.radians(deg)
+            theta = torch.tensor([[[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0]]], dtype=torch.float32)
+            vals.append(evaluate(net, obj, F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False),
+                                                           align_corners=False)))
+        return float(np.mean(vals))
+
+    plain = visualize(net, obj, (1, 1, 12, 12), image=True, parameterization="direct", steps=200, seed=0)
+    robust = visualize(net, obj, (1, 1, 12, 12), image=True, parameterization="direct", steps=200, seed=0,
+                       robustness=Robustness(rotate=15, scale=0.1))
+    assert rotated_mean(robust.input) / robust.objective > rotated_mean(plain.input) / plain.objective
