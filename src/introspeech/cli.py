@@ -264,7 +264,28 @@ def patterns(
     summary = results.summary(acc)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     write_report(out, [patterns_section(acc, out, summary)], title="introspeech: letter patterns")
+    _pattern_wavs(acc, corpus, splits, out)
     typer.echo(json.dumps(summary["findings"], indent=1))
+
+
+def _pattern_wavs(acc, corpus, splits: str, out: Path) -> None:
+    """OUT/audio/letter_X.wav for the aligned (else nominal) raw pattern of every letter seen ≥ 20 times."""
+    import numpy as np
+
+    from .corpus.load import load_corpus
+    from .featvis.run import pattern_audio
+    from .profiles import results
+    from .profiles.labels import GROUPS
+
+    align = "aligned" if "pattern/letters/aligned/sum" in acc.arrays else "nominal"
+    raw, _ = results.patterns(acc, "letters", align)
+    spoken = {" ": "space", "'": "apostrophe"}
+    pats = {f"letter_{spoken.get(GROUPS['letters'][i], GROUPS['letters'][i])}": raw[i]
+            for i in results.present(acc, "letters", 20) if not np.isnan(raw[i]).any()}
+    data = load_corpus(corpus)
+    utts = [u for name in (list(data) if splits == "all" else splits.split(",")) if name in data for u in data[name]]
+    if pats and utts:
+        pattern_audio(pats, acc.features, utts, out / "audio")
 
 
 @app.command()

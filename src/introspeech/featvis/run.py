@@ -91,3 +91,19 @@ def run_featvis(model: nn.Module, data: SpeechData, objectives: list[str], out: 
         results["objectives"][obj.name] = row
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def pattern_audio(patterns: dict[str, np.ndarray], cfg: FeatureConfig, utts: list[Utterance], out: str | Path,
+                  n_stats: int = 40) -> list[Path]:
+    """WAV files of average input patterns ``(n_mels, frames)`` (z-normalized), de-normalized with
+    the log-Mel statistics of the first ``n_stats`` utterances and inverted with Griffin-Lim."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mean, std = corpus_stats([log_mel(load_audio(u.audio_path, cfg.sample_rate), cfg) for u in utts[:n_stats]])
+    files = []
+    for name, pat in patterns.items():
+        logmel = pat.astype(np.float64) * np.asarray(std)[:, None] + np.asarray(mean)[:, None]
+        path = out / f"{_slug(name)}.wav"
+        sf.write(path, mel_to_audio(logmel, cfg, n_iter=48), cfg.sample_rate)
+        files.append(path)
+    return files

@@ -157,8 +157,11 @@ def load(folder: str | Path) -> Accumulated:
         raise InputError(meta_path, f"unknown format {meta.get('format')!r} (expected {FORMAT})")
     with np.load(folder / "profiles.npz") as z:
         arrays = {k: z[k] for k in z.files}
-    layout = Layout(tuple(meta["layers"]), tuple(meta["channels"]), tuple(Geometry(*g) for g in meta["geometry"]),
-                    meta["n_mels"])
+    try:
+        layout = Layout(tuple(meta["layers"]), tuple(meta["channels"]), tuple(Geometry(*g) for g in meta["geometry"]),
+                        meta["n_mels"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(meta_path, f"inconsistent profile metadata ({e}); recompute without --replot") from None
     return Accumulated(arrays, layout, ProfileSettings.from_dict(meta["settings"]),
                        FeatureConfig.from_dict(meta["features"]), meta["errors"], meta["utterances"])
 
