@@ -285,7 +285,12 @@ def _pattern_wavs(acc, corpus, splits: str, out: Path) -> None:
     data = load_corpus(corpus)
     utts = [u for name in (list(data) if splits == "all" else splits.split(",")) if name in data for u in data[name]]
     if pats and utts:
-        pattern_audio(pats, acc.features, utts, out / "audio")
+        from .errors import InputError
+
+        try:
+            pattern_audio(pats, acc.features, utts, out / "audio")
+        except InputError as e:  # e.g. a corpus of cached features without audio: the results are saved
+            typer.echo(f"no pattern audio: {e}", err=True)
 
 
 @app.command()
