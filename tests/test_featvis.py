@@ -133,6 +133,10 @@ def test_the_learned_prior_keeps_results_near_the_data(tmp_path):
     assert nl["prior_error_ratio"] < nd["prior_error_ratio"]
     with pytest.raises(Exception, match="no prior"):
         load_prior(tmp_path / "missing")
+    (tmp_path / "model.safetensors").write_bytes(b"weights")  # a prior saved with its model leaves the model alone
+    save_prior(prior, tmp_path / "model.prior")
+    assert (tmp_path / "model.safetensors").read_bytes() == b"weights"
+    assert (tmp_path / "model.prior.safetensors").is_file() and load_prior(tmp_path / "model.prior")[0] is not None
 
 
 def test_l1_and_l2_pull_the_input_towards_the_data_mean():

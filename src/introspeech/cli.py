@@ -349,6 +349,13 @@ def _speech_data(model, corpus, split: str, window: int | None):
     return net, SpeechData(cfg, data[split], window or -(-rf // 4) * 4)
 
 
+def _default_prior(model: Path | None) -> Path:
+    """A prior is saved with its model (``MODEL.prior.*``); the built-in model's lives in out/featvis."""
+    if model is None:
+        return Path("out/featvis/prior")
+    return model.with_name(model.name.removesuffix(".safetensors").removesuffix(".json") + ".prior")
+
+
 @featvis_app.callback(invoke_without_command=True)
 def featvis(
     ctx: typer.Context,
@@ -359,7 +366,8 @@ def featvis(
     corpus: Path = typer.Option(None, "--corpus", help="Corpus for bounds, naturalness and audio level (default: built-in)."),
     split: str = typer.Option("test", "--split", help="Split of the corpus to use."),
     params: str = typer.Option("direct,fourier,prior", "--params", help="Parameterizations to run."),
-    prior: Path = typer.Option(None, "--prior", help="A prior from `featvis train-prior` (needed for 'prior')."),
+    prior: Path = typer.Option(None, "--prior", help="A prior from `featvis train-prior` (default: the one saved "
+                               "with --model, else out/featvis/prior, if present; needed for 'prior')."),
     steps: int = typer.Option(256, "--steps", help="Optimization steps."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same result."),
 ) -> None:
@@ -373,7 +381,14 @@ def featvis(
     from .featvis.prior import load_prior
     from .featvis.run import run_featvis
 
-    learned, _ = load_prior(prior) if prior else (None, None)
+    if prior is not None:
+        learned, _ = load_prior(prior)  # given explicitly: it must exist
+    else:
+        default = _default_prior(model)
+        learned = load_prior(default)[0] if Path(f"{default}.json").is_file() else None
+    if learned is None and "prior" in params.split(","):
+        typer.echo("no learned prior found: the 'prior' parameterization is skipped "
+                   "(run `introspeech featvis train-prior`)", err=True)
     net, data = _speech_data(model, corpus, split, learned.cfg.window if learned else None)
     chosen = tuple(p for p in params.split(",") if p)
     bar = tqdm(total=len(objective) * len([p for p in chosen if p != "prior" or learned]), unit="run")
@@ -392,7 +407,8 @@ def featvis(
 
 @featvis_app.command("train-prior")
 def train_prior_cmd(
-    out: Path = typer.Option(Path("out/featvis/prior"), "--out", help="Prior path (writes .safetensors + .json)."),
+    out: Path = typer.Option(None, "--out", help="Prior path, writes .safetensors + .json (default: beside --model as "
+                             "MODEL.prior, else out/featvis/prior)."),
     model: Path = typer.Option(None, "--model", help="Checkpoint whose features and receptive field set the window."),
     corpus: Path = typer.Option(None, "--corpus", help="Corpus of real windows (default: built-in)."),
     split: str = typer.Option("test", "--split", help="Split of the corpus to use."),
@@ -408,5 +424,6 @@ def train_prior_cmd(
     cfg = PriorConfig(n_mels=data.low.shape[0], window=data.windows.shape[-1])
     feats = [f for _, f in load_features(load_corpus(corpus)[split], data.cfg, on_error=lambda u, e: None)]
     prior, info = train_prior(sample_windows(feats, cfg.window, windows, seed), cfg, steps, seed=seed)
-    save_prior(prior, out, {"train": info, "features": data.cfg.to_dict(), "model_preset": net.config.preset})
+    save_prior(prior, out or _default_prior(model), {"train": info, "features": data.cfg.to_dict(),
+                                                     "model_preset": net.config.preset})
     typer.echo(json.dumps(info, indent=1))

@@ -93,25 +93,33 @@ def train_prior(windows: torch.Tensor, cfg: PriorConfig, steps: int = 1500, batc
     return prior, info
 
 
+def _files(path: str | Path) -> tuple[Path, Path]:
+    """``PATH.safetensors`` and ``PATH.json`` (suffixes appended, never replacing: ``model.prior``
+    must not become ``model.safetensors``)."""
+    base = str(path)
+    for ext in (".safetensors", ".json"):
+        base = base.removesuffix(ext)
+    return Path(base + ".safetensors"), Path(base + ".json")
+
+
 def save_prior(prior: WindowPrior, path: str | Path, meta: dict | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in prior.state_dict().items()}, str(path.with_suffix(".safetensors")))
-    path.with_suffix(".json").write_text(json.dumps({"format": FORMAT, "config": asdict(prior.cfg), **(meta or {})},
+    st, js = _files(path)
+    st.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in prior.state_dict().items()}, str(st))
+    js.write_text(json.dumps({"format": FORMAT, "config": asdict(prior.cfg), **(meta or {})},
                                                     indent=1))
-    return path
+    return st
 
 
 def load_prior(path: str | Path) -> tuple[WindowPrior, dict]:
-    path = Path(path)
-    js = path.with_suffix(".json")
+    st, js = _files(path)
     if not js.is_file():
         raise InputError(js, "no prior here (train one with `introspeech featvis train-prior`)")
     meta = json.loads(js.read_text())
     if meta.get("format") != FORMAT:
         raise InputError(js, f"not an introspeech prior (format {meta.get('format')!r})")
     prior = WindowPrior(PriorConfig(**meta["config"]))
-    prior.load_state_dict(load_file(str(path.with_suffix(".safetensors"))))
+    prior.load_state_dict(load_file(str(st)))
     return prior.eval(), meta
 
 
