@@ -45,3 +45,28 @@ def test_unknown_split_is_a_clear_error(tmp_path):
         pytest.skip("no built-in model")
     res = runner.invoke(app, ["evaluate", "--splits", "nope", "--out", str(tmp_path / "e.json")])
     assert res.exit_code != 0 and "no split 'nope'" in res.output
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="no built-in model in this checkout")
+def test_featvis_writes_inputs_audio_and_a_prior_beside_the_model(tmp_path):
+    import shutil
+
+    import soundfile as sf
+
+    model = tmp_path / "m"
+    for ext in (".safetensors", ".json"):
+        shutil.copy(builtin_model().with_suffix(ext), model.with_suffix(ext))
+    res = runner.invoke(app, ["featvis", "train-prior", "--model", str(model), "--windows", "64", "--steps", "3"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "m.prior.safetensors").is_file() and model.with_suffix(".safetensors").stat().st_size > 10**6
+    out = tmp_path / "fv"
+    res = runner.invoke(app, ["featvis", "--model", str(model), "--objective", "letter:s - letter:z", "--params",
+                              "direct,prior", "--steps", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    row = results["objectives"]["letter 's'@31 - letter 'z'@31"]
+    assert set(row) == {"direct", "prior"} and "prior_error_ratio" in row["prior"]
+    wave, sr = sf.read(out / f"{row['direct']['file']}.wav")
+    assert sr == 16000 and wave.size > 8000 and abs(wave).max() > 0
+    res = runner.invoke(app, ["featvis", "--objective", "letters:s", "--params", "direct", "--out", str(out)])
+    assert res.exit_code != 0 and "cannot read objective" in res.output
