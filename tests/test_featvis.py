@@ -1,5 +1,6 @@
 """Feature visualization: a planted detector is recovered, each regularizer does its job, 2-D image
-models work, objectives parse, Mel inversion round-trips, the model is left untouched."""
+models work, objectives parse, the prior keeps results near the data, the model is left untouched.
+(The Mel inversion round trip is tested in test_audio.py.)"""
 
 from __future__ import annotations
 
@@ -95,20 +96,6 @@ def test_objectives_parse_and_combine():
         parse("letters:s")
     with pytest.raises(ValueError, match="unknown letter"):
         letter("ß")
-
-
-def test_mel_inversion_round_trip_is_close():
-    from introspeech.audio import PRESETS, log_mel, mel_to_audio
-
-    cfg = PRESETS["default"]
-    t = np.arange(16000) / 16000
-    wave = (0.3 * np.sin(2 * np.pi * 300 * t) + 0.2 * np.sin(2 * np.pi * 1200 * t * (1 + t))).astype(np.float32)
-    m1 = log_mel(wave, cfg)
-    back = mel_to_audio(m1, cfg, n_iter=48)
-    m2 = log_mel(back[: wave.size], cfg)
-    p1, p2 = np.exp(m1), np.exp(m2[:, : m1.shape[1]])
-    convergence = np.linalg.norm(p1 - p2) / np.linalg.norm(p1)  # spectral convergence on Mel power
-    assert convergence < 0.35, convergence
 
 
 def test_the_learned_prior_keeps_results_near_the_data(tmp_path):

@@ -203,6 +203,10 @@ def _settings(cls, **kw):
         raise typer.BadParameter(str(e)) from None
 
 
+_PROFILE_OUT = typer.Option(..., "--out", help="Output folder: profiles.{npz,json}, summary.json, figures, index.html.")
+_MODEL = typer.Option(None, "--model", help="Checkpoint (default: the built-in model).")
+_CORPUS = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus).")
+_SPLITS = typer.Option("test", "--splits", help="Comma-separated splits, or 'all'.")
 _ENGINE = typer.Option("local", "--engine", help="local (in process) or dask.")
 _WORKERS = typer.Option(2, "--workers", help="Dask: worker processes of a local cluster.")
 _SCHEDULER = typer.Option(None, "--scheduler", help="Dask: address of an existing scheduler (workers must see the corpus).")
@@ -214,13 +218,10 @@ _THREADS = typer.Option(1, "--threads", help="Torch threads per process (results
 
 @app.command()
 def naps(
-    out: Path = typer.Option(..., "--out", help="Output folder: profiles.{npz,json}, summary.json, figures, index.html."),
-    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
-    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
-    splits: str = typer.Option("test", "--splits", help="Comma-separated splits, or 'all'."),
+    out: Path = _PROFILE_OUT, model: Path = _MODEL, corpus: Path = _CORPUS, splits: str = _SPLITS,
     groups: str = typer.Option("letters,phonemes", "--groups", help="letters, phonemes or both."),
     letters_from: str = typer.Option("reference", "--letters-from", help="reference (forced alignment) or prediction."),
-    window: int = typer.Option(10, "--window", help="Windowed NAPs: layer frames each side of an occurrence."),
+    window: int = typer.Option(5, "--window", help="Windowed NAPs: layer frames each side of an occurrence (0: none)."),
     metric: str = typer.Option("cosine", "--metric", help="Distance between NAPs: cosine or euclidean."),
     gradient_adjusted: bool = typer.Option(False, "--gradient-adjusted", help="Also gradient-adjusted windowed NAPs."),
     engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
@@ -243,10 +244,7 @@ def naps(
 
 @app.command()
 def patterns(
-    out: Path = typer.Option(..., "--out", help="Output folder: profiles.{npz,json}, summary.json, figures, index.html."),
-    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
-    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
-    splits: str = typer.Option("test", "--splits", help="Comma-separated splits, or 'all'."),
+    out: Path = _PROFILE_OUT, model: Path = _MODEL, corpus: Path = _CORPUS, splits: str = _SPLITS,
     window: int = typer.Option(40, "--window", help="Input frames each side of an aligned letter or phone."),
     method: str = typer.Option("gradient", "--method", help="Attribution method that aligns predictions ('' = nominal only)."),
     align_by: str = typer.Option("max", "--align-by", help="max or centre (of mass) of the summed |relevance|."),
