@@ -134,15 +134,34 @@ def merge(into: dict[str, np.ndarray], part: dict[str, np.ndarray]) -> dict[str,
     return into
 
 
+class Capture:
+    """Forward hooks on the named blocks of ``model.layers``, registered once for many forward
+    passes (a context manager: the hooks are removed on exit, also after an exception)."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]):
+        self.model, self.names = model, names
+        self.acts: dict[str, torch.Tensor] = {}
+        self.handles: list = []
+
+    def __enter__(self) -> Capture:
+        self.handles = [getattr(self.model.layers, n).register_forward_hook(
+            lambda _m, _i, o, n=n: self.acts.__setitem__(n, o)) for n in self.names]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def __call__(self, x: torch.Tensor, keep_graph: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        self.acts = {}
+        with torch.set_grad_enabled(keep_graph):
+            out = self.model(x)
+        return self.acts, out
+
+
 def capture(model: nn.Module, names: tuple[str, ...], x: torch.Tensor,
             keep_graph: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Outputs of the named blocks of ``model.layers`` for input ``x`` (hooks removed afterwards)."""
-    acts: dict[str, torch.Tensor] = {}
-    handles = [getattr(model.layers, n).register_forward_hook(lambda _m, _i, o, n=n: acts.__setitem__(n, o)) for n in names]
-    try:
-        with torch.set_grad_enabled(keep_graph):
-            out = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return acts, out
+    with Capture(model, names) as cap:
+        return cap(x, keep_graph)

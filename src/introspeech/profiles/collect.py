@@ -10,7 +10,7 @@ from ..asr.decode import forced_align, greedy_path
 from ..asr.model import Geometry
 from ..corpus.utterance import Utterance
 from ..text import normalize_text
-from .accumulate import Layout, ProfileSettings, capture
+from .accumulate import Capture, Layout, ProfileSettings, capture
 from .alignment import align_emissions
 from .kernels import add_rows, add_windows
 from .labels import (
@@ -64,17 +64,24 @@ def _blocks(layout: Layout, acts: dict) -> list[tuple[Geometry, np.ndarray, list
         groups.setdefault((geo.centre(0), geo.stride, n), (geo, []))[1].append(name)
     out = []
     for geo, names in groups.values():
-        block = torch.cat([acts[n][0].detach() for n in names], 0).T.contiguous().numpy()
         offsets = np.cumsum([0] + [acts[n].shape[1] for n in names])
+        block_t = torch.empty(acts[names[0]].shape[2], int(offsets[-1]), dtype=acts[names[0]].dtype)
+        for n, a, b in zip(names, offsets[:-1], offsets[1:]):
+            block_t[:, a:b].copy_(acts[n][0].detach().T)
+        block = block_t.numpy()
         out.append((geo, block, list(zip(names, offsets[:-1].tolist()))))
     return out
 
 
 def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: ProfileSettings, utt: Utterance,
-                         feats: np.ndarray, frame_rate: float) -> None:
-    """Add one utterance (normalized features ``(n_mels, time)``) to the accumulators ``acc``."""
+                         feats: np.ndarray, frame_rate: float, hooks: Capture | None = None) -> None:
+    """Add one utterance (normalized features ``(n_mels, time)``) to the accumulators ``acc``;
+    ``hooks``: a `Capture` already registered on ``model`` (else one is made for this call)."""
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
-    acts, out = capture(model, layout.layers, x, keep_graph=s.gradient_adjusted)
+    if hooks is None:
+        acts, out = capture(model, layout.layers, x, keep_graph=s.gradient_adjusted)
+    else:
+        acts, out = hooks(x, keep_graph=s.gradient_adjusted)
     scores = out[0].detach()
     occurrences: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     label_fns = {}

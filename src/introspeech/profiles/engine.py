@@ -28,7 +28,7 @@ from ..audio import FeatureConfig
 from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
-from .accumulate import Layout, ProfileSettings, empty, merge
+from .accumulate import Capture, Layout, ProfileSettings, empty, merge
 from .collect import accumulate_utterance
 
 STATE_FORMAT = "introspeech-profiles-state/1"
@@ -67,11 +67,11 @@ def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, setting
     was = model.training
     model.eval()
     try:
-        with torch_threads(settings.threads):
+        with torch_threads(settings.threads), Capture(model, layout.layers) as hooks:
             for u in utts:
                 try:
                     feats = loader(u, features)
-                    accumulate_utterance(acc, model, layout, settings, u, feats, features.frame_rate)
+                    accumulate_utterance(acc, model, layout, settings, u, feats, features.frame_rate, hooks)
                 except (InputError, ValueError) as e:
                     errors.append(f"{u.audio_path}: utterance {u.id}: {e}")
     finally:
