@@ -27,7 +27,7 @@ def sanity_demo(net, cfg, splits: dict, out: Path, log) -> Section:
 
     utts = splits.get("test") or next(iter(splits.values()))
     results, _ = run_sanity(net, cfg, utts, list(METHODS), out / "sanity", examples=2, random_label_steps=20,
-                            independent=False)
+                            independent=False, image_epochs=12)
     return sanity_section(results, out, n_examples=2)
 
 
@@ -55,8 +55,8 @@ def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None)
 DEMO_LETTERS = ("s", "a")
 
 
-def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 96) -> Section:
-    """A prior trained on the corpus' windows (300 steps), then two letters × three parameterizations."""
+def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Section:
+    """A prior trained on the corpus' windows (200 steps), then two letters × three parameterizations."""
     import numpy as np
 
     from ..asr.model import geometry
@@ -70,7 +70,7 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 96) -> Sec
     window = -(-geometry(net.config)["output"].rf // 4) * 4
     data = SpeechData(cfg, utts, window)
     feats = [f for _, f in load_features(utts, cfg, on_error=lambda u, e: None)]
-    prior, _ = train_prior(sample_windows(feats, window, 3000, 0), PriorConfig(cfg.n_mels, window), steps=300)
+    prior, _ = train_prior(sample_windows(feats, window, 3000, 0), PriorConfig(cfg.n_mels, window), steps=200)
     folder = out / "featvis"
     res = run_featvis(net, data, [f"letter:{c}" for c in DEMO_LETTERS], folder, prior=prior, steps=steps)
     patterns = {}

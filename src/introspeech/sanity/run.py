@@ -17,7 +17,8 @@ from .check import final_means, run_case, verdicts
 
 def run_sanity(model: nn.Module, cfg: FeatureConfig, utts: list[Utterance], methods: list[str], out: str | Path,
                examples: int = 4, seed: int = 0, random_label_steps: int = 60, image: bool = True,
-               independent: bool = True, progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+               independent: bool = True, progress: Callable[[str], None] | None = None,
+               image_epochs: int = 25) -> tuple[dict, dict]:
     """Run the checks; returns (results per model, summary) and writes ``OUT/summary.json``.
 
     ``random_label_steps = 0`` skips the speech data randomization (training a twin on permuted
@@ -33,7 +34,7 @@ def run_sanity(model: nn.Module, cfg: FeatureConfig, utts: list[Utterance], meth
     info: dict = {"speech": {"examples": examples, "random_label_steps": random_label_steps}}
     if image:
         say("image: training the digits CNN and its permuted-label twin")
-        case, info["image"] = image_case(max(examples, 8), seed)
+        case, info["image"] = image_case(max(examples, 8), seed, image_epochs)
         results["image"] = run_case(case, methods, seed, independent, say)
     summary = {name: final_means(r) for name, r in results.items()}
     summary["verdicts"] = {name: verdicts(r) for name, r in results.items()}
