@@ -30,6 +30,7 @@ bench: env
 	$(PY) benchmarks/synth_throughput.py --quick --json out/bench/synth.json
 	$(PY) benchmarks/attribution_frames.py --quick --json out/bench/attribution_frames.json
 	$(PY) benchmarks/forced_alignment.py --json out/bench/forced_alignment.json
+	$(PY) benchmarks/profiles.py --quick --json out/bench/profiles.json
 
 clean-env:
 	rm -rf $(VENV)
