@@ -23,7 +23,7 @@ from introspeech.profiles.accumulate import ProfileSettings
 from introspeech.profiles.cluster import cluster_quality, tree
 from introspeech.profiles.engine import profile_corpus
 from introspeech.profiles.labels import GROUPS, centres, map_phones, phone_index
-from introspeech.text import CATEGORY, LETTERS
+from introspeech.text import LETTERS
 
 from .profiles_toy import FEATURES, PHONES, expected_nap, planted_corpus, planted_model
 
@@ -209,4 +209,3 @@ def test_save_load_round_trip_and_summary(toy, tmp_path):
     np.testing.assert_allclose(norm[present] + grand.T[None], raw[present], atol=1e-12)
     meta = json.loads((tmp_path / "profiles.json").read_text())
     assert meta["axes"]["wnap/*/*/sum"] == ["group", "time", "channel"]
-    assert CATEGORY["S"] == "fricative"  # the categories the quality score uses

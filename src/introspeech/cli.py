@@ -415,13 +415,11 @@ def train_prior_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed."),
 ) -> None:
     """Train the learned prior (a small autoencoder of real input windows)."""
-    from .corpus.load import load_corpus, load_features
     from .featvis.prior import PriorConfig, sample_windows, save_prior, train_prior
 
     net, data = _speech_data(model, corpus, split, None)
     cfg = PriorConfig(n_mels=data.low.shape[0], window=data.windows.shape[-1])
-    feats = [f for _, f in load_features(load_corpus(corpus)[split], data.cfg, on_error=lambda u, e: None)]
-    prior, info = train_prior(sample_windows(feats, cfg.window, windows, seed), cfg, steps, seed=seed)
+    prior, info = train_prior(sample_windows(data.feats, cfg.window, windows, seed), cfg, steps, seed=seed)
     save_prior(prior, out or _default_prior(model), {"train": info, "features": data.cfg.to_dict(),
                                                      "model_preset": net.config.preset})
     typer.echo(json.dumps(info, indent=1))

@@ -35,20 +35,25 @@ class SpeechData:
     """Real windows, per-Mel bounds and log-Mel statistics of a corpus (for bounds, naturalness, audio)."""
 
     def __init__(self, cfg: FeatureConfig, utts: list[Utterance], window: int, n_windows: int = 512, seed: int = 0):
-        feats = [f for _, f in load_features(utts, cfg, on_error=lambda u, e: None)]
-        cat = np.concatenate(feats, axis=1)
+        self.feats = [f for _, f in load_features(utts, cfg, on_error=lambda u, e: None)]
+        cat = np.concatenate(self.feats, axis=1)
         self.low = torch.tensor(np.percentile(cat, 0.5, axis=1), dtype=torch.float32)[:, None]
         self.high = torch.tensor(np.percentile(cat, 99.5, axis=1), dtype=torch.float32)[:, None]
-        self.windows = sample_windows(feats, window, n_windows, seed)
-        raw = [log_mel(load_audio(u.audio_path, cfg.sample_rate), cfg) for u in utts[:40]]
-        mean, std = corpus_stats(raw)
-        self.mean, self.std = np.asarray(mean)[:, None], np.asarray(std)[:, None]
+        self.windows = sample_windows(self.feats, window, n_windows, seed)
+        self.mean, self.std = log_mel_stats(cfg, utts)
         self.cfg = cfg
 
     def audio(self, x: torch.Tensor) -> np.ndarray:
         """A z-normalized input ``(1, n_mels, frames)`` as a waveform (typical level, Griffin-Lim)."""
         logmel = x[0].detach().numpy().astype(np.float64) * self.std + self.mean
         return mel_to_audio(logmel, self.cfg, n_iter=48)
+
+
+def log_mel_stats(cfg: FeatureConfig, utts: list[Utterance], n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Per-Mel mean and std ``(n_mels, 1)`` of the un-normalized log-Mel of the first ``n`` utterances:
+    the level at which z-normalized inputs are turned back into audio."""
+    mean, std = corpus_stats([log_mel(load_audio(u.audio_path, cfg.sample_rate), cfg) for u in utts[:n]])
+    return np.asarray(mean)[:, None], np.asarray(std)[:, None]
 
 
 def _slug(text: str) -> str:
@@ -99,10 +104,10 @@ def pattern_audio(patterns: dict[str, np.ndarray], cfg: FeatureConfig, utts: lis
     the log-Mel statistics of the first ``n_stats`` utterances and inverted with Griffin-Lim."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    mean, std = corpus_stats([log_mel(load_audio(u.audio_path, cfg.sample_rate), cfg) for u in utts[:n_stats]])
+    mean, std = log_mel_stats(cfg, utts, n_stats)
     files = []
     for name, pat in patterns.items():
-        logmel = pat.astype(np.float64) * np.asarray(std)[:, None] + np.asarray(mean)[:, None]
+        logmel = pat.astype(np.float64) * std + mean
         path = out / f"{_slug(name)}.wav"
         sf.write(path, mel_to_audio(logmel, cfg, n_iter=48), cfg.sample_rate)
         files.append(path)

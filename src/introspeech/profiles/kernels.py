@@ -12,12 +12,20 @@ import numpy as np
 from numba import njit
 
 
+@njit(inline="always", nogil=True)
+def _add_row(dst: np.ndarray, sumsq: np.ndarray, src: np.ndarray) -> None:
+    for c in range(src.shape[0]):
+        v = np.float64(src[c])
+        dst[c] += v
+        sumsq[c] += v * v
+
+
 @njit(cache=True, nogil=True)
 def add_rows(sums1: np.ndarray, sumsq1: np.ndarray, counts1: np.ndarray, labels1: np.ndarray,
              sums2: np.ndarray, sumsq2: np.ndarray, counts2: np.ndarray, labels2: np.ndarray,
              a: np.ndarray, c0: int) -> None:
-    """For two labellings of the same frames (letters and phonemes) at once, so every activation is
-    read once: for each t with g = labels_k[t] ≥ 0, ``sums_k[g] += a[t, c0:c0+C]``,
+    """For two labellings of the same frames (letters and phonemes) in one pass over the rows,
+    for each t with g = labels_k[t] ≥ 0, ``sums_k[g] += a[t, c0:c0+C]``,
     ``sumsq_k += a[t, c0:c0+C]²``, ``counts_k[g] += 1``.
 
     ``a``: ``(time, channels)`` (several layers side by side); ``sums_k``: ``(groups_k, C)``."""
@@ -27,31 +35,13 @@ def add_rows(sums1: np.ndarray, sumsq1: np.ndarray, counts1: np.ndarray, labels1
         g1, g2 = labels1[t], labels2[t]
         if g1 < 0 and g2 < 0:
             continue
-        src = a[t, c0:c0 + n_c]  # 1-D views let LLVM vectorize the loops
-        if g1 >= 0 and g2 >= 0:
+        src = a[t, c0:c0 + n_c]  # 1-D views let LLVM vectorize the loops; the row stays in L1 for both
+        if g1 >= 0:
             counts1[g1] += 1.0
+            _add_row(sums1[g1], sumsq1, src)
+        if g2 >= 0:
             counts2[g2] += 1.0
-            d1, d2 = sums1[g1], sums2[g2]
-            for c in range(n_c):
-                v = np.float64(src[c])
-                d1[c] += v
-                d2[c] += v
-                sumsq1[c] += v * v
-                sumsq2[c] += v * v
-        elif g1 >= 0:
-            counts1[g1] += 1.0
-            d1 = sums1[g1]
-            for c in range(n_c):
-                v = np.float64(src[c])
-                d1[c] += v
-                sumsq1[c] += v * v
-        else:
-            counts2[g2] += 1.0
-            d2 = sums2[g2]
-            for c in range(n_c):
-                v = np.float64(src[c])
-                d2[c] += v
-                sumsq2[c] += v * v
+            _add_row(sums2[g2], sumsq2, src)
 
 
 @njit(cache=True, nogil=True)

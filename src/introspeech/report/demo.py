@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..asr.checkpoint import load_model
 from ..audio import PRESETS
-from ..corpus.load import load_corpus, load_features, utterance_features
+from ..corpus.load import load_corpus, utterance_features
 from ..errors import InputError
 from .html import Section, write_report
 from .sections.asr import asr_section
@@ -69,8 +69,7 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Sec
     utts = splits.get("test") or next(iter(splits.values()))
     window = -(-geometry(net.config)["output"].rf // 4) * 4
     data = SpeechData(cfg, utts, window)
-    feats = [f for _, f in load_features(utts, cfg, on_error=lambda u, e: None)]
-    prior, _ = train_prior(sample_windows(feats, window, 3000, 0), PriorConfig(cfg.n_mels, window), steps=200)
+    prior, _ = train_prior(sample_windows(data.feats, window, 3000, 0), PriorConfig(cfg.n_mels, window), steps=200)
     folder = out / "featvis"
     res = run_featvis(net, data, [f"letter:{c}" for c in DEMO_LETTERS], folder, prior=prior, steps=steps)
     patterns = {}

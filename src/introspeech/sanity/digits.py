@@ -3,7 +3,6 @@ sanity checks (with true labels, and with permuted labels for data randomization
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -53,8 +52,3 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def permuted(y: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Labels shuffled across examples (data randomization)."""
     return y[torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + 1))]
-
-
-def as_numpy_maps(maps: torch.Tensor) -> list[np.ndarray]:
-    """``(N, 1, H, W)`` maps as a list of 2-D arrays."""
-    return [m[0].detach().double().numpy() for m in maps]
