@@ -73,3 +73,48 @@ def test_init_starts_from_the_given_checkpoint(tiny_data, tmp_path):
         assert torch.equal(got[f"model.{name}"], p.detach()), name  # lr 0: still the initial weights
     fresh = dict(build_model("tiny", seed=0).named_parameters())
     assert any(not torch.equal(got[f"model.{n}"], fresh[n].detach()) for n in fresh)
+
+
+def test_mel_scale_matches_librosa_slaney():
+    import librosa
+    import numpy as np
+
+    from introspeech.asr.train import hz_to_mel, mel_to_hz
+
+    hz = np.linspace(0, 8000, 801)
+    np.testing.assert_allclose(hz_to_mel(torch.from_numpy(hz)).numpy(), librosa.hz_to_mel(hz), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(mel_to_hz(torch.from_numpy(librosa.hz_to_mel(hz))).numpy(), hz, atol=1e-6)
+
+
+def test_spec_augment_masks_whole_bands_and_spans_within_their_bounds():
+    from introspeech.asr.train import spec_augment
+
+    x = torch.randn(6, 40, 200) + 5  # no natural zeros
+    lengths = torch.tensor([200, 150, 100, 60, 30, 10])
+    y = spec_augment(x, lengths, torch.Generator().manual_seed(1), freq_masks=2, freq_width=5, time_masks=2)
+    assert torch.equal(y, spec_augment(x, lengths, torch.Generator().manual_seed(1), freq_masks=2, freq_width=5,
+                                       time_masks=2))
+    for b, n in enumerate(lengths.tolist()):
+        z = y[b, :, :n] == 0
+        bands = z.all(1)  # a masked band is zero over the whole utterance
+        spans = z.all(0)  # a masked span is zero over all bands
+        assert bands.sum() <= 2 * 5 and spans.sum() <= 2 * max(1, int(0.05 * n))
+        assert torch.equal(z, bands[:, None] | spans[None, :])  # nothing else is touched
+        assert torch.equal(y[b, :, n:], x[b, :, n:])  # padding is left alone
+
+
+def test_packed_features_round_trip_within_half_a_step(small_corpus, tmp_path):
+    import numpy as np
+
+    from introspeech.asr.packed import load_packed, pack
+    from introspeech.corpus.load import load_corpus, load_features
+    from introspeech.text import normalize_text
+
+    cfg = feature_config_for("tiny")
+    pack(small_corpus, tmp_path, cfg, splits=("valid",), step=0.25, chunk=7, workers=1)
+    _, got = load_packed(tmp_path, workers=1)
+    ref = list(load_features([u for u in load_corpus(small_corpus)["valid"] if normalize_text(u.text).text], cfg))
+    assert len(got["valid"]) == len(ref) > 7  # several chunks, in corpus order
+    for (text, f), (u, r) in zip(got["valid"], ref):
+        assert text == normalize_text(u.text).text and f.shape == r.shape
+        assert np.abs(f - r).max() <= 0.125 + 1e-6

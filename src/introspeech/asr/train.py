@@ -41,6 +41,8 @@ class TrainConfig:
     warmup_steps: int = 300
     clip: float = 1.0
     specaugment: bool = True
+    freq_masks: int = 2  # SpecAugment: Mel-band masks per utterance, each up to freq_width bands
+    freq_width: int = 5
     seed: int = 0
     checkpoint_minutes: float = 5.0
     train_split: str = "train"
@@ -67,20 +69,43 @@ def make_batches(lengths: list[int], batch_frames: int, generator: torch.Generat
 
 def spec_augment(x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
                  freq_masks: int = 2, freq_width: int = 5, time_masks: int = 2, time_frac: float = 0.05) -> torch.Tensor:
-    """Light SpecAugment: zero (= the normalized mean) a few Mel bands and time spans per utterance."""
-    x = x.clone()
-    n_mels = x.shape[1]
-    for b in range(x.shape[0]):
-        n = int(lengths[b])
-        for _ in range(freq_masks):
-            w = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
-            f0 = int(torch.randint(0, max(1, n_mels - w), (1,), generator=generator))
-            x[b, f0:f0 + w, :n] = 0
-        for _ in range(time_masks):
-            w = int(torch.randint(0, max(1, int(time_frac * n)) + 1, (1,), generator=generator))
-            t0 = int(torch.randint(0, max(1, n - w), (1,), generator=generator))
-            x[b, :, t0:t0 + w] = 0
-    return x
+    """Light SpecAugment: zero (= the normalized mean) a few Mel bands and time spans per utterance.
+
+    Vectorized over the batch: the random numbers come from ``generator`` (CPU) and the masks are
+    built on ``x``'s device, so a GPU batch costs no per-utterance Python."""
+    b, n_mels, t = x.shape
+    n = lengths.to(torch.float64)
+    u = torch.rand(b, 2 * (freq_masks + time_masks), generator=generator, dtype=torch.float64)
+    fw = (u[:, :freq_masks] * (freq_width + 1)).floor()
+    f0 = (u[:, freq_masks:2 * freq_masks] * (n_mels - fw).clamp(min=1)).floor()
+    tmax = (time_frac * n).floor().clamp(min=1)[:, None]
+    tw = (u[:, 2 * freq_masks:2 * freq_masks + time_masks] * (tmax + 1)).floor()
+    t0 = (u[:, 2 * freq_masks + time_masks:] * (n[:, None] - tw).clamp(min=1)).floor()
+    dev = x.device
+    f = torch.arange(n_mels, device=dev)[None, None, :]
+    fmask = ((f >= f0.to(dev)[..., None]) & (f < (f0 + fw).to(dev)[..., None])).any(1)  # (b, n_mels)
+    tt = torch.arange(t, device=dev)[None, None, :]
+    tmask = ((tt >= t0.to(dev)[..., None]) & (tt < (t0 + tw).to(dev)[..., None])).any(1)  # (b, t)
+    valid = torch.arange(t, device=dev)[None, :] < lengths.to(dev)[:, None]
+    drop = (fmask[:, :, None] & valid[:, None, :]) | tmask[:, None, :]
+    return x.masked_fill(drop, 0.0)
+
+
+_F_SP, _MIN_LOG_HZ, _MIN_LOG_MEL, _LOGSTEP = 200.0 / 3, 1000.0, 15.0, math.log(6.4) / 27.0
+
+
+def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """Slaney's Mel scale (librosa's default, ``htk=False``): linear below 1 kHz, logarithmic above."""
+    hz = torch.as_tensor(hz, dtype=torch.float64)
+    log_part = _MIN_LOG_MEL + torch.log(hz.clamp(min=_MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return torch.where(hz >= _MIN_LOG_HZ, log_part, hz / _F_SP)
+
+
+def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    """Inverse of `hz_to_mel`."""
+    mel = torch.as_tensor(mel, dtype=torch.float64)
+    log_part = _MIN_LOG_HZ * torch.exp(_LOGSTEP * (mel.clamp(min=_MIN_LOG_MEL) - _MIN_LOG_MEL))
+    return torch.where(mel >= _MIN_LOG_MEL, log_part, mel * _F_SP)
 
 
 def vtlp_warp(x: torch.Tensor, features: FeatureConfig, generator: torch.Generator | None, max_warp: float,
@@ -89,20 +114,19 @@ def vtlp_warp(x: torch.Tensor, features: FeatureConfig, generator: torch.Generat
     by a factor drawn from [1 - max_warp, 1 + max_warp] (Jaitly & Hinton 2013), by linear
     interpolation between Mel bands. It imitates speakers the synthesizers do not have.
     ``alpha`` gives the factors (one per utterance) instead of drawing them."""
-    import librosa
-
-    centres = torch.from_numpy(librosa.mel_frequencies(features.n_mels + 2, fmin=features.fmin, fmax=features.fmax,
-                                                       htk=False)[1:-1]).double()
-    mel = torch.from_numpy(librosa.hz_to_mel(centres.numpy())).double()
+    n = features.n_mels
+    mel = torch.linspace(float(hz_to_mel(torch.tensor(features.fmin))), float(hz_to_mel(torch.tensor(features.fmax))),
+                         n + 2, dtype=torch.float64)[1:-1]  # band centres on the Mel axis
     if alpha is None:
         alpha = 1 + (torch.rand(x.shape[0], generator=generator, dtype=torch.float64) * 2 - 1) * max_warp
     alpha = torch.as_tensor(alpha, dtype=torch.float64)
-    src = torch.from_numpy(librosa.hz_to_mel((centres[None, :] / alpha[:, None]).numpy())).double()
-    pos = torch.stack([torch.from_numpy(np.interp(s.numpy(), mel.numpy(), np.arange(features.n_mels))) for s in src])
-    lo = pos.floor().long().clamp(0, features.n_mels - 1)
-    hi = (lo + 1).clamp(max=features.n_mels - 1)
-    w = (pos - lo).float().unsqueeze(-1)
-    take = lambda idx: torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # noqa: E731
+    src = hz_to_mel(mel_to_hz(mel)[None, :] / alpha[:, None])  # where each output band reads from
+    hi = torch.searchsorted(mel, src.contiguous()).clamp(1, n - 1)
+    pos = (hi - 1 + (src - mel[hi - 1]) / (mel[hi] - mel[hi - 1])).clamp(0, n - 1)  # fractional band index
+    lo = pos.floor().long().clamp(0, n - 1)
+    hi = (lo + 1).clamp(max=n - 1)
+    w = (pos - lo).to(x.dtype).to(x.device).unsqueeze(-1)
+    take = lambda idx: torch.gather(x, 1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[2]))  # noqa: E731
     return take(lo) * (1 - w) + take(hi) * w
 
 
@@ -227,11 +251,12 @@ def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path,
         while state["batch"] < len(batches):
             idx = batches[state["batch"]]
             x, xl, y, yl = _collate([data[i] for i in idx])
+            x = x.to(device, non_blocking=True)
             if cfg.specaugment:
-                x = spec_augment(x, xl, torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["step"]))
+                x = spec_augment(x, xl, torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["step"]),
+                                 freq_masks=cfg.freq_masks, freq_width=cfg.freq_width)
             if cfg.vtlp:
                 x = vtlp_warp(x, features, torch.Generator().manual_seed(cfg.seed * 7_919 + state["step"]), cfg.vtlp)
-            x = x.to(device, non_blocking=True)
             for g in opt.param_groups:
                 g["lr"] = lr_at(state["step"], total_steps, cfg)
             t0 = time.perf_counter()
