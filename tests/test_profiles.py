@@ -209,3 +209,43 @@ def test_save_load_round_trip_and_summary(toy, tmp_path):
     np.testing.assert_allclose(norm[present] + grand.T[None], raw[present], atol=1e-12)
     meta = json.loads((tmp_path / "profiles.json").read_text())
     assert meta["axes"]["wnap/*/*/sum"] == ["group", "time", "channel"]
+
+
+def test_frame_targets_list_every_window_position_by_frame():
+    from introspeech.profiles.kernels import frame_targets
+
+    rng = np.random.default_rng(0)
+    groups, frames = rng.integers(0, 5, 30), rng.integers(-3, 40, 30)
+    ptr, g, k = frame_targets(groups, frames, 4, 37)
+    got = sorted((t, int(g[j]), int(k[j])) for t in range(37) for j in range(ptr[t], ptr[t + 1]))
+    want = sorted((int(c) - 4 + o, int(gr), o) for gr, c in zip(groups, frames) for o in range(9) if 0 <= c - 4 + o < 37)
+    assert got == want
+
+
+def test_emission_frames_match_the_greedy_path_and_pick_each_runs_best_frame():
+    from introspeech.asr.decode import greedy_runs
+    from introspeech.profiles.alignment import emission_frames
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        sc = np.round(rng.normal(size=(29, int(rng.integers(1, 60)))), 1).astype(np.float32)  # ties happen
+        symbol, first, last = greedy_runs(sc.argmax(0))
+        got_symbol, got_frame = emission_frames(sc)
+        assert np.array_equal(got_symbol, symbol)
+        for s, a, b, f in zip(symbol, first, last, got_frame):
+            run = sc[s, a:b + 1]
+            assert a <= f <= b and sc[s, f] == run.max() and f == a + int(np.argmax(run))  # earliest best
+
+
+def test_forced_alignment_of_raw_scores_equals_that_of_log_probabilities():
+    import torch
+
+    from introspeech.asr.decode import forced_align_arrays
+
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        sc = torch.from_numpy(rng.normal(size=(29, 80)) * 3)
+        a = forced_align_arrays(torch.log_softmax(sc, 0), "the cat sat")
+        b = forced_align_arrays(sc.numpy(), "the cat sat")
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)

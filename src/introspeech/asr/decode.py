@@ -61,27 +61,30 @@ def forced_align(log_probs: torch.Tensor, text: str) -> list[LetterSpan]:
     per letter of ``text`` (frames where the best path is on that letter; blanks excluded).
     Raises ValueError when the transcript needs more frames than there are.
     """
-    labels = encode(text)
-    lp = log_probs.detach().double().cpu().numpy()
+    return [LetterSpan(int(s), int(a), int(b)) for s, a, b in zip(*forced_align_arrays(log_probs, text))]
+
+
+def forced_align_arrays(log_probs: torch.Tensor | np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`forced_align` as arrays (symbol, first and last frame of each letter), for bulk use."""
+    lab = np.asarray(encode(text), dtype=np.int64)
+    lp = log_probs.detach().double().cpu().numpy() if isinstance(log_probs, torch.Tensor) else log_probs
     n_frames = lp.shape[1]
-    lab = np.asarray(labels, dtype=np.int64)
     ext_arr = np.full(2 * lab.size + 1, BLANK, dtype=np.int64)
     ext_arr[1::2] = lab
     n_states = ext_arr.size
     need = lab.size + int((lab[1:] == lab[:-1]).sum())
     if need > n_frames:
-        raise ValueError(f"transcript of {len(labels)} letters needs {need} frames, only {n_frames} available")
+        raise ValueError(f"transcript of {lab.size} letters needs {need} frames, only {n_frames} available")
     skip_ok = np.zeros(n_states, dtype=bool)  # may jump from s-2 to s (different letters)
     skip_ok[3::2] = ext_arr[3::2] != ext_arr[1:-2:2]
-    path = ctc_viterbi(np.ascontiguousarray(lp), ext_arr, skip_ok)
+    path = ctc_viterbi(np.ascontiguousarray(lp, dtype=np.float64), ext_arr, skip_ok)
     on = np.flatnonzero(path % 2 == 1)  # frames on a letter state
     if on.size == 0:
-        return []
+        return (np.zeros(0, dtype=np.int64),) * 3
     k = path[on] // 2
     first = np.r_[True, k[1:] != k[:-1]]
     last = np.r_[k[1:] != k[:-1], True]
-    spans = [LetterSpan(labels[i], int(a), int(b)) for i, a, b in zip(k[first], on[first], on[last])]
-    return spans
+    return lab[k[first]], on[first], on[last]
 
 
 @njit(cache=True, nogil=True)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numba import njit
 from torch import nn
 
-from ..asr.decode import greedy_runs
 from ..asr.model import Geometry
 from ..attribution.frames import FrameGeometry, attribute_frames
+from ..text import BLANK
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,30 @@ def evidence_frame(relevance: np.ndarray, by: str = "max") -> int:
     return int(np.rint((profile * np.arange(profile.size)).sum() / profile.sum()))
 
 
+@njit(cache=True, nogil=True)
+def emission_frames(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Letters of the greedy CTC path of ``scores`` ``(n_symbols, frames)`` and, for each, the frame
+    of its run where its score is highest (the earliest on ties)."""
+    n_sym, n_t = scores.shape
+    symbol = np.empty(n_t, dtype=np.int64)
+    frame = np.empty(n_t, dtype=np.int64)
+    n, prev, best = 0, -1, -np.inf
+    for t in range(n_t):
+        s, v = 0, scores[0, t]
+        for k in range(1, n_sym):
+            if scores[k, t] > v:
+                s, v = k, scores[k, t]
+        if s != prev:
+            prev, best = s, -np.inf
+            if s != BLANK:
+                symbol[n], frame[n] = s, t
+                n += 1
+        if s != BLANK and v > best:
+            best = v
+            frame[n - 1] = t
+    return symbol[:n], frame[:n]
+
+
 def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out_geo: Geometry,
                     method: str = "gradient", by: str = "max", **options) -> AlignedEmissions:
     """Every letter of the greedy CTC path of ``scores`` ``(n_symbols, frames)`` for input
@@ -52,17 +77,9 @@ def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out
 
     The emission's frame is the frame of its run where its own score is highest (the earliest on
     ties); the relevance map is that of that score (``attribute_frames``, all emissions in one call)."""
-    sc = scores.detach().cpu().numpy()
-    best_symbol = sc.argmax(0)
-    symbol, starts, ends = greedy_runs(best_symbol)
+    symbol, frames = emission_frames(np.ascontiguousarray(scores.detach().cpu().numpy()))
     if symbol.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return AlignedEmissions(empty, empty, empty, empty)
-    lengths = ends - starts + 1
-    run = np.repeat(np.arange(symbol.size), lengths)
-    pos = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
-    order = np.lexsort((pos, -sc.max(0)[pos], run))  # per run: highest score first, earliest frame on ties
-    frames = pos[order][np.r_[0, np.cumsum(lengths)[:-1]]]
+        return AlignedEmissions(symbol, frames, frames, frames)
     nominal = np.clip(np.rint(out_geo.centre(0) + out_geo.stride * frames), 0, x.shape[2] - 1).astype(np.int64)
     if not method:
         return AlignedEmissions(symbol, frames, nominal, nominal)

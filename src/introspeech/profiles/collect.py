@@ -1,4 +1,9 @@
-"""One utterance's contribution to the accumulators (see accumulate.py for the array names)."""
+"""One utterance's contribution to the accumulators (see accumulate.py for the array names).
+
+Per utterance: one forward pass with the hooks, the letter alignment (CTC Viterbi or greedy path)
+and the phone table as arrays, labels and occurrence frames once per distinct layer geometry, then
+one compiled call per layer that reads the activations where the model left them (kernels.py).
+"""
 
 from __future__ import annotations
 
@@ -6,71 +11,100 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..asr.decode import forced_align, greedy_path
+from ..asr.decode import forced_align_arrays, greedy_runs
 from ..asr.model import Geometry
 from ..corpus.utterance import Utterance
 from ..text import normalize_text
 from .accumulate import Capture, Layout, ProfileSettings, capture
 from .alignment import align_emissions
-from .kernels import add_rows, add_windows
-from .labels import (
-    Occurrence,
-    layer_frame,
-    letter_frames,
-    letter_occurrences,
-    map_letters,
-    map_phones,
-    phone_occurrences,
-)
+from .kernels import accumulate_layer, add_windows, frame_targets
+from .labels import centres, layer_frame, phone_table
 
 
-def _occ_arrays(occ: list[Occurrence]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([o.group for o in occ], dtype=np.int64),
-            np.array([o.centre for o in occ], dtype=np.float64))
-
-
-def _add_rows(acc: dict, layer: str, labels: dict[str, np.ndarray], block: np.ndarray, c0: int) -> None:
-    """Time-independent NAP sums of one layer for the labellings present (one pass over the block)."""
-    args = []
-    for kind in ("letters", "phonemes"):
-        key = f"nap/{layer}/{kind}"
-        if kind in labels:
-            args += [acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"], labels[kind]]
-        else:  # a labelling that marks nothing
-            c = next(acc[f"nap/{layer}/{k}/sum"] for k in labels).shape[1]
-            args += [np.zeros((1, c)), np.zeros(c), np.zeros(1), np.full(block.shape[0], -1, dtype=np.int64)]
-    add_rows(*args, block, c0)
-
-
-def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, centres: np.ndarray, half: int,
-             c0: int = 0) -> None:
-    if groups.size:
-        add_windows(acc[f"{key}/sum"], acc[f"{key}/count"], a, c0, groups, centres, half)
-
-
-def letter_spans(scores: torch.Tensor, text: str, source: str) -> list:
-    """Letter spans on output frames: forced alignment of ``text`` or the greedy CTC path."""
+def letter_runs(scores: torch.Tensor, text: str, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Letters on output frames as arrays (symbol, first, last frame): forced alignment of ``text``
+    or the greedy CTC path."""
     if source == "prediction":
-        return greedy_path(scores)
-    return forced_align(torch.log_softmax(scores.double(), dim=0), text)
+        return greedy_runs(scores.argmax(dim=0).numpy())
+    # Raw scores: log-softmax subtracts one constant per frame, the same for every path, so the
+    # Viterbi path is that of the log-probabilities (and this runs once per utterance).
+    return forced_align_arrays(scores.numpy().astype(np.float64), text)
 
 
-def _blocks(layout: Layout, acts: dict) -> list[tuple[Geometry, np.ndarray, list[tuple[str, int]]]]:
-    """Layers whose frames sit at the same places share their labels; each such block is
-    transposed once to ``(time, channels)`` (what the kernels read); each layer starts at an offset."""
-    groups: dict = {}
-    for name, geo in zip(layout.layers, layout.geometry):
-        n = acts[name].shape[2]
-        groups.setdefault((geo.centre(0), geo.stride, n), (geo, []))[1].append(name)
+def run_labels(symbol: np.ndarray, first: np.ndarray, last: np.ndarray, n: int) -> np.ndarray:
+    """Group index per frame (-1: none) from runs ``[first, last]`` of ``symbol``."""
+    lab = np.full(n, -1, dtype=np.int64)
+    lengths = last - first + 1
+    if lengths.size:
+        pos = np.repeat(first - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
+        lab[pos] = np.repeat(symbol, lengths)
+    return lab
+
+
+class _Kind:
+    """One labelling of an utterance: letters on output frames, or phones in seconds."""
+
+    def __init__(self, groups: np.ndarray, centre: np.ndarray, label_at):
+        self.groups, self.centre, self.label_at = groups, centre, label_at
+
+
+def _kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: torch.Tensor,
+           frame_rate: float) -> dict[str, _Kind]:
+    kinds = {}
+    if "letters" in s.groups:
+        sym, first, last = letter_runs(scores, normalize_text(utt.text).text, s.letters_from)
+        out_lab = run_labels(sym, first, last, scores.shape[1])
+        out_geo = layout.output
+
+        def letters_at(geo: Geometry, n: int) -> np.ndarray:
+            t = layer_frame(out_geo, centres(geo, n))
+            return np.where((t >= 0) & (t < out_lab.size), out_lab[np.clip(t, 0, out_lab.size - 1)], -1)
+
+        kinds["letters"] = _Kind(sym, out_geo.centre((first + last) // 2), letters_at)
+    if "phonemes" in s.groups and utt.phones:
+        starts, ends, idx = phone_table(utt.phones)
+
+        def phones_at(geo: Geometry, n: int) -> np.ndarray:
+            t = centres(geo, n) / frame_rate
+            k = np.searchsorted(starts, t, side="right") - 1
+            ok = (k >= 0) & (t < ends[np.clip(k, 0, None)])
+            return np.where(ok, idx[np.clip(k, 0, None)], -1)
+
+        ok = idx >= 0
+        kinds["phonemes"] = _Kind(idx[ok], 0.5 * (starts[ok] + ends[ok]) * frame_rate, phones_at)
+    return kinds
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+_NOWHERE = (np.zeros((1, 1)), np.zeros(1), np.zeros(1))  # sums, sumsq, counts nobody reads
+_NO_WINDOWS = (np.zeros((1, 1, 1)), np.zeros((1, 1)))
+
+
+_LAST: list = [None, None]  # (accumulators, their per-layer kernel arguments): one shard's worth
+
+
+def _layer_args(acc: dict, layout: Layout, s: ProfileSettings) -> list[list[tuple]]:
+    """Per layer, per labelling (letters, phonemes): the accumulators the kernel writes, looked up
+    once per set of accumulators."""
+    if _LAST[0] is acc:
+        return _LAST[1]
     out = []
-    for geo, names in groups.values():
-        offsets = np.cumsum([0] + [acts[n].shape[1] for n in names])
-        block_t = torch.empty(acts[names[0]].shape[2], int(offsets[-1]), dtype=acts[names[0]].dtype)
-        for n, a, b in zip(names, offsets[:-1], offsets[1:]):
-            block_t[:, a:b].copy_(acts[n][0].detach().T)
-        block = block_t.numpy()
-        out.append((geo, block, list(zip(names, offsets[:-1].tolist()))))
+    for name in layout.layers:
+        per_kind = []
+        for kind in ("letters", "phonemes"):
+            key = f"nap/{name}/{kind}"
+            nap = (acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"]) if f"{key}/sum" in acc else _NOWHERE
+            win = (acc[f"w{key}/sum"], acc[f"w{key}/count"]) if f"w{key}/sum" in acc else _NO_WINDOWS
+            per_kind.append((nap, win))
+        out.append(per_kind)
+    _LAST[:] = [acc, out]
     return out
+
+
+def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, frames: np.ndarray, half: int) -> None:
+    """Windowed sums of ``a`` ``(time, channels)`` around occurrences into ``acc[key/…]``."""
+    if groups.size:
+        add_windows(acc[f"{key}/sum"], acc[f"{key}/count"], a, *frame_targets(groups, frames, half, a.shape[0]))
 
 
 def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: ProfileSettings, utt: Utterance,
@@ -83,65 +117,58 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     else:
         acts, out = hooks(x, keep_graph=s.gradient_adjusted)
     scores = out[0].detach()
-    occurrences: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    label_fns = {}
-    if "letters" in s.groups:
-        spans = letter_spans(scores, normalize_text(utt.text).text, s.letters_from)
-        out_lab = letter_frames(spans, scores.shape[1])
-        label_fns["letters"] = lambda g, n: map_letters(out_lab, layout.output, g, n)
-        occurrences["letters"] = _occ_arrays(letter_occurrences(spans, layout.output))
-    if "phonemes" in s.groups and utt.phones:
-        label_fns["phonemes"] = lambda g, n: map_phones(utt.phones, g, n, frame_rate)
-        occurrences["phonemes"] = _occ_arrays(phone_occurrences(utt.phones, frame_rate))
-    for geo, block, layers in _blocks(layout, acts):
-        labels = {kind: fn(geo, block.shape[0]) for kind, fn in label_fns.items()}
-        for name, c0 in layers:
-            _add_rows(acc, name, labels, block, c0)
-        for kind in labels:
-            groups, centres = occurrences[kind]
-            frames = layer_frame(geo, centres)
-            for name, c0 in layers:
-                if s.nap_window:
-                    _windows(acc, f"wnap/{name}/{kind}", block, groups, frames, s.nap_window, c0)
-    for kind, (groups, _) in occurrences.items():
-        acc["totals"][2 if kind == "letters" else 3] += len(groups)
-    if "phonemes" in occurrences:
-        groups, centres = occurrences["phonemes"]
-        _windows(acc, "pattern/phonemes/aligned", np.ascontiguousarray(feats.T, dtype=np.float32), groups,
-                 np.rint(centres).astype(np.int64), s.pattern_window)
-    if "letters" in occurrences:
-        if s.gradient_adjusted and len(occurrences["letters"][0]):
-            _adjusted(acc, layout, s, acts, out, *occurrences["letters"])
-        _letter_patterns(acc, model, layout, s, x, scores, feats)
+    rows = np.ascontiguousarray(feats.T, dtype=np.float32)  # (time, mel)
+    kinds = _kinds(layout, s, utt, scores, frame_rate)
+    per_geometry: dict = {}
+    for name, geo, targets_of in zip(layout.layers, layout.geometry, _layer_args(acc, layout, s)):
+        a = np.ascontiguousarray(acts[name][0].detach().numpy().T)  # (time, channels)
+        n = a.shape[0]
+        key = (geo.centre(0), geo.stride, n)
+        if key not in per_geometry:  # labels and window targets, shared by layers at the same places
+            nothing = (np.full(n, -1, dtype=np.int64), (np.zeros(n + 1, dtype=np.int64), _EMPTY, _EMPTY))
+            per_geometry[key] = [
+                (v.label_at(geo, n), frame_targets(v.groups, layer_frame(geo, v.centre), s.nap_window, n)
+                 if s.nap_window else nothing[1]) if (v := kinds.get(kind)) else nothing
+                for kind in ("letters", "phonemes")]
+        (lab1, tg1), (lab2, tg2) = per_geometry[key]
+        (nap1, win1), (nap2, win2) = targets_of
+        accumulate_layer(a, lab1, *nap1, *tg1, *win1, lab2, *nap2, *tg2, *win2)
+    for kind, v in kinds.items():
+        acc["totals"][2 if kind == "letters" else 3] += len(v.groups)
+    if "phonemes" in kinds:
+        v = kinds["phonemes"]
+        _windows(acc, "pattern/phonemes/aligned", rows, v.groups, np.rint(v.centre).astype(np.int64), s.pattern_window)
+    if "letters" in kinds:
+        if s.gradient_adjusted and len(kinds["letters"].groups):
+            _adjusted(acc, layout, s, acts, out, kinds["letters"].groups, kinds["letters"].centre)
+        _letter_patterns(acc, model, layout, s, x, scores, rows)
     acc["totals"][0] += 1
     acc["totals"][1] += feats.shape[1]
 
 
-def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, feats) -> None:
+def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, rows) -> None:
     """Input windows around each emitted letter: at the nominal position of its output frame, and
     at the position its relevance points to."""
     em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by)
     if not len(em):
         return
-    groups, nominal, aligned = em.symbol, em.nominal, em.aligned
-    rows = np.ascontiguousarray(feats.T, dtype=np.float32)
-    _windows(acc, "pattern/letters/nominal", rows, groups, nominal, s.pattern_window)
+    _windows(acc, "pattern/letters/nominal", rows, em.symbol, em.nominal, s.pattern_window)
     if s.relevance:
-        _windows(acc, "pattern/letters/aligned", rows, groups, aligned, s.pattern_window)
+        _windows(acc, "pattern/letters/aligned", rows, em.symbol, em.aligned, s.pattern_window)
         half = layout.shift_bins()
-        shift = np.clip(aligned - nominal, -half, half) + half
+        shift = np.clip(em.aligned - em.nominal, -half, half) + half
         acc["shift/hist"] += np.bincount(shift, minlength=2 * half + 1)
 
 
-def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, out, groups: np.ndarray, centres: np.ndarray) -> None:
+def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, out, groups: np.ndarray, centre: np.ndarray) -> None:
     """Gradient-adjusted windowed NAPs: each letter occurrence's window is centred, per layer, on the
     frame where the mean |∂score/∂activation| over channels is largest."""
-    t_out = layer_frame(layout.output, centres).clip(0, out.shape[2] - 1)
+    t_out = layer_frame(layout.output, centre).clip(0, out.shape[2] - 1)
     seeds = torch.zeros((len(groups),) + tuple(out.shape), dtype=out.dtype)
     seeds[torch.arange(len(groups)), 0, torch.as_tensor(groups), torch.as_tensor(t_out)] = 1.0
     tensors = [acts[name] for name in layout.layers]
     grads = torch.autograd.grad(out, tensors, grad_outputs=seeds, is_grads_batched=True, retain_graph=False)
     for name, g in zip(layout.layers, grads):
-        centre = g[:, 0].abs().mean(1).argmax(-1).numpy()  # (n_occ,)
-        _windows(acc, f"anap/{name}/letters", acts[name][0].detach().T.contiguous().numpy(), groups, centre,
+        frames = g[:, 0].abs().mean(1).argmax(-1).numpy()  # (n_occ,)
+        _windows(acc, f"anap/{name}/letters", np.ascontiguousarray(acts[name][0].detach().numpy().T), groups, frames,
                  s.nap_window)

@@ -3,7 +3,13 @@
 Written by hand because numpy has no "add rows into groups" primitive that is both fast and
 order-deterministic: ``np.add.at`` is slow, sorting + ``reduceat`` copies every row, and a one-hot
 matmul costs groups × frames × channels. These loops add each row once, in frame order, straight
-from the model's float32 activations into float64 sums; memory traffic is the whole cost.
+from float32 activations into float64 sums.
+
+They read activations time-major, ``(time, channels)``, so that every update is a contiguous row
+that LLVM vectorizes; the caller transposes each layer once (numpy's blocked copy). One call per
+layer does everything that layer contributes: NAP sums of both labellings and the windowed sums,
+whose (group, offset) targets are listed per frame (`frame_targets`) so each row is read while
+it is in cache.
 """
 
 from __future__ import annotations
@@ -12,55 +18,80 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True)
+def frame_targets(groups: np.ndarray, centres: np.ndarray, half: int, n_frames: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows around occurrences (group ``groups[i]``, centre frame ``centres[i]``), listed by
+    frame: frame t feeds window offsets ``k[ptr[t]:ptr[t+1]]`` of groups ``g[ptr[t]:ptr[t+1]]``
+    (occurrence order within a frame; a counting sort). Returns ``(ptr, g, k)``."""
+    width = 2 * half + 1
+    ptr = np.zeros(n_frames + 1, dtype=np.int64)
+    for i in range(groups.shape[0]):
+        for k in range(width):
+            t = centres[i] - half + k
+            if 0 <= t < n_frames:
+                ptr[t + 1] += 1
+    for t in range(n_frames):
+        ptr[t + 1] += ptr[t]
+    fill = ptr[:-1].copy()
+    g = np.empty(ptr[n_frames], dtype=np.int64)
+    kk = np.empty(ptr[n_frames], dtype=np.int64)
+    for i in range(groups.shape[0]):
+        for k in range(width):
+            t = centres[i] - half + k
+            if 0 <= t < n_frames:
+                g[fill[t]] = groups[i]
+                kk[fill[t]] = k
+                fill[t] += 1
+    return ptr, g, kk
+
+
 @njit(inline="always", nogil=True)
-def _add_row(dst: np.ndarray, sumsq: np.ndarray, src: np.ndarray) -> None:
-    for c in range(src.shape[0]):
-        v = np.float64(src[c])
-        dst[c] += v
+def _nap_row(a: np.ndarray, t: int, g: int, sums: np.ndarray, sumsq: np.ndarray, counts: np.ndarray) -> None:
+    counts[g] += 1.0
+    for c in range(a.shape[1]):
+        v = np.float64(a[t, c])
+        sums[g, c] += v
         sumsq[c] += v * v
 
 
-@njit(cache=True, nogil=True)
-def add_rows(sums1: np.ndarray, sumsq1: np.ndarray, counts1: np.ndarray, labels1: np.ndarray,
-             sums2: np.ndarray, sumsq2: np.ndarray, counts2: np.ndarray, labels2: np.ndarray,
-             a: np.ndarray, c0: int) -> None:
-    """For two labellings of the same frames (letters and phonemes) in one pass over the rows,
-    for each t with g = labels_k[t] ≥ 0, ``sums_k[g] += a[t, c0:c0+C]``,
-    ``sumsq_k += a[t, c0:c0+C]²``, ``counts_k[g] += 1``.
-
-    ``a``: ``(time, channels)`` (several layers side by side); ``sums_k``: ``(groups_k, C)``."""
-    n_t = a.shape[0]
-    n_c = sums1.shape[1]
-    for t in range(n_t):
-        g1, g2 = labels1[t], labels2[t]
-        if g1 < 0 and g2 < 0:
-            continue
-        src = a[t, c0:c0 + n_c]  # 1-D views let LLVM vectorize the loops; the row stays in L1 for both
-        if g1 >= 0:
-            counts1[g1] += 1.0
-            _add_row(sums1[g1], sumsq1, src)
-        if g2 >= 0:
-            counts2[g2] += 1.0
-            _add_row(sums2[g2], sumsq2, src)
+@njit(inline="always", nogil=True)
+def _window_rows(a: np.ndarray, t: int, ptr: np.ndarray, wg: np.ndarray, wk: np.ndarray, wsum: np.ndarray,
+                 wcount: np.ndarray) -> None:
+    for j in range(ptr[t], ptr[t + 1]):
+        g, k = wg[j], wk[j]
+        wcount[g, k] += 1.0
+        for c in range(a.shape[1]):
+            wsum[g, k, c] += np.float64(a[t, c])
 
 
 @njit(cache=True, nogil=True)
-def add_windows(wsum: np.ndarray, wcount: np.ndarray, a: np.ndarray, c0: int, groups: np.ndarray,
-                centres: np.ndarray, half: int) -> None:
-    """For occurrence i (group g, centre frame c) and k in [0, 2·half]: ``wsum[g, k] += a[c - half + k, c0:c0+C]``
-    where that frame exists, and ``wcount[g, k] += 1``.
+def accumulate_layer(a: np.ndarray,
+                     labels1: np.ndarray, sums1: np.ndarray, sumsq1: np.ndarray, counts1: np.ndarray,
+                     ptr1: np.ndarray, wg1: np.ndarray, wk1: np.ndarray, wsum1: np.ndarray, wcount1: np.ndarray,
+                     labels2: np.ndarray, sums2: np.ndarray, sumsq2: np.ndarray, counts2: np.ndarray,
+                     ptr2: np.ndarray, wg2: np.ndarray, wk2: np.ndarray, wsum2: np.ndarray, wcount2: np.ndarray
+                     ) -> None:
+    """One layer's activations ``a`` ``(time, channels)`` into two labellings' sums (letters and
+    phonemes), frame by frame. Per labelling k: frame t with ``g = labels_k[t] ≥ 0`` adds
+    ``a[t]`` to ``sums_k[g]`` (``(groups, channels)``), ``a[t]²`` to ``sumsq_k`` and 1 to
+    ``counts_k[g]``; and ``a[t]`` to ``wsum_k[g', o]`` for every window target (g', o) that
+    `frame_targets` lists for t (``ptr_k`` of length time+1; all zeros: no windows)."""
+    for t in range(a.shape[0]):
+        g = labels1[t]
+        if g >= 0:
+            _nap_row(a, t, g, sums1, sumsq1, counts1)
+        g = labels2[t]
+        if g >= 0:
+            _nap_row(a, t, g, sums2, sumsq2, counts2)
+        _window_rows(a, t, ptr1, wg1, wk1, wsum1, wcount1)
+        _window_rows(a, t, ptr2, wg2, wk2, wsum2, wcount2)
 
-    ``a``: ``(time, channels)``; ``wsum``: ``(groups, 2·half+1, C)``; ``wcount``: ``(groups, 2·half+1)``."""
-    n_t = a.shape[0]
-    n_c = wsum.shape[2]
-    for i in range(groups.shape[0]):
-        g = groups[i]
-        for k in range(2 * half + 1):
-            t = centres[i] - half + k
-            if t < 0 or t >= n_t:
-                continue
-            wcount[g, k] += 1.0
-            src = a[t, c0:c0 + n_c]
-            dst = wsum[g, k]
-            for c in range(n_c):
-                dst[c] += np.float64(src[c])
+
+@njit(cache=True, nogil=True)
+def add_windows(wsum: np.ndarray, wcount: np.ndarray, a: np.ndarray, ptr: np.ndarray, wg: np.ndarray,
+                wk: np.ndarray) -> None:
+    """The windowed sums alone (input patterns, gradient-adjusted NAPs): ``a`` ``(time, channels)``,
+    targets from `frame_targets`, ``wsum`` ``(groups, 2·half+1, channels)``."""
+    for t in range(a.shape[0]):
+        _window_rows(a, t, ptr, wg, wk, wsum, wcount)

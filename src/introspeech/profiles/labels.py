@@ -78,14 +78,18 @@ def map_letters(out_labels: np.ndarray, out_geo: Geometry, geo: Geometry, n_fram
     return lab
 
 
+def phone_table(phones: list[Segment]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A corpus alignment as arrays: start and end times (s) and group index (-1: not ARPAbet/sil)."""
+    return (np.array([p.start for p in phones], dtype=np.float64), np.array([p.end for p in phones], dtype=np.float64),
+            np.array([phone_index(p.label) for p in phones], dtype=np.int64))
+
+
 def map_phones(phones: list[Segment], geo: Geometry, n_frames: int, frame_rate: float) -> np.ndarray:
     """Phonemes of a layer's frames: the phone whose time span contains the frame's centre."""
     lab = np.full(n_frames, -1, dtype=np.int64)
     if not phones:
         return lab
-    starts = np.array([p.start for p in phones])
-    ends = np.array([p.end for p in phones])
-    idx = np.array([phone_index(p.label) for p in phones])
+    starts, ends, idx = phone_table(phones)
     t = centres(geo, n_frames) / frame_rate
     k = np.searchsorted(starts, t, side="right") - 1
     ok = (k >= 0) & (t < ends[np.clip(k, 0, None)])
