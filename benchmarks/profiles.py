@@ -4,7 +4,7 @@
    phoneme patterns; the forced alignment included), without and with windowed NAPs, over the
    built-in demo corpus, vs plain inference (the forward pass of each utterance) over the same
    corpus, both with features preloaded in memory and the same torch threads (1); paired per
-   chunk of 48 utterances, best of ``--repeats`` per chunk. The relevance-based alignment of
+   chunk of 120 utterances, best of ``--repeats`` per chunk. The relevance-based alignment of
    predictions is timed separately (it runs an attribution per letter).
 2. Dask: 2 worker processes vs 1 on the test split of ``--corpus`` (default work/corpus, else the
    demo corpus), clusters started before timing (start-up reported separately).
@@ -55,7 +55,7 @@ def _plain(net, utts, loader, cfg) -> float:
     return time.perf_counter() - t
 
 
-def overhead(repeats: int, quick: bool, chunk: int = 48) -> dict:
+def overhead(repeats: int, quick: bool, chunk: int = 120) -> dict:
     """Paired timing: the corpus is cut into chunks, and each chunk runs plain inference and every
     variant back to back, ``repeats`` times; each (variant, chunk) keeps its fastest run. Machine
     speed here drifts by ±30 % within minutes, and pairing per chunk keeps the drift out of the ratios."""

@@ -10,7 +10,7 @@ from introspeech.cli import app
 from introspeech.corpus.load import builtin_corpus
 
 runner = CliRunner()
-COMMANDS = ["synth", "train", "transcribe", "evaluate", "patterns", "naps", "sanity", "featvis", "demo"]
+COMMANDS = ["synth", "train", "pack", "transcribe", "evaluate", "patterns", "naps", "sanity", "featvis", "demo"]
 HAS_MODEL = builtin_model().with_suffix(".json").is_file()
 
 
@@ -70,3 +70,15 @@ def test_featvis_writes_inputs_audio_and_a_prior_beside_the_model(tmp_path):
     assert sr == 16000 and wave.size > 8000 and abs(wave).max() > 0
     res = runner.invoke(app, ["featvis", "--objective", "letters:s", "--params", "direct", "--out", str(out)])
     assert res.exit_code != 0 and "cannot read objective" in res.output
+
+
+def test_pack_writes_the_builtin_split_readably(tmp_path):
+    from introspeech.asr.packed import load_packed
+
+    res = runner.invoke(app, ["pack", "--out", str(tmp_path), "--splits", "heldout"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1]) == {"heldout": 80}
+    index, splits = load_packed(tmp_path, workers=1)
+    assert len(splits["heldout"]) == 80 and index["step"] == 0.25
+    res = runner.invoke(app, ["pack", "--out", str(tmp_path / "x"), "--splits", "nosuch"])
+    assert res.exit_code != 0 and "nosuch" in (res.output + str(res.exception))

@@ -65,6 +65,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/last.*."),
     vtlp: float = typer.Option(0.0, "--vtlp", help="Vocal tract length perturbation: max warp (e.g. 0.12; 0: off)."),
     init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tuning)."),
+    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda (checkpoints load on the CPU)."),
 ) -> None:
     """Train a Wav2Letter-style recognizer with CTC (checkpoints: safetensors + JSON)."""
     from tqdm import tqdm
@@ -85,10 +86,28 @@ def train(
     def log(entry: dict) -> None:
         bar.write(json.dumps(entry))
 
-    result = run(corpus, out, cfg, minutes=minutes or None, resume=resume, log=log, progress=progress)
+    result = run(corpus, out, cfg, minutes=minutes or None, resume=resume, log=log, progress=progress, device=device)
     bar.close()
     typer.echo(json.dumps({"best_valid_cer": result["state"]["best_cer"], "epoch": result["state"]["epoch"],
                            "stopped_early": result["stopped_early"], "corpus": result["corpus"]}, indent=1))
+
+
+@app.command()
+def pack(
+    out: Path = typer.Option(..., "--out", help="Folder for index.json and the compressed chunks."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus folder (default: the built-in corpus)."),
+    splits: str = typer.Option("train,valid", "--splits", help="Comma-separated splits to pack."),
+    preset: str = typer.Option("default", "--preset", help="Model preset whose features to pack."),
+    step: float = typer.Option(0.25, "--step", help="Quantization step of the normalized features."),
+) -> None:
+    """Pack a corpus' normalized features (quantized, lzma) to train where the audio is not
+    (``python scripts/train_packed.py OUT --device cuda``)."""
+    from .asr.packed import pack as run
+    from .asr.train import feature_config_for
+    from .corpus.load import builtin_corpus
+
+    index = run(corpus or builtin_corpus(), out, feature_config_for(preset), tuple(splits.split(",")), step=step)
+    typer.echo(json.dumps({k: sum(len(e["utterances"]) for e in v) for k, v in index["splits"].items()}))
 
 
 @app.command()

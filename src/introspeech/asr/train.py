@@ -191,14 +191,14 @@ def prepare(corpus: str | Path, cfg: TrainConfig) -> tuple[list, list, dict]:
 
 def train(corpus: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig(), minutes: float | None = None,
           resume: bool = False, log: Callable[[dict], None] | None = None,
-          progress: Callable[[dict], None] | None = None) -> dict:
+          progress: Callable[[dict], None] | None = None, device: str = "cpu") -> dict:
     """Train a recognizer on a corpus folder; returns the final state summary.
 
     Writes ``OUT/model.{safetensors,json}`` (best validation CER) and ``OUT/last.*`` (resume state).
     ``minutes`` caps the wall time of this call (the schedule still spans ``cfg.epochs``).
     """
     data, valid, summary = prepare(corpus, cfg)
-    return train_arrays(data, valid, summary, out, cfg, minutes, resume, log, progress)
+    return train_arrays(data, valid, summary, out, cfg, minutes, resume, log, progress, device=device)
 
 
 def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path, cfg: TrainConfig,

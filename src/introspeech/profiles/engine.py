@@ -60,9 +60,15 @@ Loader = Callable[[Utterance, FeatureConfig], np.ndarray]
 
 
 def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, settings: ProfileSettings,
-              utts: list[Utterance], loader: Loader = utterance_features) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Accumulate one shard from zero; a bad utterance is reported and skipped."""
-    acc = empty(layout, settings)
+              utts: list[Utterance], loader: Loader = utterance_features,
+              reuse: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Accumulate one shard from zero; a bad utterance is reported and skipped. ``reuse``: the
+    accumulators of an earlier shard, already merged, zeroed and filled again (fresh ones would
+    pay a page fault per 4 KiB on their first write)."""
+    if reuse is not None:
+        for v in reuse.values():
+            v.fill(0.0)
+    acc = reuse if reuse is not None else empty(layout, settings)
     errors: list[str] = []
     was = model.training
     model.eval()
@@ -153,15 +159,19 @@ def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utteran
             "shard_size": shard_size, "layers": list(layout.layers), "features": features.to_dict()}
     state = State(Path(state_dir) if state_dir is not None else None, meta)
     start, arrays, errors = state.load() if resume else (0, None, [])
-    arrays = arrays if arrays is not None else empty(layout, settings)
     stop = len(shards) if max_shards is None else min(len(shards), start + max_shards)
     last_save = time.perf_counter()
     done = start
     if progress:
         progress(sum(len(s) for s in shards[:done]), len(utts))
+    spare: list = []  # the local engine reuses merged shard accumulators
     for k, (part, errs) in _results(model, features, layout, settings, shards, start, stop, engine, workers, scheduler,
-                                     loader):
-        merge(arrays, part)
+                                     loader, spare):
+        if arrays is None:
+            arrays = part  # 0 + x == x: adopting the first shard is exact
+        else:
+            merge(arrays, part)
+            spare.append(part)
         errors += errs
         done = k + 1
         if progress:
@@ -169,15 +179,17 @@ def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utteran
         if time.perf_counter() - last_save > save_seconds or done == stop:
             state.save(done, arrays, errors)
             last_save = time.perf_counter()
+    if arrays is None:  # no shard ran (empty corpus, or nothing left to resume)
+        arrays = empty(layout, settings)
     return Accumulated(arrays, layout, settings, features, errors, int(arrays["totals"][0]))
 
 
 def _results(model, features, layout, settings, shards, start: int, stop: int, engine: str, workers: int,
-             scheduler: str | None, loader: Loader) -> Iterator[tuple[int, tuple[dict, list[str]]]]:
-    """Shard results in shard order."""
+             scheduler: str | None, loader: Loader, spare: list) -> Iterator[tuple[int, tuple[dict, list[str]]]]:
+    """Shard results in shard order; the local engine takes accumulators to reuse from ``spare``."""
     if engine == "local":
         for k in range(start, stop):
-            yield k, run_shard(model, features, layout, settings, shards[k], loader)
+            yield k, run_shard(model, features, layout, settings, shards[k], loader, spare.pop() if spare else None)
         return
     from dask.distributed import Client, LocalCluster, as_completed
 
