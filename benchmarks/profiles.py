@@ -1,6 +1,7 @@
 """Global introspection at corpus scale: cost of NAP + pattern accumulation, Dask scaling, memory.
 
-1. Overhead: accumulation (NAPs of letters and phonemes in every layer, nominal letter patterns and
+1. Overhead (twice: whole runs, and utterance by utterance, see `paired`): accumulation (NAPs of
+   letters and phonemes in every layer, nominal letter patterns and
    phoneme patterns; the forced alignment included), without and with windowed NAPs, over the
    built-in demo corpus, vs plain inference (the forward pass of each utterance) over the same
    corpus, both with features preloaded in memory and the same torch threads (1); paired per
@@ -95,6 +96,68 @@ def overhead(repeats: int, quick: bool, chunk: int = 120) -> dict:
     return out
 
 
+def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
+    """The same overhead measured utterance by utterance: each utterance's plain forward pass and
+    its accumulation (`accumulate_utterance`, hooks registered per call) run back to back, in
+    alternating order, ``repeats`` times; each keeps its fastest run. The per-shard costs of the
+    engine (merging a shard, zeroing its accumulators for reuse) are timed and added per utterance
+    (``shard_size`` utterances a shard). Back-to-back pairs see the same machine speed."""
+    import numpy as np
+
+    from introspeech.profiles.accumulate import Layout, ProfileSettings, capture, empty, merge
+    from introspeech.profiles.collect import accumulate_utterance
+
+    net, cfg, utts, loader = _setup(None, ["test", "heldout"])
+    if quick:
+        utts = utts[:48]
+    torch.set_num_threads(1)
+    net.eval()
+    layout = Layout.of(net)
+    variants = {"naps_and_patterns": ProfileSettings(relevance="", nap_window=0, threads=1),
+                "with_windowed_naps": ProfileSettings(relevance="", threads=1)}
+    accs = {k: empty(layout, v) for k, v in variants.items()}
+    best = {k: [float("inf")] * len(utts) for k in ("plain", "capture_floor", *variants)}
+
+    def plain(x):
+        with torch.no_grad():
+            net(x)
+
+    def capture_floor(x):  # the forward with hooks and every layer copied time-major: no sums at all
+        acts, _ = capture(net, layout.layers, x)
+        for name in layout.layers:
+            np.ascontiguousarray(acts[name][0].numpy().T)
+
+    for r in range(repeats + 1):  # the first round warms up (numba compilation, caches)
+        for i, u in enumerate(utts):
+            feats = loader(u, cfg)
+            x = torch.as_tensor(feats).unsqueeze(0)
+            order = list(best) if (i + r) % 2 else list(best)[::-1]
+            for name in order:
+                t = time.perf_counter()
+                if name == "plain":
+                    plain(x)
+                elif name == "capture_floor":
+                    capture_floor(x)
+                else:
+                    accumulate_utterance(accs[name], net, layout, variants[name], u, feats, cfg.frame_rate)
+                if r:
+                    best[name][i] = min(best[name][i], time.perf_counter() - t)
+    out = {"utterances": len(utts), "repeats": repeats, "plain_inference_s": sum(best["plain"]), "goal": "<= 1.10",
+           "capture_floor_ratio": sum(best["capture_floor"]) / sum(best["plain"])}
+    for name, s in variants.items():
+        spare = empty(layout, s)
+        t = time.perf_counter()
+        merge(accs[name], spare)
+        for v in spare.values():
+            v.fill(0.0)
+        per_shard = time.perf_counter() - t
+        total = sum(best[name]) + per_shard * len(utts) / shard_size
+        out[f"{name}_s"] = total
+        out[f"{name}_shard_cost_s"] = per_shard
+        out[f"{name}_ratio"] = total / out["plain_inference_s"]
+    return out
+
+
 def dask_scaling(corpus: str | None, quick: bool) -> dict:
     from dask.distributed import LocalCluster
 
@@ -154,6 +217,8 @@ def main() -> None:
     corpus = a.corpus or ("work/corpus" if Path("work/corpus/test.jsonl").is_file() and not a.quick else None)
     result = {"overhead": overhead(1 if a.quick else a.repeats, a.quick)}
     print(json.dumps(result["overhead"], indent=1), flush=True)
+    result["overhead_paired"] = paired(1 if a.quick else 3, a.quick)
+    print(json.dumps(result["overhead_paired"], indent=1), flush=True)
     result["dask"] = dask_scaling(corpus, a.quick)
     print(json.dumps(result["dask"], indent=1), flush=True)
     result["memory"] = memory(a.quick)
