@@ -184,7 +184,7 @@ def dask_scaling(corpus: str | None, quick: bool) -> dict:
 
 
 CHILD = """
-import resource, sys, torch
+import sys, torch
 from introspeech.asr.checkpoint import load_model
 from introspeech.corpus.load import load_corpus
 from introspeech.profiles.accumulate import ProfileSettings
@@ -193,7 +193,8 @@ net, cfg, _ = load_model()
 d = load_corpus()
 utts = (d["test"] + d["heldout"])[: int(sys.argv[1])]
 profile_corpus(net, cfg, utts, ProfileSettings(relevance="", threads=1))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: this process image's peak (ru_maxrss would carry over the parent's peak through exec)
+print(next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM")) / 1024)
 """
 
 
