@@ -12,13 +12,12 @@ import torch
 from torch import nn
 
 from ..asr.decode import forced_align_arrays, greedy_runs
-from ..asr.model import Geometry
 from ..corpus.utterance import Utterance
 from ..text import normalize_text
 from .accumulate import Capture, Layout, ProfileSettings, capture
 from .alignment import align_emissions
 from .kernels import accumulate_layer, add_windows, frame_targets
-from .labels import centres, layer_frame, phone_table
+from .labels import layer_frame, map_letters, map_phone_table, phone_table
 
 
 def letter_runs(scores: torch.Tensor, text: str, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,24 +53,13 @@ def _kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: torch.Ten
     if "letters" in s.groups:
         sym, first, last = letter_runs(scores, normalize_text(utt.text).text, s.letters_from)
         out_lab = run_labels(sym, first, last, scores.shape[1])
-        out_geo = layout.output
-
-        def letters_at(geo: Geometry, n: int) -> np.ndarray:
-            t = layer_frame(out_geo, centres(geo, n))
-            return np.where((t >= 0) & (t < out_lab.size), out_lab[np.clip(t, 0, out_lab.size - 1)], -1)
-
-        kinds["letters"] = _Kind(sym, out_geo.centre((first + last) // 2), letters_at)
+        kinds["letters"] = _Kind(sym, layout.output.centre((first + last) // 2),
+                                 lambda geo, n: map_letters(out_lab, layout.output, geo, n))
     if "phonemes" in s.groups and utt.phones:
-        starts, ends, idx = phone_table(utt.phones)
-
-        def phones_at(geo: Geometry, n: int) -> np.ndarray:
-            t = centres(geo, n) / frame_rate
-            k = np.searchsorted(starts, t, side="right") - 1
-            ok = (k >= 0) & (t < ends[np.clip(k, 0, None)])
-            return np.where(ok, idx[np.clip(k, 0, None)], -1)
-
-        ok = idx >= 0
-        kinds["phonemes"] = _Kind(idx[ok], 0.5 * (starts[ok] + ends[ok]) * frame_rate, phones_at)
+        table = phone_table(utt.phones)
+        ok = table[2] >= 0
+        kinds["phonemes"] = _Kind(table[2][ok], 0.5 * (table[0][ok] + table[1][ok]) * frame_rate,
+                                  lambda geo, n: map_phone_table(table, geo, n, frame_rate))
     return kinds
 
 

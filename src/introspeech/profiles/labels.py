@@ -9,8 +9,6 @@ frame takes the phone that contains its centre time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..asr.model import Geometry
@@ -28,14 +26,6 @@ def group_label(kind: str, name: str) -> str:
     return {" ": "␣", "'": "’"}.get(name, name) if kind == "letters" else name
 
 
-@dataclass(frozen=True)
-class Occurrence:
-    """One occurrence of a group: its index and its centre in input frames (fractional)."""
-
-    group: int
-    centre: float
-
-
 def layer_frame(geo: Geometry, input_frame: float | np.ndarray) -> np.ndarray:
     """The frame of a layer whose receptive-field centre is nearest to an input frame."""
     return np.rint((np.asarray(input_frame, dtype=np.float64) - geo.centre(0)) / geo.stride).astype(np.int64)
@@ -46,27 +36,9 @@ def centres(geo: Geometry, n_frames: int) -> np.ndarray:
     return geo.centre(0) + geo.stride * np.arange(n_frames, dtype=np.float64)
 
 
-def letter_frames(spans: list, n_out: int) -> np.ndarray:
-    """Group index per output frame (-1: blank) from letter spans (forced alignment or greedy path)."""
-    lab = np.full(n_out, -1, dtype=np.int64)
-    for s in spans:
-        lab[s.start:s.end + 1] = s.symbol
-    return lab
-
-
-def letter_occurrences(spans: list, out_geo: Geometry) -> list[Occurrence]:
-    """One occurrence per letter span, centred on the input centre of its middle output frame."""
-    return [Occurrence(s.symbol, out_geo.centre((s.start + s.end) // 2)) for s in spans]
-
-
 def phone_index(label: str) -> int:
     """Group index of a corpus phone label (stress digits ignored); -1 when it is not ARPAbet/sil."""
     return _PHONE_INDEX.get(label if label == SILENCE else strip_stress(label), -1)
-
-
-def phone_occurrences(phones: list[Segment], frame_rate: float) -> list[Occurrence]:
-    """One occurrence per phone of the corpus alignment, centred on its mid time (input frames)."""
-    return [Occurrence(g, 0.5 * (p.start + p.end) * frame_rate) for p in phones if (g := phone_index(p.label)) >= 0]
 
 
 def map_letters(out_labels: np.ndarray, out_geo: Geometry, geo: Geometry, n_frames: int) -> np.ndarray:
@@ -86,10 +58,16 @@ def phone_table(phones: list[Segment]) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def map_phones(phones: list[Segment], geo: Geometry, n_frames: int, frame_rate: float) -> np.ndarray:
     """Phonemes of a layer's frames: the phone whose time span contains the frame's centre."""
+    return map_phone_table(phone_table(phones), geo, n_frames, frame_rate)
+
+
+def map_phone_table(table: tuple[np.ndarray, np.ndarray, np.ndarray], geo: Geometry, n_frames: int,
+                    frame_rate: float) -> np.ndarray:
+    """`map_phones` for an alignment already in arrays (`phone_table`)."""
+    starts, ends, idx = table
     lab = np.full(n_frames, -1, dtype=np.int64)
-    if not phones:
+    if not starts.size:
         return lab
-    starts, ends, idx = phone_table(phones)
     t = centres(geo, n_frames) / frame_rate
     k = np.searchsorted(starts, t, side="right") - 1
     ok = (k >= 0) & (t < ends[np.clip(k, 0, None)])
