@@ -158,25 +158,24 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
     return out
 
 
-def dask_scaling(corpus: str | None, quick: bool) -> dict:
-    from dask.distributed import LocalCluster
-
+def dask_scaling(corpus: str | None, quick: bool, shard_size: int = 64) -> dict:
     from introspeech.profiles.accumulate import ProfileSettings
-    from introspeech.profiles.engine import profile_corpus
+    from introspeech.profiles.engine import local_cluster, profile_corpus
 
     net, cfg, utts, _ = _setup(corpus, ["test"])
     if quick:
         utts = utts[:96]
     settings = ProfileSettings(relevance="", threads=1)
-    out = {"corpus": corpus or "built-in demo corpus", "utterances": len(utts)}
+    out = {"corpus": corpus or "built-in demo corpus", "utterances": len(utts), "shard_size": shard_size}
     for n in (1, 2):
         t = time.perf_counter()
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with local_cluster(n) as cluster:  # the cluster `--engine dask --workers N` starts
             out[f"start_{n}_workers_s"] = time.perf_counter() - t
             profile_corpus(net, cfg, utts[:2 * n], settings, engine="dask", scheduler=cluster.scheduler_address,
                            shard_size=1)  # warm-up: imports, numba compilation on every worker
             t = time.perf_counter()
-            profile_corpus(net, cfg, utts, settings, engine="dask", scheduler=cluster.scheduler_address, shard_size=16)
+            profile_corpus(net, cfg, utts, settings, engine="dask", scheduler=cluster.scheduler_address,
+                           shard_size=shard_size)
             out[f"{n}_workers_s"] = time.perf_counter() - t
     out["speedup"] = out["1_workers_s"] / out["2_workers_s"]
     out["goal"] = ">= 1.7"
@@ -214,13 +213,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--corpus", default=None, help="corpus for the Dask run (default: work/corpus if present)")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--shard-size", type=int, default=64, help="utterances per Dask task (the CLI's --save-every default)")
     a = ap.parse_args()
     corpus = a.corpus or ("work/corpus" if Path("work/corpus/test.jsonl").is_file() and not a.quick else None)
     result = {"overhead": overhead(1 if a.quick else a.repeats, a.quick)}
     print(json.dumps(result["overhead"], indent=1), flush=True)
     result["overhead_paired"] = paired(1 if a.quick else 3, a.quick)
     print(json.dumps(result["overhead_paired"], indent=1), flush=True)
-    result["dask"] = dask_scaling(corpus, a.quick)
+    result["dask"] = dask_scaling(corpus, a.quick, 16 if a.quick else a.shard_size)
     print(json.dumps(result["dask"], indent=1), flush=True)
     result["memory"] = memory(a.quick)
     print(json.dumps(result["memory"], indent=1), flush=True)
