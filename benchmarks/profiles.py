@@ -167,6 +167,10 @@ def dask_scaling(corpus: str | None, quick: bool, shard_size: int = 64) -> dict:
         utts = utts[:96]
     settings = ProfileSettings(relevance="", threads=1)
     out = {"corpus": corpus or "built-in demo corpus", "utterances": len(utts), "shard_size": shard_size}
+    profile_corpus(net, cfg, utts[:2], settings)  # warm-up
+    t = time.perf_counter()
+    profile_corpus(net, cfg, utts, settings, shard_size=shard_size)
+    out["in_process_s"] = time.perf_counter() - t  # what one worker should approach
     for n in (1, 2):
         t = time.perf_counter()
         with local_cluster(n) as cluster:  # the cluster `--engine dask --workers N` starts

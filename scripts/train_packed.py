@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from introspeech.asr.packed import load_packed  # noqa: E402
-from introspeech.asr.train import TrainConfig, make_batches, train_arrays  # noqa: E402
+from introspeech.asr.train import TrainConfig, feature_config_for, make_batches, train_arrays  # noqa: E402
 from introspeech.text import encode  # noqa: E402
 
 
@@ -55,8 +55,9 @@ def main() -> None:
     data = [(f, encode(t)) for t, f in splits.get("train", [])]
     valid = [(t, f) for t, f in splits.get("valid", [])][: a.max_valid]
     frames = sum(f.shape[1] for f, _ in data)
+    hours = frames / feature_config_for("default").frame_rate / 3600
     summary = {"path": " ".join(a.packed), "train_utterances": len(data), "valid_utterances": len(valid),
-               "train_hours": round(frames / 100 / 3600, 3), "packed": True}
+               "train_hours": round(hours, 3), "packed": True}
     print(f"loaded {len(data)} train / {len(valid)} valid utterances ({summary['train_hours']} h) "
           f"in {time.perf_counter() - t0:.1f} s on {a.device}", flush=True)
     cfg = TrainConfig(preset="default", epochs=a.epochs, batch_frames=a.batch_frames, lr=a.lr, warmup_steps=a.warmup,

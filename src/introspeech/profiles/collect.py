@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from ..asr.decode import forced_align_arrays, greedy_runs
+from ..asr.model import Geometry
 from ..corpus.utterance import Utterance
 from ..text import normalize_text
-from .accumulate import Capture, Layout, ProfileSettings, capture
+from .accumulate import KINDS, Capture, Layout, ProfileSettings, capture
 from .alignment import align_emissions
 from .kernels import accumulate_layer, add_windows, frame_targets
 from .labels import layer_frame, map_letters, map_phone_table, phone_table
@@ -68,25 +69,22 @@ _NOWHERE = (np.zeros((1, 1)), np.zeros(1), np.zeros(1))  # sums, sumsq, counts n
 _NO_WINDOWS = (np.zeros((1, 1, 1)), np.zeros((1, 1)))
 
 
-_LAST: list = [None, None]  # (accumulators, their per-layer kernel arguments): one shard's worth
+def _kernel_accumulators(acc: dict, name: str, kind: str) -> tuple[tuple, tuple]:
+    """The NAP and window arrays the layer kernel writes for one layer and labelling
+    (placeholders when the settings do not accumulate them)."""
+    key = f"nap/{name}/{kind}"
+    nap = (acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"]) if f"{key}/sum" in acc else _NOWHERE
+    win = (acc[f"w{key}/sum"], acc[f"w{key}/count"]) if f"w{key}/sum" in acc else _NO_WINDOWS
+    return nap, win
 
 
-def _layer_args(acc: dict, layout: Layout, s: ProfileSettings) -> list[list[tuple]]:
-    """Per layer, per labelling (letters, phonemes): the accumulators the kernel writes, looked up
-    once per set of accumulators."""
-    if _LAST[0] is acc:
-        return _LAST[1]
-    out = []
-    for name in layout.layers:
-        per_kind = []
-        for kind in ("letters", "phonemes"):
-            key = f"nap/{name}/{kind}"
-            nap = (acc[f"{key}/sum"], acc[f"{key}/sumsq"], acc[f"{key}/count"]) if f"{key}/sum" in acc else _NOWHERE
-            win = (acc[f"w{key}/sum"], acc[f"w{key}/count"]) if f"w{key}/sum" in acc else _NO_WINDOWS
-            per_kind.append((nap, win))
-        out.append(per_kind)
-    _LAST[:] = [acc, out]
-    return out
+def _frame_labels(kind: _Kind | None, geo: Geometry, n: int, half: int) -> tuple[np.ndarray, tuple]:
+    """One labelling on a layer's ``n`` frames: label per frame (-1: none) and the window targets."""
+    if kind is None or not half:
+        targets = (np.zeros(n + 1, dtype=np.int64), _EMPTY, _EMPTY)  # no frame feeds a window
+    else:
+        targets = frame_targets(kind.groups, layer_frame(geo, kind.centre), half, n)
+    return (np.full(n, -1, dtype=np.int64) if kind is None else kind.label_at(geo, n)), targets
 
 
 def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, frames: np.ndarray, half: int) -> None:
@@ -107,20 +105,18 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     scores = out[0].detach()
     rows = np.ascontiguousarray(feats.T, dtype=np.float32)  # (time, mel)
     kinds = _kinds(layout, s, utt, scores, frame_rate)
-    per_geometry: dict = {}
-    for name, geo, targets_of in zip(layout.layers, layout.geometry, _layer_args(acc, layout, s)):
-        a = np.ascontiguousarray(acts[name][0].detach().numpy().T)  # (time, channels)
-        n = a.shape[0]
-        key = (geo.centre(0), geo.stride, n)
-        if key not in per_geometry:  # labels and window targets, shared by layers at the same places
-            nothing = (np.full(n, -1, dtype=np.int64), (np.zeros(n + 1, dtype=np.int64), _EMPTY, _EMPTY))
-            per_geometry[key] = [
-                (v.label_at(geo, n), frame_targets(v.groups, layer_frame(geo, v.centre), s.nap_window, n)
-                 if s.nap_window else nothing[1]) if (v := kinds.get(kind)) else nothing
-                for kind in ("letters", "phonemes")]
-        (lab1, tg1), (lab2, tg2) = per_geometry[key]
-        (nap1, win1), (nap2, win2) = targets_of
-        accumulate_layer(a, lab1, *nap1, *tg1, *win1, lab2, *nap2, *tg2, *win2)
+    per_geometry: dict = {}  # labels and window targets, shared by layers whose frames sit at the same places
+    time_major: dict[str, np.ndarray] = {}
+    for name, geo in zip(layout.layers, layout.geometry):
+        a = time_major[name] = np.ascontiguousarray(acts[name][0].detach().numpy().T)  # (time, channels)
+        key = (geo.centre(0), geo.stride, a.shape[0])
+        if key not in per_geometry:
+            per_geometry[key] = [_frame_labels(kinds.get(k), geo, a.shape[0], s.nap_window) for k in KINDS]
+        args = []
+        for kind, (labels, targets) in zip(KINDS, per_geometry[key]):
+            nap, win = _kernel_accumulators(acc, name, kind)
+            args += [labels, *nap, *targets, *win]
+        accumulate_layer(a, *args)
     for kind, v in kinds.items():
         acc["totals"][2 if kind == "letters" else 3] += len(v.groups)
     if "phonemes" in kinds:
@@ -128,7 +124,7 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
         _windows(acc, "pattern/phonemes/aligned", rows, v.groups, np.rint(v.centre).astype(np.int64), s.pattern_window)
     if "letters" in kinds:
         if s.gradient_adjusted and len(kinds["letters"].groups):
-            _adjusted(acc, layout, s, acts, out, kinds["letters"].groups, kinds["letters"].centre)
+            _adjusted(acc, layout, s, acts, time_major, out, kinds["letters"].groups, kinds["letters"].centre)
         _letter_patterns(acc, model, layout, s, x, scores, rows)
     acc["totals"][0] += 1
     acc["totals"][1] += feats.shape[1]
@@ -148,7 +144,8 @@ def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, 
         acc["shift/hist"] += np.bincount(shift, minlength=2 * half + 1)
 
 
-def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, out, groups: np.ndarray, centre: np.ndarray) -> None:
+def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, time_major, out, groups: np.ndarray,
+              centre: np.ndarray) -> None:
     """Gradient-adjusted windowed NAPs: each letter occurrence's window is centred, per layer, on the
     frame where the mean |∂score/∂activation| over channels is largest."""
     t_out = layer_frame(layout.output, centre).clip(0, out.shape[2] - 1)
@@ -158,5 +155,4 @@ def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, out, groups: np.nda
     grads = torch.autograd.grad(out, tensors, grad_outputs=seeds, is_grads_batched=True, retain_graph=False)
     for name, g in zip(layout.layers, grads):
         frames = g[:, 0].abs().mean(1).argmax(-1).numpy()  # (n_occ,)
-        _windows(acc, f"anap/{name}/letters", np.ascontiguousarray(acts[name][0].detach().numpy().T), groups, frames,
-                 s.nap_window)
+        _windows(acc, f"anap/{name}/letters", time_major[name], groups, frames, s.nap_window)
