@@ -3,6 +3,8 @@
 # headless Chromium for the report test. Idempotent: installs only what is missing, and only as root.
 set -euo pipefail
 PKGS=(espeak-ng libespeak-ng1 festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festlex-cmu
+      festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-machac festvox-czech-ph
+      festvox-suopuhe-lj festvox-suopuhe-mv
       flite wordnet-base fortunes-min fortunes chromium libsndfile1)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -35,12 +35,14 @@ def synth(
     hours: float = typer.Option(1.0, "--hours", help="Total hours of audio (all splits)."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same corpus."),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per core)."),
+    accented: bool = typer.Option(False, "--accented", help="Only a train split, spoken as accented English by "
+                                  "festival's Italian, Czech and Finnish voices (train it with --extra-train)."),
 ) -> None:
     """Synthesize a speech corpus (espeak-ng, festival, flite) with exact word and phone timings."""
     from .corpus.synth.driver import synthesize
 
     update, bar = _progress("synth")
-    summary = synthesize(out, hours, seed, workers or None, progress=update)
+    summary = synthesize(out, hours, seed, workers or None, progress=update, accented=accented)
     bar.close()
     brief = {k: summary[k] for k in ("hours", "utterances", "failed", "cmudict_agreement", "wall_seconds",
                                      "audio_seconds_per_second")}
@@ -66,6 +68,8 @@ def train(
     vtlp: float = typer.Option(0.0, "--vtlp", help="Vocal tract length perturbation: max warp (e.g. 0.12; 0: off)."),
     init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tuning)."),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda (checkpoints load on the CPU)."),
+    extra_train: list[Path] = typer.Option([], "--extra-train", help="Another corpus whose train split is added "
+                                           "(repeatable), e.g. one from `synth --accented`."),
 ) -> None:
     """Train a Wav2Letter-style recognizer with CTC (checkpoints: safetensors + JSON)."""
     from tqdm import tqdm
@@ -74,7 +78,7 @@ def train(
     from .asr.train import train as run
 
     cfg = TrainConfig(preset=preset, epochs=epochs, batch_frames=batch_frames, lr=lr, seed=seed, specaugment=specaugment,
-                      vtlp=vtlp, init=str(init) if init else "")
+                      vtlp=vtlp, init=str(init) if init else "", extra_train=[str(p) for p in extra_train])
     bar = tqdm(unit="batch")
 
     def progress(p: dict) -> None:

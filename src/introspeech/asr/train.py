@@ -50,6 +50,7 @@ class TrainConfig:
     max_valid: int = 300
     vtlp: float = 0.0  # max vocal-tract-length warp (e.g. 0.12: factors in [0.88, 1.12]); 0 = off
     init: str = ""  # start from this checkpoint's weights (fine-tuning); "" = random init
+    extra_train: list[str] = dataclasses.field(default_factory=list)  # more corpora whose train split is added
 
 
 def make_batches(lengths: list[int], batch_frames: int, generator: torch.Generator) -> list[list[int]]:
@@ -173,7 +174,13 @@ def prepare(corpus: str | Path, cfg: TrainConfig) -> tuple[list, list, dict]:
         raise ValueError(f"corpus {corpus} has no {cfg.train_split!r} split (has {sorted(splits)})")
     skipped: list[str] = []
     train_utts = []
-    for u in splits[cfg.train_split]:
+    pool = list(splits[cfg.train_split])
+    for extra in cfg.extra_train:
+        more = load_corpus(extra)
+        if cfg.train_split not in more:
+            raise ValueError(f"extra corpus {extra} has no {cfg.train_split!r} split (has {sorted(more)})")
+        pool += more[cfg.train_split]
+    for u in pool:
         if normalize_text(u.text).text:
             train_utts.append(u)
         else:

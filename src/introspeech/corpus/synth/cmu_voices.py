@@ -12,11 +12,13 @@ import tempfile
 from pathlib import Path
 
 from ...audio import SAMPLE_RATE, load_audio
+from .accented import ACCENTED_VOICES, SCHEME_HELPERS, scheme_table
 from .base import CMU_TABLE, Rendered, Voice, assign_words, build_segments
 
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
-_DIPHONE_F0 = {"kal_diphone": 105.0, "ked_diphone": 105.0}
+_DIPHONE_F0 = {"kal_diphone": 105.0, "ked_diphone": 105.0,
+               **{v: sum(r) / 2 for v, (_, r) in ACCENTED_VOICES.items()}}
 
 
 class Flite:
@@ -47,24 +49,35 @@ def _scheme_string(text: str) -> str:
 
 
 class Festival:
-    """festival voices, many utterances per process (one Scheme script per batch)."""
+    """festival voices, many utterances per process (one Scheme script per batch).
+
+    An accented voice (`accented.ACCENTED_VOICES`) speaks the English front end's segments,
+    renamed to its own phones; the segments printed are the English ones, before renaming."""
 
     def render_batch(self, items: list[tuple[str, Voice]]) -> list[Rendered]:
         with tempfile.TemporaryDirectory() as tmp:
             lines = ["(define (dumpsegs utt) (mapcar (lambda (s) (format t \"SEG %s %f %s\\n\" (item.name s) "
                      "(item.feat s \"end\") (item.feat s \"R:SylStructure.parent.parent.id\"))) "
-                     "(utt.relation.items utt 'Segment)))"]
+                     "(utt.relation.items utt 'Segment)))", SCHEME_HELPERS]
             for k, (text, voice) in enumerate(items):
-                lines.append(f"(voice_{voice.name})")
+                accented = voice.name in ACCENTED_VOICES
+                lines.append("(voice_kal_diphone)" if accented else f"(voice_{voice.name})")
                 if voice.name in _DIPHONE_F0:
                     f0 = voice.param("f0", _DIPHONE_F0[voice.name])
                     lines.append(f"(set! int_lr_params (list (list 'target_f0_mean {f0}) (list 'target_f0_std "
                                  f"{f0 * 0.14:.1f}) (list 'model_f0_mean 170) (list 'model_f0_std 34)))")
                 lines.append(f"(Parameter.set 'Duration_Stretch {voice.param('stretch', 1.0)})")
                 lines.append(f"(format t \"UTT {k}\\n\")")
-                lines.append(f"(set! u (SynthText {_scheme_string(text)}))")
-                lines.append(f"(utt.save.wave u \"{tmp}/{k}.wav\" 'riff)")
-                lines.append("(dumpsegs u)")
+                if accented:
+                    lines.append(f"(set! u (english_front {_scheme_string(text)}))")
+                    lines.append("(dumpsegs u)")
+                    lines.append(f"(voice_{voice.name})")
+                    lines.append(f"(set! u (Wave_Synth (remap_segments u {scheme_table(ACCENTED_VOICES[voice.name][0])})))")
+                    lines.append(f"(utt.save.wave u \"{tmp}/{k}.wav\" 'riff)")
+                else:
+                    lines.append(f"(set! u (SynthText {_scheme_string(text)}))")
+                    lines.append(f"(utt.save.wave u \"{tmp}/{k}.wav\" 'riff)")
+                    lines.append("(dumpsegs u)")
             script = Path(tmp) / "batch.scm"
             script.write_text("\n".join(lines) + "\n", encoding="utf-8")
             res = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True, check=True)

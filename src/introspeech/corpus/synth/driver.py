@@ -66,6 +66,12 @@ def voice_inventory() -> dict[str, dict[str, list[str]]]:
 
 
 def _random_voice(rng: random.Random, synth: str, names: list[str]) -> Voice:
+    from .accented import ACCENTED_VOICES
+
+    if synth == "accented":
+        name = rng.choice(names)
+        lo, hi = ACCENTED_VOICES[name][1]
+        return Voice("festival", name, (("stretch", round(rng.uniform(0.85, 1.2), 3)), ("f0", float(rng.randint(lo, hi)))))
     if synth == "espeak":
         from .espeak import ACCENTS
 
@@ -85,8 +91,11 @@ def _estimate_seconds(text: str, voice: Voice) -> float:
     return 0.3 + 0.051 * len(text) / rate  # fitted on a synthesized sample
 
 
-def plan(hours: float, seed: int, sentences: list[str] | None = None) -> list[Job]:
-    """The deterministic list of utterances for ``hours`` of audio (estimated from text length)."""
+def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: bool = False) -> list[Job]:
+    """The deterministic list of utterances for ``hours`` of audio (estimated from text length).
+
+    ``accented``: training utterances only (the same training sentences as the standard corpus of
+    this seed), all spoken by the accented festival voices of `accented`."""
     rng = random.Random(seed)
     pool = list(sentences if sentences is not None else sentence_pool())
     rng.shuffle(pool)
@@ -96,9 +105,14 @@ def plan(hours: float, seed: int, sentences: list[str] | None = None) -> list[Jo
     inv = voice_inventory()
     synths = list(SYNTH_SHARE)
     weights = [SYNTH_SHARE[s] for s in synths]
+    if accented:
+        from .accented import ACCENTED_VOICES
+
+        inv = {"accented": {"train": sorted(ACCENTED_VOICES)}}
+        synths, weights = ["accented"], [1.0]
     jobs: list[Job] = []
-    for split in SPLITS:
-        budget = hours * 3600 * SPLIT_SHARE[split]
+    for split in (("train",) if accented else SPLITS):
+        budget = hours * 3600 * (1.0 if accented else SPLIT_SHARE[split])
         side = "heldout" if split == "heldout" else "train"
         sents = by_split[split]
         total, k = 0.0, 0
@@ -195,12 +209,20 @@ def cmudict_agreement(records: list[dict]) -> float:
 
 def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | None = None,
                features: FeatureConfig = PRESETS["default"], sentences: list[str] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write a corpus of about ``hours`` of audio to ``out_dir``; returns its summary."""
+               progress: Callable[[int, int], None] | None = None, accented: bool = False) -> dict:
+    """Write a corpus of about ``hours`` of audio to ``out_dir``; returns its summary.
+
+    ``accented``: a training-only corpus of accented voices (see `plan`), to train beside the
+    standard corpus of the same seed."""
     out = Path(out_dir)
     t0 = time.perf_counter()
-    jobs = plan(hours, seed, sentences)
-    for split in SPLITS:
+    if accented:
+        from .accented import check_installed
+
+        check_installed()
+    jobs = plan(hours, seed, sentences, accented)
+    splits = ("train",) if accented else SPLITS
+    for split in splits:
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
         (out / "features" / split).mkdir(parents=True, exist_ok=True)
     (out / "features" / "config.json").write_text(json.dumps(features.to_dict(), indent=1))
@@ -222,7 +244,7 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
             done += len(res)
             if progress:
                 progress(done, len(jobs))
-    by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    by_split: dict[str, list[dict]] = {s: [] for s in splits}
     for job in jobs:  # plan order, so the manifests are deterministic
         if job.id in records:
             by_split[job.split].append(records[job.id])
@@ -232,7 +254,7 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
     wall = time.perf_counter() - t0
     audio_s = {s: sum(r["duration"] for r in recs) for s, recs in by_split.items()}
     summary = {
-        "seed": seed, "hours_requested": hours,
+        "seed": seed, "hours_requested": hours, "accented": accented,
         "hours": {s: round(v / 3600, 4) for s, v in audio_s.items()},
         "utterances": {s: len(v) for s, v in by_split.items()},
         "speakers": {s: sorted({r["speaker"] for r in v}) for s, v in by_split.items()},
