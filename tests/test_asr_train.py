@@ -1,5 +1,9 @@
 """Training: an honest smoke test (loss goes down) and exact resume."""
 
+import dataclasses
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +122,22 @@ def test_packed_features_round_trip_within_half_a_step(small_corpus, tmp_path):
     for (text, f), (u, r) in zip(got["valid"], ref):
         assert text == normalize_text(u.text).text and f.shape == r.shape
         assert np.abs(f - r).max() <= 0.125 + 1e-6
+
+
+def test_extra_train_corpora_add_their_train_split(small_corpus, tmp_path):
+    from introspeech.errors import InputError
+
+    base = TrainConfig(preset="tiny", max_valid=4)
+    rows = [json.loads(line) for line in (small_corpus / "train.jsonl").read_text().splitlines()[:5]]
+    for r in rows:
+        r["audio_filepath"] = str(small_corpus / r["audio_filepath"])
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data, valid, _ = prepare(small_corpus, base)
+    more, valid2, summary = prepare(small_corpus, dataclasses.replace(base, extra_train=[str(extra)]))
+    assert len(more) == len(data) + 5 and len(valid2) == len(valid)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(more[-5:], data[:5]))  # the same first utterances
+    (extra / "train.jsonl").rename(extra / "other.jsonl")
+    with pytest.raises((ValueError, InputError), match=str(extra)):
+        prepare(small_corpus, dataclasses.replace(base, extra_train=[str(extra)]))
