@@ -46,6 +46,12 @@ def main() -> None:
     print(f"{'voice':32s} {'utterances':>10s} " + " ".join(f"CER@{w:<5g}" for w in a.warp))
     for k in sorted(refs, key=lambda k: -cer[k, a.warp[0]]):
         print(f"{k:32s} {len(refs[k]):10d} " + " ".join(f"{cer[k, w]:8.1f}" for w in a.warp))
+    print("pooled per synthesizer:")
+    for synth in sorted({k.split("+")[0].split(":")[0] for k in refs}):
+        mine = [k for k in refs if k.split("+")[0].split(":")[0] == synth]
+        pooled = [100 * error_rates([r for k in mine for r in refs[k]], [h for k in mine for h in hyps[k, w]])["cer"]
+                  for w in a.warp]
+        print(f"{synth:32s} {sum(len(refs[k]) for k in mine):10d} " + " ".join(f"{c:8.1f}" for c in pooled))
 
 
 if __name__ == "__main__":
