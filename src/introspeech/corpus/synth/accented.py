@@ -87,10 +87,14 @@ def is_accented(voice_name: str) -> bool:
 def check_installed() -> None:
     """Raise a clear error when festival lacks one of the accented voices."""
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "check.scm"
-        script.write_text("".join(f'(voice_{v}) (format t "OK {v}\\n")\n' for v in ACCENTED_VOICES))
-        res = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True)
-    have = {line.split()[1] for line in res.stdout.splitlines() if line.startswith("OK ")}
+        script = Path(tmp) / "voices.scm"
+        script.write_text('(format t "VOICES %l\\n" (voice.list))\n')
+        try:
+            res = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True)
+        except FileNotFoundError:
+            raise InputError("festival", "festival is not installed (Debian package festival)") from None
+    line = next((x for x in res.stdout.splitlines() if x.startswith("VOICES ")), "VOICES ()")
+    have = set(line[len("VOICES "):].strip("()").split())
     missing = [v for v in ACCENTED_VOICES if v not in have]
     if missing:
         raise InputError("festival", f"accented voices {missing} are not installed; install the Debian "
