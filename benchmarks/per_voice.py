@@ -26,6 +26,11 @@ def voice(speaker: str) -> str:
     return "espeak+" + speaker.split("+", 1)[1] if speaker.startswith("espeak") and "+" in speaker else speaker
 
 
+def family(voice_name: str) -> str:
+    """The synthesizer of a `voice` name."""
+    return voice_name.split("+")[0].split(":")[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model")
@@ -47,8 +52,8 @@ def main() -> None:
     for k in sorted(refs, key=lambda k: -cer[k, a.warp[0]]):
         print(f"{k:32s} {len(refs[k]):10d} " + " ".join(f"{cer[k, w]:8.1f}" for w in a.warp))
     print("pooled per synthesizer:")
-    for synth in sorted({k.split("+")[0].split(":")[0] for k in refs}):
-        mine = [k for k in refs if k.split("+")[0].split(":")[0] == synth]
+    for synth in sorted({family(k) for k in refs}):
+        mine = [k for k in refs if family(k) == synth]
         pooled = [100 * error_rates([r for k in mine for r in refs[k]], [h for k in mine for h in hyps[k, w]])["cer"]
                   for w in a.warp]
         print(f"{synth:32s} {sum(len(refs[k]) for k in mine):10d} " + " ".join(f"{c:8.1f}" for c in pooled))

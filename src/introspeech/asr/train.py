@@ -170,16 +170,13 @@ def prepare(corpus: str | Path, cfg: TrainConfig) -> tuple[list, list, dict]:
     """Training pairs (features, symbol indices), validation pairs (text, features) and a summary."""
     features = feature_config_for(cfg.preset)
     splits = load_corpus(corpus)
-    if cfg.train_split not in splits:
-        raise ValueError(f"corpus {corpus} has no {cfg.train_split!r} split (has {sorted(splits)})")
+    pool = []  # the train split of the corpus and of every extra one
+    for path, found in [(corpus, splits), *((e, load_corpus(e)) for e in cfg.extra_train)]:
+        if cfg.train_split not in found:
+            raise ValueError(f"corpus {path} has no {cfg.train_split!r} split (has {sorted(found)})")
+        pool += found[cfg.train_split]
     skipped: list[str] = []
     train_utts = []
-    pool = list(splits[cfg.train_split])
-    for extra in cfg.extra_train:
-        more = load_corpus(extra)
-        if cfg.train_split not in more:
-            raise ValueError(f"extra corpus {extra} has no {cfg.train_split!r} split (has {sorted(more)})")
-        pool += more[cfg.train_split]
     for u in pool:
         if normalize_text(u.text).text:
             train_utts.append(u)

@@ -80,10 +80,6 @@ def scheme_table(table: dict[str, tuple[str, ...]]) -> str:
     return "'(" + " ".join(f"({k} " + " ".join(f'"{p}"' for p in v) + ")" for k, v in sorted(table.items())) + ")"
 
 
-def is_accented(voice_name: str) -> bool:
-    return voice_name in ACCENTED_VOICES
-
-
 def check_installed() -> None:
     """Raise a clear error when festival lacks one of the accented voices."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -68,16 +68,12 @@ class Festival:
                                  f"{f0 * 0.14:.1f}) (list 'model_f0_mean 170) (list 'model_f0_std 34)))")
                 lines.append(f"(Parameter.set 'Duration_Stretch {voice.param('stretch', 1.0)})")
                 lines.append(f"(format t \"UTT {k}\\n\")")
-                if accented:
-                    lines.append(f"(set! u (english_front {_scheme_string(text)}))")
-                    lines.append("(dumpsegs u)")
-                    lines.append(f"(voice_{voice.name})")
-                    lines.append(f"(set! u (Wave_Synth (remap_segments u {scheme_table(ACCENTED_VOICES[voice.name][0])})))")
-                    lines.append(f"(utt.save.wave u \"{tmp}/{k}.wav\" 'riff)")
+                if accented:  # segments printed before they are renamed
+                    lines += [f"(set! u (english_front {_scheme_string(text)}))", "(dumpsegs u)", f"(voice_{voice.name})",
+                              f"(set! u (Wave_Synth (remap_segments u {scheme_table(ACCENTED_VOICES[voice.name][0])})))"]
                 else:
-                    lines.append(f"(set! u (SynthText {_scheme_string(text)}))")
-                    lines.append(f"(utt.save.wave u \"{tmp}/{k}.wav\" 'riff)")
-                    lines.append("(dumpsegs u)")
+                    lines += [f"(set! u (SynthText {_scheme_string(text)}))", "(dumpsegs u)"]
+                lines.append(f"(utt.save.wave u \"{tmp}/{k}.wav\" 'riff)")
             script = Path(tmp) / "batch.scm"
             script.write_text("\n".join(lines) + "\n", encoding="utf-8")
             res = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True, check=True)

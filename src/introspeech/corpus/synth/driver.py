@@ -66,9 +66,9 @@ def voice_inventory() -> dict[str, dict[str, list[str]]]:
 
 
 def _random_voice(rng: random.Random, synth: str, names: list[str]) -> Voice:
-    from .accented import ACCENTED_VOICES
-
     if synth == "accented":
+        from .accented import ACCENTED_VOICES
+
         name = rng.choice(names)
         lo, hi = ACCENTED_VOICES[name][1]
         return Voice("festival", name, (("stretch", round(rng.uniform(0.85, 1.2), 3)), ("f0", float(rng.randint(lo, hi)))))
