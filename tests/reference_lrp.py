@@ -55,7 +55,8 @@ def _stab(z, eps):
     return z + eps * torch.where(z >= 0, 1.0, -1.0)
 
 
-def redistribute(rule: str, x, w, b, pattern, r_out, eps=1e-9, gamma=0.25, alpha=2.0, beta=1.0, low=None, high=None):
+def redistribute(rule: str, x, w, b, pattern, r_out, eps=1e-9, gamma=0.25, alpha=2.0, beta=1.0, low=None, high=None,
+                 favour="output"):
     """R_i = Σ_j (z_ij / z_j) R_j with each rule's z_ij, by explicit loops over outputs j."""
     r_in = torch.zeros_like(x)
     xp, xn = x.clamp(min=0), x.clamp(max=0)
@@ -65,9 +66,12 @@ def redistribute(rule: str, x, w, b, pattern, r_out, eps=1e-9, gamma=0.25, alpha
         if rule == "epsilon":
             z = x * wj
             r_in += z / _stab(z.sum() + b[j], eps) * r_out[j]
-        elif rule == "gamma":
+        elif rule == "gamma" and (favour == "positive" or (x * wj).sum() + b[j] >= 0):
             z = x * wj + gamma * (xp * wp + xn * wn)
             r_in += z / _stab(z.sum() + b[j] + gamma * b[j].clamp(min=0), eps) * r_out[j]
+        elif rule == "gamma":  # a negative output: negative contributions amplified
+            z = x * wj + gamma * (xp * wn + xn * wp)
+            r_in += z / _stab(z.sum() + b[j] + gamma * b[j].clamp(max=0), eps) * r_out[j]
         elif rule == "alpha-beta":
             zp, zn = xp * wp + xn * wn, xp * wn + xn * wp
             r_in += (alpha * zp / _stab(zp.sum() + b[j].clamp(min=0), eps)

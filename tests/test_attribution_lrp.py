@@ -12,6 +12,7 @@ from .reference_lrp import reference_lrp
 RULES = {
     "epsilon": (lambda: Epsilon(1e-9), {}),
     "gamma": (lambda: Gamma(0.25, 1e-9), {"gamma": 0.25}),
+    "gamma-positive": (lambda: Gamma(0.25, 1e-9, favour="positive"), {"gamma": 0.25, "favour": "positive"}),
     "alpha-beta": (lambda: AlphaBeta(2.0, 1.0), {}),
     "zplus": (lambda: ZPlus(), {}),
     "wsquare": (lambda: WSquare(), {}),
@@ -42,7 +43,7 @@ def test_rule_matches_explicit_reference(rule, name, make, shape, targets):
     for target in targets:
         ours = attribute(net, x, target, "lrp", composite=Composite(conv=factory, dense=factory))
         for b in range(2):
-            ref = reference_lrp(net, x[b], _select(net, x[b], target), [rule] * n_lin, **kw)
+            ref = reference_lrp(net, x[b], _select(net, x[b], target), [rule.removesuffix("-positive")] * n_lin, **kw)
             torch.testing.assert_close(ours[b], ref, atol=1e-8, rtol=1e-6)
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from introspeech.attribution import attribute
+from introspeech.attribution.api import selection
 from introspeech.attribution.methods import find_root
 
 from .nets import assert_same_state, conv1d_net, conv2d_net, model_state
@@ -108,7 +109,7 @@ def test_deep_taylor_with_root_point():
     net = conv1d_net(4)
     x = x1d(b=2, c=6, t=16, seed=4)
     target = torch.tensor([[1, 3], [2, 2]])
-    x0 = find_root(net, x, target)
+    x0 = find_root(net, x, selection(net, x, target)[0])
     with torch.no_grad():
         f0 = net(x0)[torch.arange(2), target[:, 0], target[:, 1]]
         fx = net(x)[torch.arange(2), target[:, 0], target[:, 1]]

@@ -216,11 +216,11 @@ def _profile_run(model, corpus, splits, out, settings, engine, workers, schedule
 
 
 def _settings(cls, **kw):
-    from .attribution.api import method_function
+    from .attribution.definitions import method as method_record
 
     try:
         if kw.get("relevance"):
-            method_function(kw["relevance"])
+            method_record(kw["relevance"])
         return cls(**kw)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None

@@ -2,74 +2,74 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from . import methods as m
-from .cam import GradCAM
+from .definitions import ALIASES, LOCAL_METHODS, METHODS, Method, resolve_predicted
+from .definitions import method as lookup
 from .hooks import preserved
-from .targets import Target
+from .targets import Target, output_gradient
+
+__all__ = ["attribute", "selection", "expected_total", "METHODS", "LOCAL_METHODS", "ALIASES", "lookup"]
 
 
-def _grad_cam(model, x, target, layer, relu: bool = True, mode: str = "linear"):
-    return GradCAM(model, layer, relu, mode)(x, target)
+def selection(model: nn.Module, x: torch.Tensor, target: Target) -> tuple[torch.Tensor, bool]:
+    """The output-shaped selector of the target scores at ``x`` and whether the user gave it
+    explicitly (an output gradient: then it is the initial relevance as given, not scaled)."""
+    target = resolve_predicted(model, x, target)
+    with torch.no_grad():
+        out = model(x.detach())
+    explicit = isinstance(target, torch.Tensor) and target.shape == out.shape and target.dtype.is_floating_point
+    return output_gradient(out, target).detach(), explicit
 
 
-def _guided_grad_cam(model, x, target, layer, mode: str = "linear"):
-    target = m.resolve_target(model, x, target)
-    return m.guided_backprop(model, x, target) * GradCAM(model, layer, True, mode)(x, target)
-
-
-METHODS: dict[str, Callable] = {
-    "gradient": m.gradient,
-    "gradient_x_input": m.gradient_x_input,
-    "integrated_gradients": m.integrated_gradients,
-    "smoothgrad": m.smoothgrad,
-    "guided_backprop": m.guided_backprop,
-    "deconvnet": m.deconvnet,
-    "lrp": m.lrp,
-    "deep_taylor": m.deep_taylor,
-    "grad_cam": _grad_cam,
-    "guided_grad_cam": _guided_grad_cam,
-}
-ALIASES = {"saliency": "gradient", "input_x_gradient": "gradient_x_input", "gradient*input": "gradient_x_input",
-           "ig": "integrated_gradients", "guided": "guided_backprop", "gradcam": "grad_cam",
-           "guided_gradcam": "guided_grad_cam", "dtd": "deep_taylor"}
-LOCAL_METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop",
-                 "deconvnet", "lrp", "deep_taylor")
-"""Methods whose map for an output frame depends only on that frame's receptive field."""
-
-
-def method_function(method: str) -> tuple[str, Callable]:
-    name = ALIASES.get(method, method)
-    if name not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)} (aliases: {sorted(ALIASES)})")
-    return name, METHODS[name]
-
-
-def check_options(name: str, fn: Callable, options: dict) -> None:
-    params = list(inspect.signature(fn).parameters)[3:]
-    bad = [k for k in options if k not in params]
-    if bad:
-        raise TypeError(f"method {name!r} has no option(s) {bad}; its options: {params}")
+def expected_total(model: nn.Module, spec: Method, plan: m.Plan, x: torch.Tensor, selector: torch.Tensor,
+                   explicit: bool, options: dict) -> torch.Tensor:
+    """What Σ map should equal per row by the method's completeness property."""
+    if not spec.completeness:
+        raise ValueError(f"method {spec.name!r} has no completeness property, so no convergence delta; "
+                         "methods that have one: " + ", ".join(n for n, d in METHODS.items() if d.completeness))
+    rules_form = spec.completeness == "score" or (spec.name == "deep_taylor" and options["root"] is None)
+    if rules_form:
+        if explicit:
+            return selector.flatten(1).sum(1)
+        return m.scores(model, x, selector)
+    ref = m.baseline_of(x, options["baselines"]) if spec.completeness == "score-baseline" else plan.root
+    return m.scores(model, x, selector) - m.scores(model, ref, selector)
 
 
 def attribute(model: nn.Module, inputs: torch.Tensor, target: Target, method: str = "gradient",
-              **options) -> torch.Tensor:
+              return_convergence_delta: bool = False, **options) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attribution map shaped like ``inputs`` for each row's target.
 
     Targets: a class index for ``(B, C)`` outputs; a ``(class, frame)`` pair for ``(B, C, T)``
     outputs; a tensor of per-row targets; ``"predicted"`` / ``("predicted", frame)``; or an explicit
-    output-gradient tensor. Methods and their options: see `METHODS` and each function's docstring.
+    output-gradient tensor. Methods and their options: `definitions.METHODS`. With
+    ``return_convergence_delta``, also returns Σ map − the total the method should conserve, per row
+    (integrated gradients: f(x) − f(x̄); LRP and rule-based deep Taylor: f(x), biases and
+    stabilizers absorb the rest; deep Taylor at a root: f(x) − f(x₀)).
     The model runs in eval mode and is left exactly as it was, also when an exception is raised.
+
+    >>> maps = attribute(model, x, target=(letter, frame), method="lrp", composite="epsilon-plus")
+    >>> maps, delta = attribute(model, x, 3, "integrated_gradients", steps=64, return_convergence_delta=True)
     """
-    name, fn = method_function(method)
-    check_options(name, fn, options)
+    spec = lookup(method)
+    opts = spec.resolve(options)
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2:
         raise ValueError(f"inputs must be a batched tensor (batch, ...), got {type(inputs).__name__} "
                          f"{tuple(getattr(inputs, 'shape', ()))}")
+    x = inputs.detach()
     with preserved(model):
-        return fn(model, inputs, target, **options)
+        if spec.compute is not None:
+            if return_convergence_delta:
+                expected_total(model, spec, None, x, None, False, opts)  # raises: no completeness
+            return spec.compute(model, x, target, **opts)
+        selector, explicit = selection(model, x, target)
+        plan = spec.plan(model, x, selector, **opts)
+        maps = m.evaluate(model, plan, selector, plan.backward.relevance and not explicit)
+        if not return_convergence_delta:
+            return maps
+        delta = maps.flatten(1).sum(1) - expected_total(model, spec, plan, x, selector, explicit, opts)
+        return maps, delta
+

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .hooks import BN_TYPES, LINEAR_TYPES, PASS_TYPES, POOL_TYPES, Traced
+from .hooks import BN_TYPES, LINEAR_TYPES, PASS_TYPES, POOL_TYPES, Backward, Traced
 from .rules import (
     ActivationRule,
     AlphaBeta,
@@ -27,9 +27,27 @@ from .rules import (
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
 
 
+def _stabilizer() -> LinearRule:
+    return Epsilon(1e-9)
+
+
+def _norm() -> LinearRule:
+    return Epsilon(1e-6)
+
+
 @dataclass
 class Composite:
-    """Rule choice per layer: by layer name first, then by position (first/last), then by type."""
+    """Rule choice per layer: by layer name first, then by position (first/last), then by type.
+
+    - ``conv`` / ``dense``: Conv1d/Conv2d and Linear layers (a following BatchNorm folded in when
+      ``canonize`` is on and the layer's output goes to that BatchNorm only);
+    - ``norm``: a BatchNorm that is not folded (``canonize=False``, or one that follows no
+      Conv/Linear layer), as the per-channel affine layer it is;
+    - ``pool``: average pools (adaptive too): relevance in proportion to each input's share;
+    - ``addition``: additions of branches written between modules (residual connections);
+    - ``activation``: every ReLU (modules and functional calls). Max-pooling passes relevance to
+      the winner of each window (its gradient); reshapes, zero pads and dropout pass it unchanged.
+    """
 
     conv: Callable[[], LinearRule] = Epsilon
     dense: Callable[[], LinearRule] = Epsilon
@@ -37,14 +55,23 @@ class Composite:
     last: Callable[[], LinearRule] | None = None
     by_name: dict[str, LinearRule] = field(default_factory=dict)
     activation: ActivationRule = Pass
+    norm: Callable[[], LinearRule] = _norm
+    pool: Callable[[], LinearRule] = _stabilizer
+    addition: Callable[[], LinearRule] = _stabilizer
     name: str = "custom"
 
-    def resolve(self, traced: Traced, method: str = "lrp") -> dict[str, LinearRule | ActivationRule]:
+    def resolve(self, traced: Traced, method: str = "lrp", canonize: bool = True
+                ) -> dict[str, LinearRule | ActivationRule]:
         """Module name → rule for every leaf of the traced model; unsupported layers raise."""
         linear = [n for n, m in traced.order if isinstance(m, LINEAR_TYPES)]
         rules: dict[str, LinearRule | ActivationRule] = {}
         for name, m in traced.order:
             if name in rules:
+                continue
+            if isinstance(m, BN_TYPES) and canonize and name in traced.folded:
+                if name in self.by_name:
+                    raise ValueError(f"BatchNorm {name!r} is folded into {traced.folded[name]!r}; pass canonize=False "
+                                     "to give it a rule of its own")
                 continue
             if name in self.by_name:
                 rules[name] = self.by_name[name]
@@ -56,16 +83,28 @@ class Composite:
                 else:
                     rules[name] = self.conv() if isinstance(m, CONV_TYPES) else self.dense()
             elif isinstance(m, POOL_TYPES):
-                rules[name] = Epsilon(1e-9)  # sum-pooling normalization
+                rules[name] = self.pool()
             elif isinstance(m, nn.ReLU):
                 rules[name] = self.activation
             elif isinstance(m, BN_TYPES):
-                if name not in traced.folded:
-                    raise unsupported(name, m, method, "a BatchNorm that does not directly follow a Conv/Linear layer "
-                                      "cannot be folded for LRP")
+                rules[name] = self.norm()
             elif not isinstance(m, PASS_TYPES):
-                raise unsupported(name, m, method)
+                raise unsupported(name, m, method, _why(m))
         return rules
+
+    def backward(self, traced: Traced, method: str = "lrp", canonize: bool = True) -> Backward:
+        """The modified backward pass this composite defines on a traced model."""
+        return Backward(method, self.resolve(traced, method, canonize), traced, canonize, relevance=True,
+                        activation=self.activation, addition=self.addition())
+
+
+def _why(m: nn.Module) -> str:
+    if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)):
+        return "normalization over positions or channels divides by a statistic of the input itself, which no " \
+               "LRP rule here redistributes"
+    if isinstance(m, (nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU)):
+        return "LRP rules are defined for ReLU activations only"
+    return ""
 
 
 def unsupported(name: str, module: nn.Module, method: str, why: str = "") -> TypeError:
@@ -79,19 +118,20 @@ def _zbox(low, high) -> Callable[[], LinearRule]:
 
 
 def preset(name: str, low: torch.Tensor | float | None = None, high: torch.Tensor | float | None = None,
-           epsilon: float = 1e-6, gamma: float = 0.25) -> Composite:
+           epsilon: float = 1e-6, gamma: float = 0.25, favour: str = "output") -> Composite:
     """A named composite: epsilon, epsilon-plus, epsilon-gamma-box, alpha2-beta1, deep-taylor.
 
-    ``low``/``high`` are the z^B bounds of the first layer's input (e.g. per Mel bin)."""
+    ``low``/``high`` are the z^B bounds of the first layer's input (e.g. per Mel bin); ``epsilon``
+    the ε of ε-rule layers (and of BatchNorms that are not folded); ``gamma``/``favour`` those of γ."""
     eps = lambda: Epsilon(epsilon)  # noqa: E731
+    gam = lambda: Gamma(gamma, epsilon, favour)  # noqa: E731
     needs_box = name in ("epsilon-gamma-box", "deep-taylor")
     if needs_box and (low is None or high is None):
         raise ValueError(f"composite {name!r} needs the input bounds low= and high= for its z^B first layer")
     presets = {
         "epsilon": Composite(eps, eps),
         "epsilon-plus": Composite(ZPlus, eps),
-        "epsilon-gamma-box": Composite(lambda: Gamma(gamma), eps, first=_zbox(low, high) if needs_box else None,
-                                       last=eps),
+        "epsilon-gamma-box": Composite(gam, eps, first=_zbox(low, high) if needs_box else None, last=eps),
         "alpha2-beta1": Composite(lambda: AlphaBeta(2.0, 1.0), eps),
         "deep-taylor": Composite(ZPlus, ZPlus, first=_zbox(low, high) if needs_box else None),
     }
@@ -99,6 +139,7 @@ def preset(name: str, low: torch.Tensor | float | None = None, high: torch.Tenso
         raise ValueError(f"unknown composite {name!r}; choose from {sorted(presets)}")
     c = presets[name]
     c.name = name
+    c.norm = eps
     return c
 
 

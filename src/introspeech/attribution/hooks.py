@@ -1,6 +1,7 @@
 """The mechanism behind modified backward passes: forward hooks that swap in rule-driven backward
-functions, BatchNorm folding (canonization) done functionally, and a guard that leaves the
-user's model exactly as it was (hooks removed, modes restored), also when an exception is raised.
+functions, BatchNorm folding (canonization) done functionally, the operations written between
+modules (operations.py), and a guard that leaves the user's model exactly as it was (hooks
+removed, modes restored), also when an exception is raised.
 
 Nothing here mutates a parameter or buffer: a folded Conv+BatchNorm is evaluated with folded
 weights computed on the fly, and the BatchNorm is bypassed by a hook.
@@ -10,86 +11,75 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .graph import BN_TYPES, LINEAR_TYPES, Traced, leaves, trace
+from .operations import Between
 from .rules import ActivationRule, LinearRule
 
-LINEAR_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
-BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
-PASS_TYPES = (nn.Dropout, nn.Flatten, nn.ConstantPad1d, nn.ConstantPad2d, nn.ZeroPad2d, nn.Identity,
-              nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
+PASS_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Flatten, nn.Unflatten, nn.ConstantPad1d, nn.ConstantPad2d,
+              nn.ZeroPad2d, nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
 """Layers whose ordinary gradient is also their LRP backward (reshapes, zero pads, max-pooling
 winner-takes-all, dropout in eval mode)."""
 
-
-@dataclass
-class Traced:
-    """Leaf modules in execution order and the Linear/Conv layer each BatchNorm directly follows."""
-
-    order: list[tuple[str, nn.Module]]
-    folded: dict[str, str]  # batchnorm name -> linear layer name
-    chain: bool = False  # every leaf consumed the previous leaf's output, the last one gave the output
+__all__ = ["Backward", "BN_TYPES", "LINEAR_TYPES", "PASS_TYPES", "POOL_TYPES", "Traced", "leaves", "trace",
+           "folded_params", "affine_params", "linear_fn", "lrp_backward", "modified", "preserved", "run_backward"]
 
 
-def leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    for name, m in model.named_modules():
-        if not any(True for _ in m.children()):
-            yield name, m
+@dataclass(frozen=True)
+class Backward:
+    """How one backward pass is modified: a method's rules resolved on a traced model.
+
+    ``rules``: module name → rule (none: the plain gradient). ``relevance``: LRP semantics (the
+    target score is the initial relevance, additions between modules share relevance with
+    ``addition``, constant factors pass it). ``activation``: the rule of functional ReLUs."""
+
+    method: str
+    rules: dict = field(default_factory=dict)
+    traced: Traced | None = None
+    canonize: bool = True
+    relevance: bool = False
+    activation: ActivationRule | None = None
+    addition: LinearRule | None = None
+
+    @property
+    def plain(self) -> bool:
+        return not self.rules and self.activation is None and not self.relevance
+
+    def folds(self) -> dict[str, str]:
+        """Linear layer name → the BatchNorm folded into it (with ``canonize``, ruled layers only)."""
+        if not self.canonize or self.traced is None:
+            return {}
+        return {lin: bn for bn, lin in self.traced.folded.items() if isinstance(self.rules.get(lin), LinearRule)}
 
 
-def trace(model: nn.Module, x: torch.Tensor) -> Traced:
-    """Run the model once (no grad) recording which leaf modules run, in order, and BN pairs."""
-    order: list[tuple[str, nn.Module]] = []
-    produced: dict[int, tuple[str, torch.Tensor]] = {}  # keeps outputs alive: ids are not reused
-    folded: dict[str, str] = {}
-    handles = []
-    last: list = [None, True]  # previous leaf output, chain so far
-
-    def hook(name):
-        def fn(m, inp, out):
-            if order and (not inp or inp[0] is not last[0]):
-                last[1] = False
-            last[0] = out
-            order.append((name, m))
-            if isinstance(m, BN_TYPES):
-                src = produced.get(id(inp[0]))
-                if src is not None:
-                    folded[name] = src[0]
-            if isinstance(m, LINEAR_TYPES):
-                produced[id(out)] = (name, out)
-        return fn
-
-    try:
-        for name, m in leaves(model):
-            handles.append(m.register_forward_hook(hook(name)))
-        with torch.no_grad():
-            final = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return Traced(order, folded, bool(order) and last[1] and final is last[0])
+def affine_params(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel scale and shift of an eval-mode BatchNorm: bn(x) = scale·x + shift."""
+    inv = 1 / torch.sqrt(bn.running_var + bn.eps)
+    scale = bn.weight * inv if bn.affine else inv
+    shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
+    return scale, shift
 
 
 def folded_params(linear: nn.Module, bn: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Weight and bias of ``linear`` with a following eval-mode BatchNorm merged into it."""
-    w = linear.weight
-    b = linear.bias
+    w, b = linear.weight, linear.bias
     if bn is None:
         return w, b
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+    scale, shift = affine_params(bn)
     w2 = w * scale.reshape(-1, *([1] * (w.dim() - 1)))
     b0 = b if b is not None else torch.zeros_like(bn.running_mean)
-    return w2, (b0 - bn.running_mean) * scale + shift
+    return w2, b0 * scale + shift
 
 
 def linear_fn(module: nn.Module) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]:
-    """Functional form f(x, weight, bias) of a Linear/Conv layer (or a parameter-free pool)."""
+    """Functional form f(x, weight, bias) of a Linear/Conv layer, a BatchNorm (per-channel weight and
+    bias: its scale and shift) or a parameter-free pool."""
     if isinstance(module, nn.Linear):
         return lambda x, w, b: F.linear(x, w, b)
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
@@ -98,9 +88,24 @@ def linear_fn(module: nn.Module) -> Callable[[torch.Tensor, torch.Tensor | None,
                              "by LRP rules (only zero padding)")
         conv = F.conv1d if isinstance(module, nn.Conv1d) else F.conv2d
         return lambda x, w, b: conv(x, w, b, module.stride, module.padding, module.dilation, module.groups)
+    if isinstance(module, BN_TYPES):
+        def affine(x, w, b):
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            out = x * w.reshape(shape)
+            return out + b.reshape(shape) if b is not None else out
+        return affine
     if isinstance(module, POOL_TYPES):
         return lambda x, w, b: module.forward(x)  # forward(), not __call__: no hooks (ours among them)
     raise TypeError(type(module).__name__)
+
+
+def layer_params(module: nn.Module, bn: nn.Module | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The (weight, bias) a rule sees for a layer: folded with ``bn``, a BatchNorm's affine, none for pools."""
+    if isinstance(module, POOL_TYPES):
+        return None, None
+    if isinstance(module, BN_TYPES):
+        return affine_params(module)
+    return folded_params(module, bn)
 
 
 class _LinearRuleFn(torch.autograd.Function):
@@ -124,6 +129,7 @@ def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torc
     w = weight.detach() if weight is not None else None
     b = bias.detach() if bias is not None else None
     total = torch.zeros_like(x)
+    plain = None
     with torch.enable_grad():
         for group in rule.groups(x):
             xs = [t.input(x).detach().requires_grad_(True) for t in group.terms]
@@ -134,6 +140,11 @@ def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torc
                 zs.append(t.scale * fn(xk, wk, bk))
             z = torch.stack(zs).sum(0) if len(zs) > 1 else zs[0]
             s = grad / rule.stabilize(z.detach())
+            if group.sign:
+                if plain is None:
+                    with torch.no_grad():
+                        plain = fn(x, w, b)
+                s = s * group.mask(plain)
             grads = torch.autograd.grad(zs, xs, grad_outputs=[s] * len(zs))
             total = total + group.coef * sum(xk.detach() * gk for xk, gk in zip(xs, grads))
     return total
@@ -157,7 +168,7 @@ class _Bypass(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        return x.view_as(x)
+        return x.clone()  # a copy, not a view: an in-place ReLU may follow
 
     @staticmethod
     def backward(ctx, grad):
@@ -178,45 +189,86 @@ def preserved(model: nn.Module, eval_mode: bool = True) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def modified(model: nn.Module, traced: Traced, rules: dict[str, LinearRule | ActivationRule],
-             canonize: bool = True) -> Iterator[None]:
-    """Forward hooks that make the backward pass follow ``rules`` (module name → rule).
-
-    With ``canonize``, each BatchNorm that directly follows a ruled Linear/Conv layer is folded
-    into it. Hooks are always removed on exit.
-    """
-    modules = dict(traced.order)
-    bn_of = {lin: bn for bn, lin in traced.folded.items() if canonize and lin in rules}
+def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
+    """Forward hooks that make the backward pass follow ``spec`` (module name → rule); yields the
+    mode to enter around the forward pass (operations between modules). With ``canonize``, each
+    BatchNorm that directly follows a ruled Linear/Conv layer is folded into it. Hooks are always
+    removed on exit."""
+    modules = dict(spec.traced.order)
+    bn_of = spec.folds()
+    mode = Between(spec.method, spec.relevance, spec.activation, spec.addition)
     handles = []
 
     def linear_hook(name, rule):
+        m = modules[name]
         bn = modules[bn_of[name]] if name in bn_of else None
-        fn = linear_fn(modules[name])
+        fn = linear_fn(m)
 
-        def hook(m, inp, out):
-            if isinstance(m, POOL_TYPES):
-                w = b = None
-                value = out.detach()
-            else:
-                w, b = folded_params(m, bn)
+        def hook(mod, inp, out):
+            w, b = layer_params(mod, bn)
+            if bn is not None:
                 with torch.no_grad():
-                    value = fn(inp[0], w, b) if bn is not None else out.detach()
+                    value = fn(inp[0], w, b)
+            else:
+                value = out.detach()
             return _LinearRuleFn.apply(inp[0], value, rule, fn, w, b)
         return hook
 
-    def activation_hook(rule):
-        return lambda m, inp, out: _ActivationFn.apply(inp[0], out.detach(), rule)
+    def activation_hooks(m, rule):
+        stash: list[torch.Tensor] = []
+
+        def pre(mod, inp):  # an in-place activation must not overwrite the input the rule needs
+            stash[:] = [inp[0]]
+            return (inp[0].clone(),) + tuple(inp[1:]) if getattr(mod, "inplace", False) else None
+
+        def post(mod, inp, out):
+            return _ActivationFn.apply(stash.pop(), out.detach(), rule)
+        return pre, post
+
+    def enter(mod, inp):
+        mode.depth += 1
+
+    def leave(mod, inp, out):
+        mode.depth -= 1
 
     try:
-        for name, rule in rules.items():
+        for name, rule in spec.rules.items():
             m = modules[name]
             if isinstance(rule, LinearRule):
                 handles.append(m.register_forward_hook(linear_hook(name, rule)))
             else:
-                handles.append(m.register_forward_hook(activation_hook(rule)))
+                pre, post = activation_hooks(m, rule)
+                handles.append(m.register_forward_pre_hook(pre))
+                handles.append(m.register_forward_hook(post))
         for name in bn_of.values():
             handles.append(modules[name].register_forward_hook(lambda m, inp, out: _Bypass.apply(inp[0])))
-        yield
+        for _, m in leaves(model):
+            handles.append(m.register_forward_pre_hook(enter))
+            handles.append(m.register_forward_hook(leave))
+        yield mode
     finally:
         for h in handles:
             h.remove()
+
+
+def run_backward(model: nn.Module, x: torch.Tensor, selector: torch.Tensor, spec: Backward,
+                 scale: bool | None = None) -> torch.Tensor:
+    """Input gradient (relevance, with rules) of Σ selector ⊙ f(x), on the modified backward pass.
+
+    ``selector`` is shaped like the output (a one-hot choice of scores, or any output gradient).
+    ``scale`` (default: ``spec.relevance``) multiplies it by the output first: the scores themselves
+    are the initial relevance."""
+    x = x.detach().requires_grad_(True)
+    scale = spec.relevance if scale is None else scale
+    if spec.plain:
+        with torch.enable_grad():
+            out = model(x)
+    else:
+        with modified(model, spec) as mode, torch.enable_grad():
+            with mode:
+                out = model(x)
+    if out.shape != selector.shape:
+        raise ValueError(f"output gradient of shape {tuple(selector.shape)} for outputs {tuple(out.shape)}")
+    g = selector.to(out) * out.detach() if scale else selector.to(out)
+    (grad,) = torch.autograd.grad(out, x, g)
+    return grad

@@ -1,74 +1,88 @@
-"""The gradient family, modified-backward methods (guided backprop, deconvnet, LRP) and deep Taylor.
+"""What each local method computes, as a `Plan` every engine evaluates the same way.
 
-Every function takes ``(model, x, target, ...)`` and returns a tensor shaped like ``x``. The
-model is run in eval mode and left exactly as it was (see hooks.preserved / hooks.modified).
+A local method's map is ``finish(post ⊙ Σ_k w_k · m_k ⊙ B(x_k))``: backward passes ``B`` (the
+plain gradient, or one modified by rules) at input points ``x_k`` with weights ``w_k`` and
+per-point multipliers ``m_k``. Gradient: one point ``x``. Gradient×input: ``post = x``.
+Integrated gradients: points on the path from the baseline, the integral rule's weights,
+``post = x − x̄``. SmoothGrad: noisy copies, weights 1/n (``m_k`` the noisy input for its
+gradient×input form). Guided backprop, deconvnet, LRP, deep Taylor: one point, a modified ``B``.
+``attribute`` evaluates a plan for explicit targets; `frames.attribute_frames` evaluates the
+same plan for every output frame at once (chain.py, colouring).
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from .composites import Composite, preset, unsupported
-from .hooks import BN_TYPES, LINEAR_TYPES, PASS_TYPES, POOL_TYPES, modified, trace
+from .hooks import BN_TYPES, LINEAR_TYPES, PASS_TYPES, POOL_TYPES, Backward, run_backward, trace
 from .rules import DeconvReLU, GuidedReLU
-from .targets import Target, output_gradient
 
 
-def resolve_target(model: nn.Module, x: torch.Tensor, target: Target) -> Target:
-    """Turn ``"predicted"`` / ``("predicted", frame)`` into explicit indices (on the unmodified input),
-    so repeated or perturbed copies of ``x`` explain the same scores."""
-    if isinstance(target, str) or (isinstance(target, tuple) and target and target[0] == "predicted"):
-        with torch.no_grad():
-            out = model(x)
-        g = output_gradient(out, target)
-        if g.dim() == 3:
-            cls = g[:, :, int(target[1])].argmax(1)
-            return torch.stack([cls, torch.full_like(cls, int(target[1]))], 1)
-        return g.argmax(1)
-    return target
+@dataclass
+class Point:
+    """One backward pass of a plan: where it runs, its weight, and what its map is multiplied by."""
+
+    input: torch.Tensor
+    weight: float = 1.0
+    multiplier: torch.Tensor | None = None
 
 
-def repeat_target(target: Target, times: int, batch: int) -> Target:
-    """The target for ``x`` repeated ``times`` along the batch (block-wise: copy k is rows k·B…)."""
-    if isinstance(target, torch.Tensor) and target.dim() >= 1 and target.shape[0] == batch:
-        return target.repeat(times, *([1] * (target.dim() - 1)))
-    return target
+@dataclass
+class Plan:
+    backward: Backward
+    points: list[Point]
+    post: torch.Tensor | None = None
+    finish: Callable[[torch.Tensor], torch.Tensor] | None = None
+    rows: int | None = None  # most rows of one batched backward pass (None: all points at once)
+    root: torch.Tensor | None = field(default=None, repr=False)  # deep Taylor's root point, when used
 
 
-def backward(model: nn.Module, x: torch.Tensor, target: Target, rules: dict | None = None, traced=None,
-             canonize: bool = True, scale_by_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input gradient (or relevance, with rules) of the target scores, and the model output."""
-    x = x.detach().requires_grad_(True)
-    ctx = modified(model, traced, rules, canonize) if rules else contextlib.nullcontext()
-    with ctx:
-        out = model(x)
-        g = output_gradient(out, target)
-        explicit = isinstance(target, torch.Tensor) and target.shape == out.shape and g is not None and \
-            target.dtype.is_floating_point
-        if scale_by_output and not explicit:
-            g = g * out.detach()
-        (grad,) = torch.autograd.grad(out, x, g)
-    return grad, out.detach()
+def evaluate(model: nn.Module, plan: Plan, selector: torch.Tensor, scale: bool) -> torch.Tensor:
+    """The plan's maps for the scores ``selector`` picks (one row per input row)."""
+    x0 = plan.points[0].input
+    b = x0.shape[0]
+    per = max(1, (plan.rows or len(plan.points) * b) // b)
+    total = None
+    for k0 in range(0, len(plan.points), per):
+        chunk = plan.points[k0:k0 + per]
+        inp = torch.cat([p.input for p in chunk]) if len(chunk) > 1 else chunk[0].input
+        sel = selector.repeat(len(chunk), *([1] * (selector.dim() - 1)))
+        g = run_backward(model, inp, sel, plan.backward, scale).reshape(len(chunk), *x0.shape)
+        for k, p in enumerate(chunk):
+            term = g[k] * p.multiplier if p.multiplier is not None else g[k]
+            term = term * p.weight if p.weight != 1.0 else term
+            total = term if total is None else total + term
+    if plan.post is not None:
+        total = plan.post * total
+    return plan.finish(total) if plan.finish is not None else total
 
 
-def gradient(model, x, target, abs: bool = False) -> torch.Tensor:  # noqa: A002 - Captum's name
+def plain(method: str) -> Backward:
+    return Backward(method)
+
+
+# -- the gradient family ---------------------------------------------------------------------------
+def gradient(model, x, selector, abs: bool = False) -> Plan:  # noqa: A002 - Captum's name
     """Sensitivity ∂f/∂x (``abs=True``: its magnitude, as Captum's Saliency default)."""
-    g, _ = backward(model, x, target)
-    return g.abs() if abs else g
+    return Plan(plain("gradient"), [Point(x)], finish=torch.abs if abs else None)
 
 
-def gradient_x_input(model, x, target) -> torch.Tensor:
+def gradient_x_input(model, x, selector) -> Plan:
     """x ⊙ ∂f/∂x."""
-    return x.detach() * backward(model, x, target)[0]
+    return Plan(plain("gradient_x_input"), [Point(x)], post=x)
 
 
 def ig_points(steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
     """Path positions α and weights of the integral rule (Captum's conventions, except that the
     trapezoid weights sum to 1: Captum's sum to (n−1)/n)."""
+    if steps < 1:
+        raise ValueError(f"integrated_gradients needs steps >= 1, got {steps}")
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return 0.5 * (1 + nodes), 0.5 * weights
@@ -85,136 +99,122 @@ def ig_points(steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np
         w = np.full(steps, 1 / (steps - 1))
         w[[0, -1]] /= 2
         return k / (steps - 1), w
-    raise ValueError(f"unknown integration method {method!r}")
+    raise ValueError(f"unknown integration method {method!r}; choose from gausslegendre, riemann_left, "
+                     "riemann_right, riemann_middle, riemann_trapezoid")
 
 
-def integrated_gradients(model, x, target, baselines: torch.Tensor | float | None = None, steps: int = 50,
-                         integration: str = "gausslegendre", internal_batch_size: int | None = None) -> torch.Tensor:
+def baseline_of(x: torch.Tensor, baselines) -> torch.Tensor:
+    return torch.zeros_like(x) if baselines is None else torch.as_tensor(baselines, dtype=x.dtype).to(x).expand_as(x)
+
+
+def integrated_gradients(model, x, selector, baselines=None, steps: int = 50, integration: str = "gausslegendre",
+                         internal_batch_size: int | None = None) -> Plan:
     """(x − x̄) ⊙ ∫₀¹ ∂f/∂x(x̄ + α(x − x̄)) dα; completeness: Σ attribution ≈ f(x) − f(x̄)."""
-    x = x.detach()
-    base = torch.zeros_like(x) if baselines is None else torch.as_tensor(baselines, dtype=x.dtype).expand_as(x)
-    target = resolve_target(model, x, target)
+    base = baseline_of(x, baselines)
     alphas, weights = ig_points(steps, integration)
-    b = x.shape[0]
-    per = max(1, (internal_batch_size or steps * b) // b)
-    total = torch.zeros_like(x)
-    for k0 in range(0, steps, per):
-        a = torch.as_tensor(alphas[k0:k0 + per], dtype=x.dtype)
-        w = torch.as_tensor(weights[k0:k0 + per], dtype=x.dtype)
-        shape = (-1,) + (1,) * x.dim()
-        pts = (base + a.reshape(shape) * (x - base)).reshape(-1, *x.shape[1:])
-        g, _ = backward(model, pts, repeat_target(target, len(a), b))
-        total += (w.reshape(shape) * g.reshape(len(a), *x.shape)).sum(0)
-    return (x - base) * total
+    points = [Point(base + float(a) * (x - base), float(w)) for a, w in zip(alphas, weights)]
+    return Plan(plain("integrated_gradients"), points, post=x - base, rows=internal_batch_size)
 
 
-SMOOTHGRAD_STDEV, SMOOTHGRAD_SAMPLES = 0.15, 25
-
-
-def smoothgrad_noise(x: torch.Tensor, options: dict) -> torch.Tensor:
-    """The noise SmoothGrad adds to one utterance ``x`` (1, ...): ``(samples, *x.shape[1:])``, from
-    ``options`` (``noise`` as given, else drawn from ``seed`` with ``stdev``), as `smoothgrad` draws it."""
-    if options.get("noise") is not None:
-        return options["noise"].to(x)
-    gen = torch.Generator().manual_seed(options.get("seed", 0))
-    shape = (options.get("samples", SMOOTHGRAD_SAMPLES), *x.shape[1:])
-    return torch.randn(shape, generator=gen, dtype=x.dtype) * options.get("stdev", SMOOTHGRAD_STDEV)
-
-
-def smoothgrad(model, x, target, stdev: float = SMOOTHGRAD_STDEV, samples: int = SMOOTHGRAD_SAMPLES, seed: int = 0,
-               noise: torch.Tensor | None = None, inner: str = "gradient") -> torch.Tensor:
+def smoothgrad(model, x, selector, stdev: float = 0.15, samples: int = 25, seed: int = 0,
+               noise: torch.Tensor | None = None, inner: str = "gradient") -> Plan:
     """Mean of gradients (or gradient×input, ``inner``) at noisy copies x + 𝒩(0, stdev²).
 
     ``noise`` (``(samples·B, *x.shape[1:])``, sample-major per input row as Captum's NoiseTunnel
-    draws it) replaces the seeded draw."""
-    x = x.detach()
+    draws it) replaces the seeded draw; the same seed gives every row of a batch its own draw."""
+    if inner not in ("gradient", "gradient_x_input"):
+        raise ValueError(f"smoothgrad inner must be 'gradient' or 'gradient_x_input', not {inner!r}")
     b = x.shape[0]
-    target = resolve_target(model, x, target)
     if noise is None:
         gen = torch.Generator().manual_seed(seed)
         noise = torch.randn((b * samples, *x.shape[1:]), generator=gen, dtype=x.dtype) * stdev
-    noisy = x.repeat_interleave(samples, dim=0) + noise.to(x)
-    tgt = target.repeat_interleave(samples, dim=0) if isinstance(target, torch.Tensor) and target.dim() >= 1 \
-        and target.shape[0] == b else target
-    g, _ = backward(model, noisy, tgt)
-    if inner == "gradient_x_input":
-        g = g * noisy
-    elif inner != "gradient":
-        raise ValueError(f"smoothgrad inner must be 'gradient' or 'gradient_x_input', not {inner!r}")
-    return g.reshape(b, samples, *x.shape[1:]).mean(1)
+    elif noise.shape[0] % b or noise.shape[1:] != x.shape[1:]:
+        raise ValueError(f"smoothgrad noise must be (samples·{b}, {', '.join(map(str, x.shape[1:]))}), "
+                         f"got {tuple(noise.shape)}")
+    n = noise.shape[0] // b
+    per_row = noise.to(x).reshape(b, n, *x.shape[1:])
+    points = []
+    for k in range(n):
+        noisy = x + per_row[:, k]
+        points.append(Point(noisy, 1.0 / n, noisy if inner == "gradient_x_input" else None))
+    return Plan(plain("smoothgrad"), points)
 
 
-def _relu_rules(model, x, rule, method: str) -> tuple[dict, object]:
+# -- modified backward passes ----------------------------------------------------------------------
+def relu_backward(model, x, rule, method: str) -> Backward:
     traced = trace(model, x)
     rules = {}
     for name, m in traced.order:
         if isinstance(m, nn.ReLU):
             rules[name] = rule
-        elif not isinstance(m, LINEAR_TYPES + BN_TYPES + POOL_TYPES + PASS_TYPES):
+        elif not isinstance(m, LINEAR_TYPES + BN_TYPES + POOL_TYPES + PASS_TYPES + (nn.LayerNorm, nn.GroupNorm)):
             raise unsupported(name, m, method, "it modifies the backward pass of ReLU layers only")
-    return rules, traced
+    return Backward(method, rules, traced, activation=rule)
 
 
-def guided_backprop(model, x, target) -> torch.Tensor:
+def guided_backprop(model, x, selector) -> Plan:
     """Gradient with ReLUs passing only positive signal where their input was positive."""
-    rules, traced = _relu_rules(model, x, GuidedReLU, "guided_backprop")
-    return backward(model, x, target, rules, traced)[0]
+    return Plan(relu_backward(model, x, GuidedReLU, "guided_backprop"), [Point(x)])
 
 
-def deconvnet(model, x, target) -> torch.Tensor:
+def deconvnet(model, x, selector) -> Plan:
     """Gradient with ReLUs passing only positive signal (ignoring the forward mask)."""
-    rules, traced = _relu_rules(model, x, DeconvReLU, "deconvnet")
-    return backward(model, x, target, rules, traced)[0]
+    return Plan(relu_backward(model, x, DeconvReLU, "deconvnet"), [Point(x)])
 
 
-def lrp(model, x, target, composite: str | Composite = "epsilon", canonize: bool = True,
-        low=None, high=None, epsilon: float = 1e-6, gamma: float = 0.25) -> torch.Tensor:
+def composite_of(composite: str | Composite, low, high, epsilon: float, gamma: float, favour: str) -> Composite:
+    return composite if isinstance(composite, Composite) else preset(composite, low, high, epsilon, gamma, favour)
+
+
+def lrp(model, x, selector, composite: str | Composite = "epsilon", canonize: bool = True, low=None, high=None,
+        epsilon: float = 1e-6, gamma: float = 0.25, favour: str = "output") -> Plan:
     """Layer-wise relevance propagation; the target score is the initial relevance (Σ R ≈ f(x)).
 
-    BatchNorm after a Conv/Linear is folded into it (``canonize``) for the rules."""
-    comp = composite if isinstance(composite, Composite) else preset(composite, low, high, epsilon, gamma)
-    traced = trace(model, x)
-    rules = comp.resolve(traced, "lrp")
-    return backward(model, x, target, rules, traced, canonize, scale_by_output=True)[0]
+    BatchNorm after a Conv/Linear is folded into it (``canonize``) for the rules. ``epsilon``,
+    ``gamma``, ``favour`` and ``low``/``high`` configure a preset ``composite`` (a `Composite`
+    object carries its own rules)."""
+    comp = composite_of(composite, low, high, epsilon, gamma, favour)
+    return Plan(comp.backward(trace(model, x), "lrp", canonize), [Point(x)])
 
 
-def _scores(model, x, target) -> torch.Tensor:
-    out = model(x)
-    return (out * output_gradient(out, target)).flatten(1).sum(1)
+def scores(model: nn.Module, x: torch.Tensor, selector: torch.Tensor) -> torch.Tensor:
+    """Σ selector ⊙ f(x) per row."""
+    with torch.no_grad():
+        return (model(x) * selector).flatten(1).sum(1)
 
 
-def find_root(model, x, target, max_steps: int = 30, tol: float = 1e-4) -> torch.Tensor:
+def find_root(model, x, selector: torch.Tensor, max_steps: int = 30, tol: float = 1e-4) -> torch.Tensor:
     """Nearest root along the gradient: x₀ = x − t·∇f(x)/‖∇f(x)‖ with f(x₀) ≈ 0 (secant steps on t)."""
     x = x.detach()
-    g, _ = backward(model, x, target)
+    g = run_backward(model, x, selector, plain("deep_taylor"))
     d = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, *([1] * (x.dim() - 1)))
     shape = (-1,) + (1,) * (x.dim() - 1)
-    with torch.no_grad():
-        f0 = _scores(model, x, target)
-        t_prev, f_prev = torch.zeros_like(f0), f0
-        t = f0 / g.flatten(1).norm(dim=1).clamp_min(1e-12)  # Newton step from x
-        for _ in range(max_steps):
-            f = _scores(model, x - t.reshape(shape) * d, target)
-            if bool((f.abs() <= tol * (1 + f0.abs())).all()):
-                break
-            slope = (f - f_prev) / torch.where((t - t_prev).abs() > 1e-12, t - t_prev, torch.full_like(t, 1e-12))
-            t_new = t - f / torch.where(slope.abs() > 1e-12, slope, torch.full_like(slope, 1e-12))
-            t_prev, f_prev, t = t, f, t_new
+    f0 = scores(model, x, selector)
+    t_prev, f_prev = torch.zeros_like(f0), f0
+    t = f0 / g.flatten(1).norm(dim=1).clamp_min(1e-12)  # Newton step from x
+    for _ in range(max_steps):
+        f = scores(model, x - t.reshape(shape) * d, selector)
+        if bool((f.abs() <= tol * (1 + f0.abs())).all()):
+            break
+        slope = (f - f_prev) / torch.where((t - t_prev).abs() > 1e-12, t - t_prev, torch.full_like(t, 1e-12))
+        t_new = t - f / torch.where(slope.abs() > 1e-12, slope, torch.full_like(slope, 1e-12))
+        t_prev, f_prev, t = t, f, t_new
     return (x - t.reshape(shape) * d).detach()
 
 
-def deep_taylor(model, x, target, root: torch.Tensor | str | None = None, low=None, high=None,
-                canonize: bool = True) -> torch.Tensor:
+def deep_taylor(model, x, selector, root: torch.Tensor | str | None = None, low=None, high=None,
+                canonize: bool = True) -> Plan:
     """Deep Taylor decomposition.
 
     ``root=None``: the rule-based form (z^B on the first layer with bounds low/high, z⁺ above).
     ``root`` a tensor: (x − x₀) ⊙ ∇f(x₀) at that root point; ``root="search"``: x₀ from `find_root`.
     """
     if root is None:
-        return lrp(model, x, target, "deep-taylor", canonize, low, high)
-    target = resolve_target(model, x, target)
-    x0 = find_root(model, x, target) if isinstance(root, str) and root == "search" else \
-        torch.as_tensor(root, dtype=x.dtype).expand_as(x)
-    if isinstance(root, str) and root != "search":
-        raise ValueError(f"root must be None, a tensor or 'search', not {root!r}")
-    return (x.detach() - x0) * backward(model, x0, target)[0]
+        return lrp(model, x, selector, "deep-taylor", canonize, low, high)
+    if isinstance(root, str):
+        if root != "search":
+            raise ValueError(f"root must be None, a tensor or 'search', not {root!r}")
+        x0 = find_root(model, x, selector)
+    else:
+        x0 = torch.as_tensor(root, dtype=x.dtype).to(x).expand_as(x)
+    return Plan(plain("deep_taylor"), [Point(x0)], post=x - x0, root=x0)

@@ -11,7 +11,8 @@ outputs, the relevance of its inputs is
 and the rule's result is Σ_groups coef · R_x. This covers every rule of REFERENCES §2:
 
     ε           one term (x, W, b); stab(z) = z + ε·sign(z)
-    γ           (x, W, b) + γ·[(x⁺, W⁺, b⁺) + (x⁻, W⁻, 0)]   (sign-aware: favours positive contributions)
+    γ           (x, W, b) + γ·[(x⁺, W⁺, b⁺) + (x⁻, W⁻, 0)]   for outputs z ≥ 0, and with
+                favour="output" (the default) (x, W, b) + γ·[(x⁺, W⁻, b⁻) + (x⁻, W⁺, 0)] for z < 0
     αβ          α·[(x⁺, W⁺, b⁺) + (x⁻, W⁻)] − β·[(x⁺, W⁻, b⁻) + (x⁻, W⁺)]
     z⁺          [(x⁺, W⁺) + (x⁻, W⁻)]   (= x·W⁺ / Σ x·W⁺ for x ≥ 0)
     z^B         [(x, W) + (l, −W⁺) + (h, −W⁻)]   with bounds l ≤ x ≤ h per input feature
@@ -69,10 +70,20 @@ class Term:
 
 @dataclass(frozen=True)
 class Group:
-    """Terms sharing one normalizer, weighted by ``coef`` in the rule's result."""
+    """Terms sharing one normalizer, weighted by ``coef`` in the rule's result.
+
+    ``sign`` restricts the group to some outputs: +1 those whose plain output f(x; W, b) is ≥ 0,
+    −1 those where it is < 0, 0 all (a rule whose groups differ by sign covers each output once)."""
 
     terms: tuple[Term, ...]
     coef: float = 1.0
+    sign: int = 0
+
+    def mask(self, plain: Tensor) -> Tensor | None:
+        """Which outputs the group explains (None: all), from the layer's plain output."""
+        if self.sign == 0:
+            return None
+        return (plain >= 0).to(plain.dtype) if self.sign > 0 else (plain < 0).to(plain.dtype)
 
 
 class LinearRule:
@@ -107,15 +118,27 @@ class Epsilon(LinearRule):
 
 
 class Gamma(LinearRule):
-    """LRP-γ: positive contributions amplified by γ (sign-aware for negative inputs)."""
+    """LRP-γ: contributions amplified by γ when they share the sign ``favour`` asks for.
+
+    ``favour="output"`` (the default, as Zennit ≥ 0.5): contributions of the output's own sign
+    (positive ones for z ≥ 0, negative ones for z < 0), so the normalizer never moves towards zero
+    and relevance keeps its sign. ``favour="positive"``: positive contributions for every output (the
+    original rule, written for post-ReLU layers whose negative outputs carry no relevance)."""
 
     name = "gamma"
 
-    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6):
-        self.gamma, self.epsilon = gamma, epsilon
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, favour: str = "output"):
+        if favour not in ("output", "positive"):
+            raise ValueError(f"Gamma favour must be 'output' or 'positive', not {favour!r}")
+        self.gamma, self.epsilon, self.favour = gamma, epsilon, favour
 
     def groups(self, x: Tensor) -> tuple[Group, ...]:
-        return (Group((Term(), Term(_pos, _pos, _pos, self.gamma), Term(_neg, _neg, None, self.gamma))),)
+        g = self.gamma
+        positive = (Term(), Term(_pos, _pos, _pos, g), Term(_neg, _neg, None, g))
+        if self.favour == "positive":
+            return (Group(positive),)
+        negative = (Term(), Term(_pos, _neg, _neg, g), Term(_neg, _pos, None, g))
+        return (Group(positive, sign=1), Group(negative, sign=-1))
 
 
 class AlphaBeta(LinearRule):

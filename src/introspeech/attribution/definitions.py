@@ -1,0 +1,168 @@
+"""One record per attribution method, read by every path that runs one.
+
+`attribute`, both all-frames engines, the sanity checks, feature visualization and the report
+look a method up here: its name and aliases, its options (defaults, types), whether it is local
+in time (the map of an output frame depends only on that frame's receptive field), whether it
+multiplies by the input, how it treats each kind of layer, and the function that computes it.
+Defaults live only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import methods as m
+from .cam import GradCAM
+from .composites import Composite
+
+NUMBER = (int, float)
+TENSORISH = (torch.Tensor, int, float)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    types: tuple[type, ...]
+    help: str
+
+    def check(self, method: str, value: Any) -> None:
+        if value is None and self.default is None:
+            return
+        if isinstance(value, bool) and bool not in self.types:
+            raise TypeError(f"option {self.name!r} of {method} must be {self._kinds()}, got {value!r}")
+        if not isinstance(value, self.types):
+            raise TypeError(f"option {self.name!r} of {method} must be {self._kinds()}, got {type(value).__name__}")
+
+    def _kinds(self) -> str:
+        return " or ".join(t.__name__ for t in self.types)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method: what it computes and what every engine needs to know about it."""
+
+    name: str
+    summary: str
+    options: tuple[Option, ...]
+    local: bool
+    times_input: bool
+    layers: str  # how each layer type is treated (the README's method table)
+    plan: Callable | None = None  # local methods: (model, x, selector, **options) -> methods.Plan
+    compute: Callable | None = None  # non-local methods: (model, x, target, **options) -> map
+    aliases: tuple[str, ...] = ()
+    linear_in_target: Callable[[dict], bool] = lambda o: True  # can frames share one backward pass?
+    completeness: str = ""  # what Σ map should equal: "score", "score-baseline", "score-root" or ""
+
+    def resolve(self, options: dict) -> dict:
+        """The options with defaults filled in; unknown names and wrong types raise."""
+        known = {o.name: o for o in self.options}
+        bad = [k for k in options if k not in known]
+        if bad:
+            raise TypeError(f"method {self.name!r} has no option(s) {bad}; its options: {list(known)}")
+        for k, v in options.items():
+            known[k].check(self.name, v)
+        return {o.name: options.get(o.name, o.default) for o in self.options}
+
+    def defaults(self) -> dict:
+        return {o.name: o.default for o in self.options}
+
+
+def _need_layer(name: str, layer) -> None:
+    if layer is None:
+        raise ValueError(f"{name} needs layer= (the module path of the layer whose activations it weighs)")
+
+
+def _grad_cam(model, x, target, layer, relu: bool = True, mode: str = "linear"):
+    _need_layer("grad_cam", layer)
+    return GradCAM(model, layer, relu, mode)(x, target)
+
+
+def _guided_grad_cam(model, x, target, layer, mode: str = "linear"):
+    from .api import attribute
+
+    _need_layer("guided_grad_cam", layer)
+    target = resolve_predicted(model, x, target)
+    return attribute(model, x, target, "guided_backprop") * GradCAM(model, layer, True, mode)(x, target)
+
+
+def resolve_predicted(model, x, target):
+    """``"predicted"`` / ``("predicted", frame)`` as explicit indices (on the unmodified input)."""
+    from .targets import output_gradient
+
+    if isinstance(target, str) or (isinstance(target, tuple) and target and target[0] == "predicted"):
+        with torch.no_grad():
+            g = output_gradient(model(x), target)
+        if g.dim() == 3:
+            cls = g[:, :, int(target[1])].argmax(1)
+            return torch.stack([cls, torch.full_like(cls, int(target[1]))], 1)
+        return g.argmax(1)
+    return target
+
+
+_COMPOSITE = Option("composite", "epsilon", (str, Composite), "a preset name or a Composite")
+_CANONIZE = Option("canonize", True, (bool,), "fold each BatchNorm into the Conv/Linear layer it follows")
+_LOW = Option("low", None, TENSORISH, "z^B lower bound of the input, per feature (broadcast)")
+_HIGH = Option("high", None, TENSORISH, "z^B upper bound of the input")
+_LAYER = Option("layer", None, (str, torch.nn.Module), "module path (or unique suffix) of the CAM layer")
+_MODE = Option("mode", "linear", (str,), "upsampling: linear/bilinear or nearest")
+_RELU_ONLY = "ReLU: modified; Conv/Linear/BatchNorm/pools/reshapes: gradient; other activations: error"
+_LRP_LAYERS = ("Conv1d/2d (grouped, dilated, 'same' padding), Linear: composite's rule; BatchNorm folded (or its own "
+               "ε rule); additions: shared ε; avg pools: proportional; max pools: winner; ReLU: composite's "
+               "activation rule; LayerNorm/GroupNorm/other activations: error")
+
+METHODS: dict[str, Method] = {d.name: d for d in (
+    Method("gradient", "∂f/∂x", (Option("abs", False, (bool,), "magnitude of the gradient"),), True, False,
+           "any differentiable layer", m.gradient, aliases=("saliency",)),
+    Method("gradient_x_input", "x ⊙ ∂f/∂x", (), True, True, "any differentiable layer", m.gradient_x_input,
+           aliases=("input_x_gradient", "gradient*input")),
+    Method("integrated_gradients", "(x − x̄) ⊙ ∫ ∂f/∂x along the path from the baseline x̄", (
+        Option("baselines", None, TENSORISH, "baseline x̄ (default zeros)"),
+        Option("steps", 50, (int,), "points of the integral rule"),
+        Option("integration", "gausslegendre", (str,), "gausslegendre or riemann_left/right/middle/trapezoid"),
+        Option("internal_batch_size", None, (int,), "most rows of one backward pass"),
+    ), True, True, "any differentiable layer", m.integrated_gradients, aliases=("ig",),
+        completeness="score-baseline"),
+    Method("smoothgrad", "mean gradient at noisy copies of x", (
+        Option("stdev", 0.15, NUMBER, "noise standard deviation"),
+        Option("samples", 25, (int,), "noisy copies"),
+        Option("seed", 0, (int,), "seed of the noise"),
+        Option("noise", None, (torch.Tensor,), "explicit noise (samples·B, ...), replaces the seeded draw"),
+        Option("inner", "gradient", (str,), "gradient or gradient_x_input"),
+    ), True, False, "any differentiable layer", m.smoothgrad),
+    Method("guided_backprop", "gradient, ReLUs pass positive signal where their input was positive", (), True,
+           False, _RELU_ONLY, m.guided_backprop, aliases=("guided",)),
+    Method("deconvnet", "gradient, ReLUs pass positive signal", (), True, False, _RELU_ONLY, m.deconvnet),
+    Method("lrp", "layer-wise relevance propagation", (
+        _COMPOSITE, _CANONIZE, _LOW, _HIGH,
+        Option("epsilon", 1e-6, NUMBER, "ε of ε-rule layers (presets)"),
+        Option("gamma", 0.25, NUMBER, "γ of γ-rule layers (presets)"),
+        Option("favour", "output", (str,), "γ favours contributions of the output's sign, or 'positive' ones"),
+    ), True, True, _LRP_LAYERS, m.lrp, completeness="score"),
+    Method("deep_taylor", "deep Taylor decomposition (rules, or a root point)", (
+        Option("root", None, (torch.Tensor, str), "None: z^B/z⁺ rules; a root tensor; or 'search'"),
+        _LOW, _HIGH, _CANONIZE,
+    ), True, True, _LRP_LAYERS + " (rules form); any differentiable layer (root form)", m.deep_taylor,
+        aliases=("dtd",), linear_in_target=lambda o: not isinstance(o["root"], str),
+        completeness="score-root"),
+    Method("grad_cam", "ReLU(Σ_k mean(∂y/∂A_k) A_k) at a layer, upsampled", (
+        _LAYER, Option("relu", True, (bool,), "ReLU of the map"), _MODE,
+    ), False, False, "any differentiable layer", compute=_grad_cam, aliases=("gradcam",)),
+    Method("guided_grad_cam", "guided backprop ⊙ Grad-CAM", (_LAYER, _MODE), False, False, _RELU_ONLY,
+           compute=_guided_grad_cam, aliases=("guided_gradcam",)),
+)}
+ALIASES = {a: d.name for d in METHODS.values() for a in d.aliases}
+LOCAL_METHODS = tuple(n for n, d in METHODS.items() if d.local)
+"""Methods whose map for an output frame depends only on that frame's receptive field."""
+
+
+def method(name: str) -> Method:
+    """The record of a method by name or alias."""
+    key = ALIASES.get(name, name)
+    if key not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)} (aliases: {sorted(ALIASES)})")
+    return METHODS[key]

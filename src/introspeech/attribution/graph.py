@@ -1,0 +1,257 @@
+"""What one forward pass of a model does: the leaf modules in execution order, which BatchNorm can
+be folded into the layer before it, whether the leaves form a plain chain, and the frame geometry
+of the output along the last (time) axis.
+
+Everything is recorded by hooks on the leaf modules and by a `TorchFunctionMode` that sees the
+operations written between modules (a residual ``x + y``, a functional ``F.relu``), so graphs that
+are not ``nn.Sequential`` are traced exactly. Nothing is changed in the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+LINEAR_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
+WINDOW_TYPES = (nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
+PAD_TYPES = (nn.ConstantPad1d, nn.ConstantPad2d, nn.ZeroPad2d)
+POINTWISE_TYPES = BN_TYPES + (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Hardtanh,
+                              nn.ReLU6, nn.Softplus, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+"""Leaves that act on each position (frame) separately."""
+
+ELEMENTWISE_OPS = {
+    "add", "sub", "mul", "div", "true_divide", "neg", "relu", "relu_", "sigmoid", "tanh", "clamp", "clamp_min",
+    "abs", "exp", "leaky_relu", "gelu", "elu", "silu", "hardtanh", "dropout", "__add__", "__radd__", "__iadd__",
+    "__sub__", "__rsub__", "__isub__", "__mul__", "__rmul__", "__imul__", "__truediv__", "__rtruediv__", "add_",
+    "mul_", "__neg__",
+}
+RESHAPE_OPS = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "contiguous", "clone", "to",
+               "float", "double", "half", "type", "cat", "concat", "stack", "chunk", "split", "__getitem__",
+               "detach", "view_as", "reshape_as", "unbind"}
+"""Operations between modules that keep the last axis where it is (checked on the shapes)."""
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Output frame t looks at input frames ``[t*stride + offset, t*stride + offset + rf)``."""
+
+    rf: int
+    stride: int
+    offset: int
+
+    def window(self, t: int, n_input: int) -> tuple[int, int]:
+        a = t * self.stride + self.offset
+        return max(a, 0), min(a + self.rf, n_input)
+
+    @property
+    def spacing(self) -> int:
+        """Frames this far apart have disjoint windows: the number of colours."""
+        return math.ceil(self.rf / self.stride)
+
+    def centre(self, t: int) -> float:
+        """Input frame at the centre of frame t's receptive field."""
+        return t * self.stride + self.offset + (self.rf - 1) / 2
+
+    def union(self, other: FrameGeometry) -> FrameGeometry | None:
+        """The window covering both (branches added together); None if their strides differ."""
+        if self.stride != other.stride:
+            return None
+        lo = min(self.offset, other.offset)
+        return FrameGeometry(max(self.offset + self.rf, other.offset + other.rf) - lo, self.stride, lo)
+
+
+@dataclass
+class Traced:
+    """Leaf modules in execution order, the Linear/Conv layer each foldable BatchNorm follows, and
+    the output's frame geometry (or why it has none)."""
+
+    order: list[tuple[str, nn.Module]]
+    folded: dict[str, str]  # batchnorm name -> linear layer name
+    chain: bool = False  # every leaf consumed the previous leaf's output, the last one gave the output
+    geometry: FrameGeometry | None = None
+    not_local: str = ""  # why the output has no frame geometry
+    operations: list[str] = field(default_factory=list)  # operations between modules on traced tensors
+
+    def frame_geometry(self) -> FrameGeometry:
+        if self.geometry is None:
+            raise ValueError(f"the model is not local along its last axis ({self.not_local}): pass geometry= "
+                             "explicitly or use attribute() per frame")
+        return self.geometry
+
+
+def leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    for name, m in model.named_modules():
+        if not any(True for _ in m.children()):
+            yield name, m
+
+
+def _last(v):
+    return v[-1] if isinstance(v, tuple) else v
+
+
+def _window_padding(m: nn.Module) -> int:
+    """Left padding along the last axis (numeric, ``"same"`` or ``"valid"``)."""
+    p = m.padding
+    if isinstance(p, str):
+        if p == "valid":
+            return 0
+        return _last(m.dilation) * (_last(m.kernel_size) - 1) // 2  # PyTorch's "same": the extra zero goes right
+    return _last(p)
+
+
+def module_geometry(m: nn.Module, g: FrameGeometry) -> tuple[FrameGeometry | None, str]:
+    """The geometry of a leaf's output from its input's, or None and why."""
+    if isinstance(m, WINDOW_TYPES):
+        k, s = _last(m.kernel_size), _last(m.stride)
+        d = 1 if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d)) else _last(m.dilation)
+        p = _window_padding(m)
+        return FrameGeometry(g.rf + d * (k - 1) * g.stride, g.stride * s, g.offset - p * g.stride), ""
+    if isinstance(m, PAD_TYPES):
+        return FrameGeometry(g.rf, g.stride, g.offset - m.padding[0] * g.stride), ""
+    if isinstance(m, POINTWISE_TYPES) or (isinstance(m, (nn.Softmax, nn.LogSoftmax)) and m.dim not in (-1, None)):
+        return g, ""
+    return None, f"layer {type(m).__name__} mixes positions or is not known to act per position"
+
+
+class _Recorder(TorchFunctionMode):
+    """Sees every operation; those outside leaf modules are recorded against the traced tensors."""
+
+    def __init__(self, state: _TraceState):
+        super().__init__()
+        self.s = state
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.s.depth == 0:
+            self.s.operation(func, args, kwargs or {}, out)
+        return out
+
+
+class _TraceState:
+    def __init__(self, x: torch.Tensor):
+        self.depth = 0
+        self.keep: list[torch.Tensor] = [x]  # keeps traced tensors alive: ids are not reused
+        self.geo: dict[int, FrameGeometry | None] = {id(x): FrameGeometry(1, 1, 0)}
+        self.why: dict[int, str] = {}
+        self.uses: dict[int, int] = {}
+        self.ops: list[str] = []
+        self.ndim = x.dim()
+
+    def known(self, t) -> bool:
+        return isinstance(t, torch.Tensor) and id(t) in self.geo
+
+    def set(self, t: torch.Tensor, g: FrameGeometry | None, why: str = "") -> None:
+        self.keep.append(t)
+        self.geo[id(t)] = g
+        if g is None:
+            self.why[id(t)] = why
+
+    def operation(self, func, args, kwargs, out) -> None:
+        ins = [t for t in tree_flatten((args, kwargs))[0] if self.known(t)]
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if not ins or not outs:
+            return
+        name = getattr(func, "__name__", str(func))
+        self.ops.append(name)
+        for t in ins:
+            self.uses[id(t)] = self.uses.get(id(t), 0) + 1
+        geos = [self.geo[id(t)] for t in ins]
+        bad = next((self.why[id(t)] for t in ins if self.geo[id(t)] is None), "")
+        g: FrameGeometry | None = None
+        why = bad
+        if not bad:
+            size = ins[0].shape[-1] if ins[0].dim() else None
+            same = all(o.dim() and o.shape[-1] == size for o in outs) and all(t.shape[-1] == size for t in ins)
+            if name in ELEMENTWISE_OPS and same:
+                g = geos[0]
+                for other in geos[1:]:
+                    g = g.union(other) if g is not None else None
+                why = "" if g is not None else f"operation {name} adds branches of different strides"
+            elif name in RESHAPE_OPS and same and not _moves_last_axis(name, args, kwargs, ins[0].dim()):
+                g = geos[0] if len(set(geos)) == 1 else None
+                why = "" if g is not None else f"operation {name} joins branches of different geometry"
+            elif name == "pad" and same is False and _constant_pad(args, kwargs):
+                left = args[1][0] if len(args) > 1 else kwargs["pad"][0]
+                g = FrameGeometry(geos[0].rf, geos[0].stride, geos[0].offset - left * geos[0].stride)
+            else:
+                why = f"operation {name} between modules changes or moves the last axis"
+        for o in outs:
+            self.set(o, g, why)
+
+
+def _moves_last_axis(name: str, args, kwargs, ndim: int) -> bool:
+    dims = [a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, int)]
+    if name in ("cat", "concat", "stack"):
+        d = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+        return d in (-1, ndim - 1) or (name == "stack" and d in (-1, ndim))
+    if name in ("chunk", "split", "unbind", "squeeze", "unsqueeze", "flatten", "unflatten"):
+        return any(d in (-1, ndim - 1) for d in dims)
+    return False
+
+
+def _constant_pad(args, kwargs) -> bool:
+    mode = kwargs.get("mode", args[2] if len(args) > 2 else "constant")
+    return mode == "constant"
+
+
+def trace(model: nn.Module, x: torch.Tensor) -> Traced:
+    """Run the model once (no grad) recording leaves, BatchNorm pairs, chain structure and geometry.
+
+    A BatchNorm is foldable into the Conv/Linear layer before it when it consumes that layer's output
+    and nothing else does (else folding would change what the other consumers see)."""
+    s = _TraceState(x)
+    order: list[tuple[str, nn.Module]] = []
+    produced: dict[int, str] = {}  # output id -> linear layer name
+    pending: list[tuple[str, int]] = []  # (batchnorm, input id)
+    last: list = [x, True]  # previous leaf output, chain so far
+    handles = []
+
+    def pre(m, inp):
+        s.depth += 1
+        for t in inp:
+            if s.known(t):
+                s.uses[id(t)] = s.uses.get(id(t), 0) + 1
+
+    def post(name):
+        def fn(m, inp, out):
+            s.depth -= 1
+            if not inp or inp[0] is not last[0]:
+                last[1] = False
+            last[0] = out
+            order.append((name, m))
+            if isinstance(m, BN_TYPES) and inp and id(inp[0]) in produced:
+                pending.append((name, id(inp[0])))
+            if isinstance(m, LINEAR_TYPES):
+                produced[id(out)] = name
+            if isinstance(out, torch.Tensor):
+                src = s.geo.get(id(inp[0]), None) if inp and s.known(inp[0]) else None
+                if inp and s.known(inp[0]) and src is None:
+                    s.set(out, None, s.why[id(inp[0])])
+                elif src is not None:
+                    g, why = module_geometry(m, src)
+                    s.set(out, g, f"{why} ({name!r})" if why else "")
+                else:
+                    s.set(out, None, f"layer {name!r} does not take the traced input")
+        return fn
+
+    try:
+        for name, m in leaves(model):
+            handles.append(m.register_forward_pre_hook(pre))
+            handles.append(m.register_forward_hook(post(name)))
+        with torch.no_grad(), _Recorder(s):
+            final = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    folded = {bn: produced[src] for bn, src in pending if s.uses.get(src, 0) == 1 and src != id(final)}
+    geo = s.geo.get(id(final)) if isinstance(final, torch.Tensor) else None
+    why = s.why.get(id(final), "the output is not a tensor computed from the input")
+    chain = bool(order) and last[1] and final is last[0] and not s.ops
+    return Traced(order, folded, chain, geo, "" if geo is not None else why, s.ops)
