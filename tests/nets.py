@@ -63,3 +63,80 @@ def assert_same_state(a: dict, b: dict) -> None:
         assert a[kind].keys() == b[kind].keys()
         for k in a[kind]:
             assert torch.equal(a[kind][k], b[kind][k]), k
+
+
+class Residual(nn.Module):
+    """act(main(x) + skip(x)): the residual connection of Jasper/QuartzNet and ResNet blocks."""
+
+    def __init__(self, main: nn.Module, skip: nn.Module, inplace: bool = False):
+        super().__init__()
+        self.main, self.skip, self.act = main, skip, nn.ReLU(inplace=inplace)
+
+    def forward(self, x):
+        return self.act(self.main(x) + self.skip(x))
+
+
+def separable(c_in: int, c_out: int, k: int, dilation: int = 1, relu: bool = True, bias: bool = False) -> list:
+    """A QuartzNet sub-block: depthwise Conv1d ('same' padding), pointwise Conv1d, BatchNorm, ReLU."""
+    parts = [nn.Conv1d(c_in, c_in, k, padding="same", dilation=dilation, groups=c_in, bias=bias),
+             nn.Conv1d(c_in, c_out, 1, bias=bias), nn.BatchNorm1d(c_out)]
+    return parts + [nn.ReLU()] if relu else parts
+
+
+def quartznet_net(seed: int = 0, c: int = 8, bias: bool = False, n_in: int = 6, n_out: int = 5,
+                  repeats: int = 2, kernels: tuple[int, ...] = (5, 7)) -> nn.Module:
+    """A QuartzNet-like 1-D net (Kriman et al. 2020), tiny: strided prologue, residual blocks of
+    separable sub-blocks (the last one's ReLU after the addition of a 1×1 Conv + BatchNorm skip),
+    a dilated epilogue and a 1×1 output layer. (B, n_in, T) → (B, n_out, ⌈T/2⌉)."""
+    torch.manual_seed(seed)
+    blocks: list[nn.Module] = [nn.Conv1d(n_in, c, 5, stride=2, padding=2, bias=bias), nn.BatchNorm1d(c), nn.ReLU()]
+    for k in kernels:
+        main = []
+        for r in range(repeats):
+            main += separable(c, c, k, relu=r < repeats - 1, bias=bias)
+        blocks.append(Residual(nn.Sequential(*main), nn.Sequential(nn.Conv1d(c, c, 1, bias=bias), nn.BatchNorm1d(c))))
+    blocks += [*separable(c, c, 3, dilation=2, bias=bias), nn.Conv1d(c, n_out, 1, bias=True)]
+    net = nn.Sequential(*blocks).double()
+    return _randomize_bn(net, torch.Generator().manual_seed(seed))
+
+
+def zero_shift_bn(net: nn.Module) -> nn.Module:
+    """BatchNorms without shift (running mean and β zero): with bias-free convolutions, a net
+    with no biases at all, where LRP-0 equals gradient×input and relevance is conserved."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.zero_()
+                m.bias.zero_()
+    return net
+
+
+def resnet2d_net(seed: int = 0, inplace: bool = True, n_classes: int = 4) -> nn.Module:
+    """A small 2-D ResNet (He et al. 2016): stem, a basic block with an identity skip, a strided
+    block with a 1×1 Conv + BatchNorm skip, global average pooling, a linear head. (B, 1, 8, 8) → (B, 4)."""
+    torch.manual_seed(seed)
+
+    def basic(c_in, c_out, stride):
+        main = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                             nn.ReLU(inplace=inplace), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        skip = nn.Identity() if stride == 1 and c_in == c_out else \
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        return Residual(main, skip, inplace)
+
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(inplace=inplace),
+                        basic(6, 6, 1), basic(6, 8, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, n_classes)).double()
+    return _randomize_bn(net, torch.Generator().manual_seed(seed))
+
+
+def padded_net(seed: int = 0) -> nn.Module:
+    """A chain with a BatchNorm that follows no convolution (on the input), explicit padding layers,
+    dilation, a grouped convolution and 'same' padding with an even kernel."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.BatchNorm1d(6), nn.ConstantPad1d((3, 1), 0.0), nn.Conv1d(6, 8, 5, dilation=1), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.Conv1d(8, 8, 3, dilation=2, padding=2, groups=2), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.Conv1d(8, 8, 4, padding="same", bias=False), nn.ReLU(), nn.Dropout(0.1),
+        nn.Conv1d(8, 5, 1),
+    ).double()
+    return _randomize_bn(net, torch.Generator().manual_seed(seed))

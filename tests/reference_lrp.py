@@ -125,3 +125,49 @@ def reference_lrp(net: nn.Sequential, x: torch.Tensor, select: torch.Tensor, rul
         i -= 1
     return r.reshape(x.shape)
 
+
+
+def _linear_and_bn(layers, i):
+    m = layers[i]
+    bn = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
+    return m, bn
+
+
+def _sequence(module: nn.Module) -> list[nn.Module]:
+    return list(module) if isinstance(module, nn.Sequential) else [module]
+
+
+def _back(layers: list[nn.Module], inp: torch.Tensor, r: torch.Tensor, rule: str, kw: dict) -> torch.Tensor:
+    """Relevance ``r`` of the output of ``layers`` (run on ``inp``, batch of 1) at their input."""
+    acts = [inp]
+    with torch.no_grad():
+        for m in layers:
+            acts.append(m(acts[-1]))
+    for i in range(len(layers) - 1, -1, -1):
+        m, a = layers[i], acts[i]
+        if hasattr(m, "main") and hasattr(m, "skip"):  # act(main(a) + skip(a)); the ReLU passes relevance
+            with torch.no_grad():
+                zm, zs = m.main(a).flatten(), m.skip(a).flatten()
+            share = r / _stab(zm + zs, kw.get("eps_add", 1e-9))
+            r = _back(_sequence(m.main), a, zm * share, rule, kw) + _back(_sequence(m.skip), a, zs * share, rule, kw)
+        elif isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            _, bn = _linear_and_bn(layers, i)
+            w, b = dense(m, bn, tuple(a[0].shape))
+            opts = {k: v for k, v in kw.items() if k != "eps_add"}
+            r = redistribute(rule, a[0].flatten(), w, b, connectivity(m, tuple(a[0].shape)), r, **opts)
+        elif isinstance(m, (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+            w, b = dense(m, None, tuple(a[0].shape))
+            r = redistribute("epsilon", a[0].flatten(), w, b, None, r, eps=1e-9)
+        elif not isinstance(m, (nn.ReLU, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.Identity, nn.Dropout)):
+            raise TypeError(type(m).__name__)
+    return r
+
+
+def reference_graph_lrp(net: nn.Sequential, x: torch.Tensor, select: torch.Tensor, rule: str, **kw) -> torch.Tensor:
+    """LRP with one rule for every Linear/Conv layer on a Sequential whose items may be residual
+    blocks (modules with ``main``, ``skip`` and a ReLU ``act`` after their sum): at each addition,
+    relevance is shared in proportion to the two branches' outputs (ε = ``eps_add``)."""
+    with torch.no_grad():
+        out = net(x.unsqueeze(0))[0]
+    r = (out * select).flatten()
+    return _back(list(net), x.unsqueeze(0), r, rule, kw).reshape(x.shape)

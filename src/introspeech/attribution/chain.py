@@ -168,7 +168,7 @@ def _conv_back(step: Step, r: torch.Tensor, starts: torch.Tensor) -> tuple[torch
     w = step.weight
     for group, (z, mask) in zip(step.rule.groups(x), step.norms):
         zs = gather(z, starts, r.shape[-1])  # already stabilized; zero only outside the sequence
-        sg = r / torch.where(zs == 0, torch.ones_like(zs), zs)
+        sg = r / torch.where(zs == 0, torch.ones_like(zs), zs) * (zs != 0)  # as lrp_backward
         if mask is not None:
             sg = sg * gather(mask, starts, r.shape[-1])
         for t in group.terms:

@@ -122,7 +122,8 @@ def preset(name: str, low: torch.Tensor | float | None = None, high: torch.Tenso
     """A named composite: epsilon, epsilon-plus, epsilon-gamma-box, alpha2-beta1, deep-taylor.
 
     ``low``/``high`` are the z^B bounds of the first layer's input (e.g. per Mel bin); ``epsilon``
-    the ε of ε-rule layers (and of BatchNorms that are not folded); ``gamma``/``favour`` those of γ."""
+    the ε of ε-rule layers, of BatchNorms that are not folded and of additions of branches;
+    ``gamma``/``favour`` those of γ. Average pools keep ε = 1e-9 (a stabilizer only)."""
     eps = lambda: Epsilon(epsilon)  # noqa: E731
     gam = lambda: Gamma(gamma, epsilon, favour)  # noqa: E731
     needs_box = name in ("epsilon-gamma-box", "deep-taylor")
@@ -139,7 +140,7 @@ def preset(name: str, low: torch.Tensor | float | None = None, high: torch.Tenso
         raise ValueError(f"unknown composite {name!r}; choose from {sorted(presets)}")
     c = presets[name]
     c.name = name
-    c.norm = eps
+    c.norm = c.addition = eps
     return c
 
 

@@ -111,8 +111,8 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
 
 
 def _nonlinear_why(spec: Method, opts: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in opts.items() if isinstance(v, str | bool | int | float) and
-                     not spec.linear_in_target({**opts, k: spec.defaults()[k]}))
+    """The options that make the method non-linear in its target (those whose default would not)."""
+    return ", ".join(f"{k}={v!r}" for k, v in opts.items() if spec.linear_in_target({**opts, k: spec.defaults()[k]}))
 
 
 def _loop(model, x, todo, cls, spec: Method, options: dict, progress) -> torch.Tensor:

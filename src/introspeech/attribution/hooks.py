@@ -139,7 +139,8 @@ def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torc
                 bk = t.bias(b) if (b is not None and t.bias is not None) else None
                 zs.append(t.scale * fn(xk, wk, bk))
             z = torch.stack(zs).sum(0) if len(zs) > 1 else zs[0]
-            s = grad / rule.stabilize(z.detach())
+            d = rule.stabilize(z.detach())
+            s = grad / torch.where(d == 0, torch.ones_like(d), d) * (d != 0)  # 0/0 (ε = 0, all inputs 0) is 0
             if group.sign:
                 if plain is None:
                     with torch.no_grad():

@@ -32,6 +32,12 @@ RELU_OPS = {"relu", "relu_"}
 PASS_OPS = RESHAPE_OPS | {"pad", "dropout", "contiguous"}
 
 
+class UnsupportedOperation(ValueError):
+    """An operation between modules that the method's modified backward pass has no rule for.
+
+    (Not a TypeError: PyTorch turns a TypeError inside ``Tensor.__add__`` into NotImplemented.)"""
+
+
 class _Sum(torch.autograd.Function):
     """a + b on the forward pass; the backward applies a `LinearRule` to the two summands."""
 
@@ -120,7 +126,7 @@ class Between(TorchFunctionMode):
         out = func(*args, **kwargs)
         if not isinstance(out, torch.Tensor) or not out.requires_grad:  # sizes, shapes, comparisons
             return out
-        raise TypeError(f"operation {name!r} between modules is not supported by {self.method}: the modified "
+        raise UnsupportedOperation(f"operation {name!r} between modules is not supported by {self.method}: the modified "
                         "backward pass would differentiate it plainly. Supported between modules: additions of "
                         "branches, products with constants, reshapes and selections, functional ReLU. Methods that "
                         "handle any differentiable operation: gradient, gradient_x_input, integrated_gradients, "

@@ -1,0 +1,130 @@
+"""Every all-frames engine equals `attribute` called once per frame, for every method and option,
+on model shapes with strides, dilation, explicit padding layers, grouped convolutions, a BatchNorm
+that follows no convolution, and residual blocks. Where an engine cannot honour a method or
+model, it says so instead of answering differently."""
+
+import pytest
+import torch
+from torch import nn
+
+from introspeech.attribution import Composite, Epsilon, Flat, Gamma, GuidedReLU, ZPlus, attribute
+from introspeech.attribution.frames import attribute_frames
+
+from .nets import assert_same_state, conv1d_net, model_state, padded_net, quartznet_net
+
+SHAPES = {
+    "strided-bn": (lambda: conv1d_net(6), 41, "3", True),
+    "pads-groups-input-bn": (lambda: padded_net(2), 23, "5", True),
+    "residual-separable": (lambda: quartznet_net(1, kernels=(3, 5)), 26, "3.main", False),
+}
+
+
+def _second_conv(net):
+    return [n for n, m in net.named_modules() if isinstance(m, nn.Conv1d)][1]
+
+
+def _options(net, cam_layer):
+    """(label, method, options): presets, custom composites, every option of every method."""
+    second = _second_conv(net)
+    custom = Composite(conv=lambda: Gamma(0.5, 1e-6, favour="positive"), dense=lambda: Epsilon(1e-3),
+                       first=lambda: Epsilon(1e-4), last=ZPlus, by_name={second: Flat()})
+    noise = torch.randn(3, *X_SHAPE[1:], generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 0.3
+    return [
+        ("gradient", "gradient", {}),
+        ("gradient-abs", "gradient", {"abs": True}),
+        ("gxi", "gradient_x_input", {}),
+        ("ig", "integrated_gradients", {"steps": 4}),
+        ("ig-baseline-trapezoid-batch", "integrated_gradients",
+         {"steps": 5, "baselines": -0.3, "integration": "riemann_trapezoid", "internal_batch_size": 2}),
+        ("ig-left", "integrated_gradients", {"steps": 3, "integration": "riemann_left"}),
+        ("smoothgrad", "smoothgrad", {"samples": 3, "stdev": 0.2, "seed": 4}),
+        ("smoothgrad-gxi", "smoothgrad", {"samples": 2, "stdev": 0.5, "seed": 1, "inner": "gradient_x_input"}),
+        ("smoothgrad-noise", "smoothgrad", {"noise": noise}),
+        ("guided", "guided_backprop", {}),
+        ("deconvnet", "deconvnet", {}),
+        ("lrp-epsilon", "lrp", {"composite": "epsilon"}),
+        ("lrp-epsilon-1e-2", "lrp", {"composite": "epsilon", "epsilon": 1e-2}),
+        ("lrp-no-canonize", "lrp", {"composite": "epsilon", "canonize": False}),
+        ("lrp-plus", "lrp", {"composite": "epsilon-plus"}),
+        ("lrp-gamma-box", "lrp", {"composite": "epsilon-gamma-box", "low": -8.0, "high": 8.0, "gamma": 0.5}),
+        ("lrp-gamma-positive-no-canonize", "lrp", {"composite": "epsilon-gamma-box", "low": -8.0, "high": 8.0,
+                                                   "favour": "positive", "canonize": False}),
+        ("lrp-alpha-beta", "lrp", {"composite": "alpha2-beta1"}),
+        ("lrp-deep-taylor", "lrp", {"composite": "deep-taylor", "low": -8.0, "high": 8.0}),
+        ("lrp-custom", "lrp", {"composite": custom}),
+        ("lrp-custom-guided", "lrp", {"composite": Composite(activation=GuidedReLU)}),
+        ("deep-taylor-rules", "deep_taylor", {"low": -8.0, "high": 8.0}),
+        ("deep-taylor-root", "deep_taylor", {"root": torch.full(X_SHAPE, 0.1, dtype=torch.float64)}),
+        ("grad-cam", "grad_cam", {"layer": cam_layer}),
+        ("grad-cam-nearest-norelu", "grad_cam", {"layer": cam_layer, "mode": "nearest", "relu": False}),
+        ("guided-grad-cam", "guided_grad_cam", {"layer": cam_layer}),
+    ]
+
+
+X_SHAPE = (1, 6, 41)
+CASES = [(shape, label) for shape, (make, _, cam, _) in SHAPES.items() for label, _, _ in _options(make(), cam)]
+
+
+def _x(t):
+    return torch.randn(1, 6, t, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+
+def _case(shape, label):
+    make, t, cam, chain = SHAPES[shape]
+    net = make()
+    _, method, opts = next(c for c in _options(net, cam) if c[0] == label)
+    x = _x(t)
+    if "noise" in opts:
+        opts = {**opts, "noise": opts["noise"][..., :t]}
+    if isinstance(opts.get("root"), torch.Tensor):
+        opts = {**opts, "root": opts["root"][..., :t]}
+    return net, x, method, opts, chain
+
+
+@pytest.mark.parametrize("shape,label", CASES)
+def test_every_engine_equals_the_per_frame_call(shape, label):
+    net, x, method, opts, chain = _case(shape, label)
+    state = model_state(net)
+    with torch.no_grad():
+        classes = net(x)[0].argmax(0)
+    n = classes.shape[0]
+    want = torch.stack([attribute(net, x, (int(classes[t]), t), method, **opts)[0] for t in range(n)])
+    engines = ["auto", "colour", "loop"] + (["chain"] if chain else [])
+    local = method not in ("grad_cam", "guided_grad_cam")
+    for engine in engines:
+        if engine == "chain" and not local:
+            continue
+        got = attribute_frames(net, x, "all", "predicted", method, chunk=3, engine=engine, **opts)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7, msg=lambda m: f"{engine}: {m}")
+    assert_same_state(state, model_state(net))
+
+
+def test_chain_engine_says_why_it_cannot_run_a_residual_net():
+    net, x, *_ = _case("residual-separable", "gradient")
+    with pytest.raises(ValueError, match="engine='chain' cannot run this.*operations between modules"):
+        attribute_frames(net, x, "all", "predicted", "gradient", engine="chain")
+
+
+def test_searched_root_is_not_shared_between_frames():
+    """Deep Taylor's searched root differs per frame: auto runs the loop, the sharing engines refuse."""
+    net, x, *_ = _case("strided-bn", "gradient")
+    frames = [0, 5, 19]
+    with torch.no_grad():
+        classes = net(x)[0].argmax(0)
+    got = attribute_frames(net, x, frames, "predicted", "deep_taylor", root="search")
+    want = torch.stack([attribute(net, x, (int(classes[t]), t), "deep_taylor", root="search")[0] for t in frames])
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+    for engine in ("chain", "colour"):
+        with pytest.raises(ValueError, match=r"root='search'.*not linear in the target"):
+            attribute_frames(net, x, frames, "predicted", "deep_taylor", engine=engine, root="search")
+
+
+def test_unknown_options_and_wrong_types_name_the_option():
+    net, x, *_ = _case("strided-bn", "gradient")
+    with pytest.raises(TypeError, match=r"method 'integrated_gradients' has no option\(s\) \['step'\]"):
+        attribute_frames(net, x, "all", "predicted", "integrated_gradients", step=4)
+    with pytest.raises(TypeError, match="option 'steps' of integrated_gradients must be int"):
+        attribute(net, x, (0, 0), "integrated_gradients", steps=4.5)
+    with pytest.raises(TypeError, match="option 'canonize' of lrp must be bool"):
+        attribute(net, x, (0, 0), "lrp", canonize="no")

@@ -1,0 +1,147 @@
+"""Residual and separable networks: LRP against the explicit z_ij reference (relevance shared at
+additions), conservation and LRP-0 = gradient×input on bias-free blocks, the gradient family
+against Captum, in-place ReLUs, and operations between modules that no rule covers."""
+
+import pytest
+import torch
+from captum.attr import Deconvolution, GuidedBackprop, InputXGradient, IntegratedGradients, LayerGradCam, Saliency
+from torch import nn
+
+from introspeech.attribution import Composite, Epsilon, Gamma, ZPlus, attribute
+from introspeech.attribution.graph import trace
+
+from .nets import assert_same_state, model_state, quartznet_net, resnet2d_net, zero_shift_bn
+from .reference_lrp import reference_graph_lrp
+
+NETS = [
+    ("quartznet", lambda: quartznet_net(3), (6, 20), [(2, 3), (0, 9)]),
+    ("resnet2d", lambda: resnet2d_net(4, inplace=False), (1, 8, 8), [1, 3]),
+]
+RULES = {"epsilon": lambda: Epsilon(1e-9), "gamma": lambda: Gamma(0.25, 1e-9), "zplus": ZPlus}
+
+
+def _x(shape, b=2, seed=1):
+    return torch.randn(b, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _select(net, x, target):
+    with torch.no_grad():
+        out = net(x.unsqueeze(0))[0]
+    sel = torch.zeros_like(out)
+    sel[target] = 1
+    return sel
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("name,make,shape,targets", NETS)
+def test_lrp_on_residual_nets_matches_explicit_reference(rule, name, make, shape, targets):
+    net = make()
+    x = _x(shape)
+    comp = Composite(conv=RULES[rule], dense=RULES[rule])
+    for target in targets:
+        ours = attribute(net, x, target, "lrp", composite=comp)
+        for b in range(2):
+            ref = reference_graph_lrp(net, x[b], _select(net, x[b], target), rule)
+            torch.testing.assert_close(ours[b], ref, atol=1e-8, rtol=1e-6)
+
+
+def test_bias_free_residual_block_conserves_and_lrp0_is_gradient_x_input():
+    """The issue's case: depthwise + pointwise conv, BatchNorm, a 1×1 skip added before the ReLU."""
+    net = zero_shift_bn(quartznet_net(5, bias=False))
+    with torch.no_grad():
+        net[-1].bias.zero_()
+    x = _x((6, 24), b=3)
+    with torch.no_grad():
+        score = net(x)[:, 2, 5]
+    for canonize in (True, False):
+        r = attribute(net, x, (2, 5), "lrp", composite="epsilon", epsilon=0.0, canonize=canonize)
+        torch.testing.assert_close(r.flatten(1).sum(1), score, atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(r, attribute(net, x, (2, 5), "gradient_x_input"), atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("name,make,shape,targets", NETS)
+def test_gradient_family_on_residual_nets_matches_captum(name, make, shape, targets):
+    net = make()
+    x = _x(shape, b=3)
+    for target in targets:
+        pairs = [
+            (attribute(net, x, target, "gradient"), Saliency(net).attribute(x, target=target, abs=False)),
+            (attribute(net, x, target, "gradient_x_input"), InputXGradient(net).attribute(x, target=target)),
+            (attribute(net, x, target, "guided_backprop"), GuidedBackprop(net).attribute(x, target=target)),
+            (attribute(net, x, target, "deconvnet"), Deconvolution(net).attribute(x, target=target)),
+            (attribute(net, x, target, "integrated_gradients", steps=12),
+             IntegratedGradients(net).attribute(x, target=target, n_steps=12)),
+        ]
+        layer = "3.main" if name == "quartznet" else "4"
+        module = dict(net.named_modules())[layer]
+        cam = LayerGradCam(net, module).attribute(x, target=target, relu_attributions=True)
+        ours = GradCamAtLayer(net, layer, x, target)
+        pairs.append((ours, cam))
+        for got, want in pairs:
+            torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
+
+
+def GradCamAtLayer(net, layer, x, target):  # noqa: N802 - the layer map, before upsampling
+    from introspeech.attribution.cam import GradCAM
+
+    return GradCAM(net, layer).layer_map(x, target).unsqueeze(1)
+
+
+@pytest.mark.parametrize("method", ["lrp", "guided_backprop", "deconvnet", "gradient", "deep_taylor"])
+def test_inplace_relus_give_the_same_maps_and_leave_the_model_untouched(method):
+    a, b = resnet2d_net(2, inplace=True), resnet2d_net(2, inplace=False)
+    x = _x((1, 8, 8), b=2)
+    state = model_state(a)
+    opts = {"low": -5.0, "high": 5.0} if method == "deep_taylor" else {}
+    torch.testing.assert_close(attribute(a, x, 2, method, **opts), attribute(b, x, 2, method, **opts), atol=0, rtol=0)
+    assert_same_state(state, model_state(a))
+
+
+class Gated(nn.Module):
+    def __init__(self, op):
+        super().__init__()
+        self.conv, self.op = nn.Conv1d(3, 4, 3, padding=1).double(), op
+
+    def forward(self, x):
+        return self.op(self.conv(x))
+
+
+@pytest.mark.parametrize("op,name", [(lambda h: h * torch.sigmoid(h), "sigmoid"),
+                                     (lambda h: h - h.mean(-1, keepdim=True), "mean"),
+                                     (lambda h: h + 1.0, "add")])
+def test_operations_between_modules_without_a_rule_raise_for_lrp(op, name):
+    net = Gated(op)
+    x = _x((3, 10))
+    state = model_state(net)
+    with pytest.raises(ValueError, match=rf"operation '{name}' between modules is not supported by lrp"):
+        attribute(net, x, (1, 2), "lrp")
+    assert_same_state(state, model_state(net))
+    attribute(net, x, (1, 2), "gradient")  # the gradient family handles any operation
+
+
+class TwoConsumers(nn.Module):
+    """A conv whose output feeds a BatchNorm and also the output directly: folding would change it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv1d(3, 4, 3, padding=1, bias=False), nn.BatchNorm1d(4)
+        self.head = nn.Conv1d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.head(torch.relu(self.bn(h)) + h)
+
+
+def test_batchnorm_is_not_folded_when_the_layer_output_has_other_consumers():
+    torch.manual_seed(0)
+    net = zero_shift_bn(TwoConsumers().double().eval())
+    with torch.no_grad():
+        net.bn.running_var.uniform_(0.5, 2)
+        net.bn.weight.uniform_(0.5, 2)
+    x = _x((3, 12))
+    assert trace(net, x).folded == {}
+    r = attribute(net, x, (1, 4), "lrp", composite="epsilon", epsilon=0.0)
+    with torch.no_grad():
+        score = net(x)[:, 1, 4]
+    torch.testing.assert_close(r.flatten(1).sum(1), score, atol=1e-9, rtol=1e-7)
+    torch.testing.assert_close(r, attribute(net, x, (1, 4), "gradient_x_input"), atol=1e-9, rtol=1e-7)
