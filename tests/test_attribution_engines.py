@@ -96,7 +96,7 @@ def test_every_engine_equals_the_per_frame_call(shape, label):
             continue
         got = attribute_frames(net, x, "all", "predicted", method, chunk=3, engine=engine, **opts)
         assert got.shape == want.shape
-        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7, msg=lambda m: f"{engine}: {m}")
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7, msg=lambda m, e=engine: f"{e}: {m}")
     assert_same_state(state, model_state(net))
 
 
