@@ -140,3 +140,12 @@ def padded_net(seed: int = 0) -> nn.Module:
         nn.Conv1d(8, 5, 1),
     ).double()
     return _randomize_bn(net, torch.Generator().manual_seed(seed))
+
+
+def bias_free(net: nn.Module) -> nn.Module:
+    """Every bias zeroed (convolutions, linear layers, BatchNorm shifts)."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and m.bias is not None:
+                m.bias.zero_()
+    return zero_shift_bn(net)

@@ -128,3 +128,18 @@ def test_unknown_options_and_wrong_types_name_the_option():
         attribute(net, x, (0, 0), "integrated_gradients", steps=4.5)
     with pytest.raises(TypeError, match="option 'canonize' of lrp must be bool"):
         attribute(net, x, (0, 0), "lrp", canonize="no")
+
+
+def test_methods_say_what_context_they_need():
+    from introspeech.attribution import METHODS, method
+
+    ctx = {"layer": "3", "low": -1.0, "high": 1.0}
+    assert method("grad_cam").with_context({}, **ctx) == {"layer": "3"}
+    assert method("lrp").with_context({"composite": "epsilon-gamma-box"}, **ctx) == {
+        "composite": "epsilon-gamma-box", "low": -1.0, "high": 1.0}
+    assert method("lrp").with_context({"composite": "epsilon"}, **ctx) == {"composite": "epsilon"}
+    assert method("deep_taylor").with_context({}, **ctx) == {"low": -1.0, "high": 1.0}
+    assert method("deep_taylor").with_context({"root": "search"}, **ctx) == {"root": "search"}
+    assert method("gradient").with_context({}, **ctx) == {}
+    assert set(METHODS) == {"gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop",
+                            "deconvnet", "lrp", "deep_taylor", "grad_cam", "guided_grad_cam"}

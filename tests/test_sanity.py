@@ -99,7 +99,7 @@ def test_checks_leave_the_model_bit_identical_and_detect_randomization():
     rng = np.random.default_rng(0)
     inputs = [torch.tensor(rng.normal(size=(1, 2, 10, 10)), dtype=torch.float32) for _ in range(3)]
     case = Case("toy", net, inputs, [0, 1, 2], lambda m: m[0].sum(0).detach().double().numpy(),
-                {"grad_cam": {"layer": "3"}, "guided_grad_cam": {"layer": "3"}, "deep_taylor": {"low": -4.0, "high": 4.0}})
+                {"layer": "3", "low": -4.0, "high": 4.0})
     result = run_case(case, list(METHODS), seed=0)
     assert_same_state(before, model_state(net))
     assert set(final_means(result)) == set(METHODS) and set(verdicts(result)) == set(METHODS)

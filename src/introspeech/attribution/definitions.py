@@ -57,6 +57,7 @@ class Method:
     aliases: tuple[str, ...] = ()
     linear_in_target: Callable[[dict], bool] = lambda o: True  # can frames share one backward pass?
     completeness: str = ""  # what Σ map should equal: "score", "score-baseline", "score-root" or ""
+    needs: Callable[[dict], set[str]] = lambda o: set()  # context the options still need: "layer", "bounds"
 
     def resolve(self, options: dict) -> dict:
         """The options with defaults filled in; unknown names and wrong types raise."""
@@ -70,6 +71,17 @@ class Method:
 
     def defaults(self) -> dict:
         return {o.name: o.default for o in self.options}
+
+    def with_context(self, options: dict, layer=None, low=None, high=None) -> dict:
+        """``options`` plus what the method needs from the caller's context and was not given:
+        the CAM layer, the z^B input bounds (for composites and deep Taylor rules that use them)."""
+        need = self.needs(self.resolve(options))
+        extra = {}
+        if "layer" in need and layer is not None:
+            extra["layer"] = layer
+        if "bounds" in need and low is not None and high is not None:
+            extra.update(low=low, high=high)
+        return {**options, **extra}
 
 
 def _need_layer(name: str, layer) -> None:
@@ -110,6 +122,18 @@ _LOW = Option("low", None, TENSORISH, "z^B lower bound of the input, per feature
 _HIGH = Option("high", None, TENSORISH, "z^B upper bound of the input")
 _LAYER = Option("layer", None, (str, torch.nn.Module), "module path (or unique suffix) of the CAM layer")
 _MODE = Option("mode", "linear", (str,), "upsampling: linear/bilinear or nearest")
+BOX_COMPOSITES = ("epsilon-gamma-box", "deep-taylor")
+
+
+def _needs_layer(o: dict) -> set[str]:
+    return {"layer"} if o["layer"] is None else set()
+
+
+def _needs_bounds(o: dict) -> set[str]:
+    uses_box = o.get("composite") in BOX_COMPOSITES or ("root" in o and o["root"] is None)
+    return {"bounds"} if uses_box and (o["low"] is None or o["high"] is None) else set()
+
+
 _RELU_ONLY = "ReLU: modified; Conv/Linear/BatchNorm/pools/reshapes: gradient; other activations: error"
 _LRP_LAYERS = ("Conv1d/2d (grouped, dilated, 'same' padding), Linear: composite's rule; BatchNorm folded (or its own "
                "ε rule); additions: shared ε; avg pools: proportional; max pools: winner; ReLU: composite's "
@@ -142,18 +166,18 @@ METHODS: dict[str, Method] = {d.name: d for d in (
         Option("epsilon", 1e-6, NUMBER, "ε of ε-rule layers (presets)"),
         Option("gamma", 0.25, NUMBER, "γ of γ-rule layers (presets)"),
         Option("favour", "output", (str,), "γ favours contributions of the output's sign, or 'positive' ones"),
-    ), True, True, _LRP_LAYERS, m.lrp, completeness="score"),
+    ), True, True, _LRP_LAYERS, m.lrp, completeness="score", needs=_needs_bounds),
     Method("deep_taylor", "deep Taylor decomposition (rules, or a root point)", (
         Option("root", None, (torch.Tensor, str), "None: z^B/z⁺ rules; a root tensor; or 'search'"),
         _LOW, _HIGH, _CANONIZE,
     ), True, True, _LRP_LAYERS + " (rules form); any differentiable layer (root form)", m.deep_taylor,
         aliases=("dtd",), linear_in_target=lambda o: not isinstance(o["root"], str),
-        completeness="score-root"),
+        completeness="score-root", needs=_needs_bounds),
     Method("grad_cam", "ReLU(Σ_k mean(∂y/∂A_k) A_k) at a layer, upsampled", (
         _LAYER, Option("relu", True, (bool,), "ReLU of the map"), _MODE,
-    ), False, False, "any differentiable layer", compute=_grad_cam, aliases=("gradcam",)),
+    ), False, False, "any differentiable layer", compute=_grad_cam, aliases=("gradcam",), needs=_needs_layer),
     Method("guided_grad_cam", "guided backprop ⊙ Grad-CAM", (_LAYER, _MODE), False, False, _RELU_ONLY,
-           compute=_guided_grad_cam, aliases=("guided_gradcam",)),
+           compute=_guided_grad_cam, aliases=("guided_gradcam",), needs=_needs_layer),
 )}
 ALIASES = {a: d.name for d in METHODS.values() for a in d.aliases}
 LOCAL_METHODS = tuple(n for n, d in METHODS.items() if d.local)

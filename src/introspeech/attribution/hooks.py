@@ -46,6 +46,12 @@ class Backward:
     relevance: bool = False
     activation: ActivationRule | None = None
     addition: LinearRule | None = None
+    record: Callable | None = field(default=None, compare=False)  # (layer, r_in, r_out, r_bias) per ruled layer
+
+    def recording(self, record: Callable) -> Backward:
+        """The same pass, reporting each ruled layer's relevance to ``record`` (see deltas.py)."""
+        return Backward(self.method, self.rules, self.traced, self.canonize, self.relevance, self.activation,
+                        self.addition, record)
 
     @property
     def plain(self) -> bool:
@@ -112,24 +118,30 @@ class _LinearRuleFn(torch.autograd.Function):
     """Identity on the forward value; the backward applies a `LinearRule`."""
 
     @staticmethod
-    def forward(ctx, x, out, rule, fn, weight, bias):  # noqa: D401
+    def forward(ctx, x, out, rule, fn, weight, bias, record=None):  # noqa: D401
         ctx.save_for_backward(x)
-        ctx.rule, ctx.fn, ctx.weight, ctx.bias = rule, fn, weight, bias
+        ctx.rule, ctx.fn, ctx.weight, ctx.bias, ctx.record = rule, fn, weight, bias, record
         return out.clone()
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return lrp_backward(ctx.rule, ctx.fn, x, ctx.weight, ctx.bias, grad), None, None, None, None, None
+        r = lrp_backward(ctx.rule, ctx.fn, x, ctx.weight, ctx.bias, grad, ctx.record)
+        return r, None, None, None, None, None, None
 
 
-def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torch.Tensor) -> torch.Tensor:
-    """Relevance of a layer's inputs from the relevance ``grad`` of its outputs (see rules.py)."""
+def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torch.Tensor,
+                 record: Callable | None = None) -> torch.Tensor:
+    """Relevance of a layer's inputs from the relevance ``grad`` of its outputs (see rules.py).
+
+    ``record(r_in, r_out, r_bias)`` receives the per-row sums of the relevance leaving, entering
+    and absorbed by the biases of the rule's terms (the rest is absorbed by the stabilizer)."""
     x = x.detach()
     w = weight.detach() if weight is not None else None
     b = bias.detach() if bias is not None else None
     total = torch.zeros_like(x)
     plain = None
+    absorbed = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     with torch.enable_grad():
         for group in rule.groups(x):
             xs = [t.input(x).detach().requires_grad_(True) for t in group.terms]
@@ -148,6 +160,15 @@ def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torc
                 s = s * group.mask(plain)
             grads = torch.autograd.grad(zs, xs, grad_outputs=[s] * len(zs))
             total = total + group.coef * sum(xk.detach() * gk for xk, gk in zip(xs, grads))
+            if record is not None and b is not None:
+                with torch.no_grad():
+                    zero = torch.zeros_like(x)
+                    for t in group.terms:
+                        if t.bias is not None and w is not None:
+                            bias_map = t.scale * fn(zero, t.weight(w), t.bias(b))
+                            absorbed += group.coef * (bias_map * s).flatten(1).sum(1)
+    if record is not None:
+        record(total.flatten(1).sum(1), grad.flatten(1).sum(1), absorbed)
     return total
 
 
@@ -212,7 +233,8 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
                     value = fn(inp[0], w, b)
             else:
                 value = out.detach()
-            return _LinearRuleFn.apply(inp[0], value, rule, fn, w, b)
+            record = (lambda *sums: spec.record(name, *sums)) if spec.record is not None else None
+            return _LinearRuleFn.apply(inp[0], value, rule, fn, w, b, record)
         return hook
 
     def activation_hooks(m, rule):

@@ -60,9 +60,8 @@ def speech_case(model: nn.Module, cfg: FeatureConfig, utts: list[Utterance], n_e
         raise ValueError("no utterance gave an emitted letter to explain")
     stacked = torch.cat([x[0] for x in inputs], dim=1)
     low, high = stacked.min(1).values[:, None], stacked.max(1).values[:, None]
-    extra = {"grad_cam": {"layer": cam_layer}, "guided_grad_cam": {"layer": cam_layer},
-             "deep_taylor": {"low": low, "high": high}}
-    return Case("speech", model, inputs, targets, lambda m: m[0].detach().double().numpy(), extra,
+    context = {"layer": cam_layer, "low": low, "high": high}
+    return Case("speech", model, inputs, targets, lambda m: m[0].detach().double().numpy(), context,
                 random_labels.eval() if random_labels is not None else None)
 
 
@@ -76,8 +75,8 @@ def image_case(n_examples: int = 8, seed: int = 0, epochs: int = 25) -> tuple[Ca
             "random_labels_test_accuracy": accuracy(shuffled, xte, yte)}
     inputs = [xte[i:i + 1] for i in range(n_examples)]
     targets = [int(yte[i]) for i in range(n_examples)]
-    extra = {"grad_cam": {"layer": "5"}, "guided_grad_cam": {"layer": "5"}, "deep_taylor": {"low": 0.0, "high": 1.0}}
-    return Case("image", model, inputs, targets, lambda m: m[0, 0].detach().double().numpy(), extra, shuffled), info
+    context = {"layer": "5", "low": 0.0, "high": 1.0}
+    return Case("image", model, inputs, targets, lambda m: m[0, 0].detach().double().numpy(), context, shuffled), info
 
 
 def random_label_speech_model(model: nn.Module, cfg: FeatureConfig, utts: list[Utterance], out: str | Path,

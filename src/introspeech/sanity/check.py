@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..attribution import attribute
+from ..attribution import method as method_record
 from .randomize import cascading, independent, randomizable_layers
 from .similarity import similarity, summarize
 
@@ -38,14 +39,15 @@ of |map| after full cascading randomization is below this."""
 @dataclass
 class Case:
     """One model under test: examples (inputs of batch 1 with a target each), how a map becomes a
-    2-D array, and the per-method extra options (Grad-CAM layer, z^B bounds)."""
+    2-D array, and the context methods may need (``layer``: Grad-CAM's layer; ``low``/``high``: z^B
+    bounds), given to each method as its definition asks (`Method.with_context`)."""
 
     name: str
     model: nn.Module
     inputs: list[torch.Tensor]
     targets: list
     to_2d: Callable[[torch.Tensor], np.ndarray]
-    extra: dict[str, dict] = field(default_factory=dict)
+    context: dict = field(default_factory=dict)
     random_labels: nn.Module | None = None
     layers: list[str] | None = None
 
@@ -53,7 +55,7 @@ class Case:
 def maps(case: Case, model: nn.Module, method: str) -> list[np.ndarray]:
     """The method's map of every example, as 2-D arrays."""
     name, opts = METHODS[method]
-    opts = {**opts, **case.extra.get(name, {})}
+    opts = method_record(name).with_context(opts, **case.context)
     return [case.to_2d(attribute(model, x, t, name, **opts)) for x, t in zip(case.inputs, case.targets)]
 
 

@@ -12,7 +12,7 @@ import torch
 
 from ...asr.decode import greedy_path
 from ...asr.model import Wav2Letter, geometry
-from ...attribution import attribute
+from ...attribution import attribute, method
 from ...attribution.frames import FrameGeometry, attribute_frames
 from ...audio import FeatureConfig
 from ...corpus.load import utterance_features
@@ -70,15 +70,11 @@ def attribution_section(model: Wav2Letter, cfg: FeatureConfig, sample: Utterance
     for e in pick:
         a, b = g.window(e.start, x.shape[2])
         extents.append((a / cfg.frame_rate, b / cfg.frame_rate))
-    for _, method, opts in METHODS:
-        opts = dict(opts)
-        if method in ("grad_cam", "guided_grad_cam"):
-            opts["layer"] = cam_layer
-        if opts.get("composite") == "epsilon-gamma-box" or method == "deep_taylor":
-            opts.update(low=low, high=high)
+    for _, name, opts in METHODS:
+        opts = method(name).with_context(opts, layer=cam_layer, low=low, high=high)
         row = []
         for e in pick:
-            m = attribute(net, x, (e.symbol, e.start), method, **opts)[0].numpy()
+            m = attribute(net, x, (e.symbol, e.start), name, **opts)[0].numpy()
             a, b = g.window(e.start, x.shape[2])
             row.append(m[:, a:b])
         grid.append(row)
