@@ -156,7 +156,7 @@ def memory(seconds: float, chunks: list[int], method: str = "gradient") -> dict:
     import sys
 
     out = {}
-    for engine in ("chain", "colour"):
+    for engine in ("cone", "colour"):
         for chunk in chunks:
             res = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(seconds), str(chunk), method, engine],
                                  capture_output=True, text=True, check=True)

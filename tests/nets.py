@@ -149,3 +149,27 @@ def bias_free(net: nn.Module) -> nn.Module:
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and m.bias is not None:
                 m.bias.zero_()
     return zero_shift_bn(net)
+
+
+class FunctionalResidual(nn.Module):
+    """A residual block written with functional ReLUs and an in-place addition (as many users do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(6, 8, 5, stride=2, padding=2)
+        self.bn1 = nn.BatchNorm1d(8)
+        self.conv2 = nn.Conv1d(8, 8, 3, padding=1, groups=2, bias=False)
+        self.bn2 = nn.BatchNorm1d(8)
+        self.head = nn.Conv1d(8, 5, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(h))
+        out += h
+        return self.head(torch.nn.functional.relu(out, inplace=True))
+
+
+def functional_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = FunctionalResidual().double()
+    return _randomize_bn(net, torch.Generator().manual_seed(seed))

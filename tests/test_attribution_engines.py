@@ -10,12 +10,13 @@ from torch import nn
 from introspeech.attribution import Composite, Epsilon, Flat, Gamma, GuidedReLU, ZPlus, attribute
 from introspeech.attribution.frames import attribute_frames
 
-from .nets import assert_same_state, conv1d_net, model_state, padded_net, quartznet_net
+from .nets import assert_same_state, conv1d_net, functional_net, model_state, padded_net, quartznet_net
 
 SHAPES = {
     "strided-bn": (lambda: conv1d_net(6), 41, "3", True),
     "pads-groups-input-bn": (lambda: padded_net(2), 23, "5", True),
-    "residual-separable": (lambda: quartznet_net(1, kernels=(3, 5)), 26, "3.main", False),
+    "residual-separable": (lambda: quartznet_net(1, kernels=(3, 5)), 26, "3.main", True),
+    "residual-functional-inplace": (lambda: functional_net(4), 27, "conv2", True),
 }
 
 
@@ -89,10 +90,10 @@ def test_every_engine_equals_the_per_frame_call(shape, label):
         classes = net(x)[0].argmax(0)
     n = classes.shape[0]
     want = torch.stack([attribute(net, x, (int(classes[t]), t), method, **opts)[0] for t in range(n)])
-    engines = ["auto", "colour", "loop"] + (["chain"] if chain else [])
+    engines = ["auto", "colour", "loop"] + (["cone"] if chain else [])
     local = method not in ("grad_cam", "guided_grad_cam")
     for engine in engines:
-        if engine == "chain" and not local:
+        if engine == "cone" and not local:
             continue
         got = attribute_frames(net, x, "all", "predicted", method, chunk=3, engine=engine, **opts)
         assert got.shape == want.shape
@@ -100,10 +101,26 @@ def test_every_engine_equals_the_per_frame_call(shape, label):
     assert_same_state(state, model_state(net))
 
 
-def test_chain_engine_says_why_it_cannot_run_a_residual_net():
-    net, x, *_ = _case("residual-separable", "gradient")
-    with pytest.raises(ValueError, match="engine='chain' cannot run this.*operations between modules"):
-        attribute_frames(net, x, "all", "predicted", "gradient", engine="chain")
+class Gated(nn.Module):
+    """An operation the cone engine does not follow (a product of branches)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv1d(6, 4, 3, padding=1), nn.Conv1d(6, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.a(x) * torch.sigmoid(self.b(x))
+
+
+def test_cone_engine_says_why_it_cannot_run_a_model_and_auto_falls_back():
+    torch.manual_seed(0)
+    net = Gated().double().eval()
+    x = _x(20)
+    with pytest.raises(ValueError, match="engine='cone' cannot run this: operation 'sigmoid' between modules"):
+        attribute_frames(net, x, "all", "predicted", "gradient", engine="cone")
+    got = attribute_frames(net, x, "all", "predicted", "gradient")
+    want = attribute_frames(net, x, "all", "predicted", "gradient", engine="loop")
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
 def test_searched_root_is_not_shared_between_frames():
@@ -115,7 +132,7 @@ def test_searched_root_is_not_shared_between_frames():
     got = attribute_frames(net, x, frames, "predicted", "deep_taylor", root="search")
     want = torch.stack([attribute(net, x, (int(classes[t]), t), "deep_taylor", root="search")[0] for t in frames])
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
-    for engine in ("chain", "colour"):
+    for engine in ("cone", "colour"):
         with pytest.raises(ValueError, match=r"root='search'.*not linear in the target"):
             attribute_frames(net, x, frames, "predicted", "deep_taylor", engine=engine, root="search")
 

@@ -53,7 +53,7 @@ def test_geometry_of_chain_matches_wav2letter_geometry():
     assert chain_geometry(model, torch.zeros(1, 40, 50)) == FrameGeometry(g.rf, g.stride, g.offset)
 
 
-@pytest.mark.parametrize("engine", ["colour", "chain"])
+@pytest.mark.parametrize("engine", ["colour", "cone"])
 @pytest.mark.parametrize("method", ["gradient", "lrp", "guided_backprop", "integrated_gradients", "smoothgrad"])
 def test_frames_on_tiny_wav2letter_subset_of_frames(method, engine):
     torch.manual_seed(0)
@@ -79,8 +79,8 @@ def test_chain_engine_with_even_kernels_and_padding_layers(method):
     assert any(isinstance(m, torch.nn.ConstantPad1d) for m in model.modules())
     x = torch.randn(1, 8, 33, dtype=torch.float64)
     classes = torch.arange(17) % 29
-    got = attribute_frames(model, x, "all", classes, method, engine="chain", composite="epsilon")  \
-        if method == "lrp" else attribute_frames(model, x, "all", classes, method, engine="chain")
+    got = attribute_frames(model, x, "all", classes, method, engine="cone", composite="epsilon")  \
+        if method == "lrp" else attribute_frames(model, x, "all", classes, method, engine="cone")
     opts = {"composite": "epsilon"} if method == "lrp" else {}
     want = _per_frame(model, x, method, opts, range(17), classes)
     torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)

@@ -3,7 +3,8 @@
 A frame's score depends only on its receptive field (its input window). Three engines give the
 same maps, each evaluating the method's one `methods.Plan`:
 
-- ``chain`` (chain.py): for chains of 1-D layers, a backward pass restricted to each frame's cone;
+- ``cone`` (cone.py): for graphs of 1-D layers (chains, residual blocks), a backward pass
+  restricted to each frame's cone;
 - ``colour``: frames whose windows do not overlap share one backward pass: the backward of the sum
   of their scores is the sum of their maps, each supported on its own window, so each map is cut
   out exactly (sparse-Jacobian colouring, Curtis–Powell–Reid). Frames t ≡ c (mod ⌈rf/stride⌉)
@@ -13,7 +14,7 @@ same maps, each evaluating the method's one `methods.Plan`:
 - ``loop``: `attribute` once per frame (the reference; also what a method that is not linear in
   the target, deep Taylor with a searched root, needs).
 
-``auto`` takes the chain engine where it applies, else colouring, else the loop. Grad-CAM's global
+``auto`` takes the cone engine where it applies, else colouring, else the loop. Grad-CAM's global
 average over positions is not local: its channel weights are summed from each frame's own gradient
 cone (cones of one colour are disjoint too), then combined with all activations.
 """
@@ -29,13 +30,14 @@ from torch import nn
 from . import methods as m
 from .api import attribute
 from .cam import find_layer, layer_gradient, upsample
-from .chain import NotChain, chain_frames
+from .cone import NotCone, cone_frames
 from .definitions import Method
 from .definitions import method as lookup
 from .graph import FrameGeometry, trace
 from .hooks import preserved
 
-ENGINES = ("auto", "chain", "colour", "loop")
+ENGINES = ("auto", "cone", "colour", "loop")
+ENGINE_ALIASES = {"chain": "cone", "color": "colour"}
 __all__ = ["attribute_frames", "FrameGeometry", "chain_geometry", "ENGINES"]
 
 
@@ -60,7 +62,7 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
     Returns ``(n_frames, *inputs.shape[1:])`` for one utterance (a list for several). ``classes``:
     ``"predicted"`` (best class per frame) or a tensor of one class per output frame. ``chunk``
     bounds the rows of one batched pass (memory ∝ chunk): colours per pass for the colouring engine,
-    32·chunk frames per step for the chain engine (whose rows are receptive-field windows, not whole
+    32·chunk frames per step for the cone engine (whose rows are receptive-field windows, not whole
     utterances). Every engine equals `attribute` called per frame, for every method and option
     (see the module docstring); ``engine`` forces one, and one that cannot honour the method, the
     options or the model raises an error that says why.
@@ -74,6 +76,7 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
                                  method, chunk, geometry, progress, engine, **options) for b in range(inputs.shape[0])]
     spec = lookup(method)
     opts = spec.resolve(options)
+    engine = ENGINE_ALIASES.get(engine, engine)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     x = inputs.detach()
@@ -100,12 +103,12 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
             geo = geometry or chain_geometry(model, x)
             return _cam_frames(model, x, out, todo, cls, spec.name, geo, chunk, progress, **opts)
         plan = spec.plan(model, x, None, **opts)
-        if engine in ("auto", "chain"):
+        if engine in ("auto", "cone"):
             try:
-                return chain_frames(model, x, todo, cls, plan, chunk * 32, progress)
-            except NotChain as e:
-                if engine == "chain":
-                    raise ValueError(f"engine='chain' cannot run this: {e}") from None
+                return cone_frames(model, x, todo, cls, plan, chunk * 32, progress)
+            except NotCone as e:
+                if engine == "cone":
+                    raise ValueError(f"engine='cone' cannot run this: {e}") from None
         geo = geometry or chain_geometry(model, x)
         return _colored(model, x, todo, cls, plan, geo, chunk, progress)
 

@@ -7,7 +7,7 @@ Integrated gradients: points on the path from the baseline, the integral rule's 
 ``post = x − x̄``. SmoothGrad: noisy copies, weights 1/n (``m_k`` the noisy input for its
 gradient×input form). Guided backprop, deconvnet, LRP, deep Taylor: one point, a modified ``B``.
 ``attribute`` evaluates a plan for explicit targets; `frames.attribute_frames` evaluates the
-same plan for every output frame at once (chain.py, colouring).
+same plan for every output frame at once (cone.py, colouring).
 """
 
 from __future__ import annotations
