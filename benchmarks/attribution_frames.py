@@ -1,13 +1,15 @@
 """All frames of an utterance: introspeech's attribute_frames vs Captum looping over frames and vs
-Captum with the input repeated along the batch (one target per row), default model.
+Captum with the input repeated along the batch (one target per row), on two models: the built-in
+Wav2Letter (a chain) and a QuartzNet-like residual net (``examples/quartznet.py``, preset tiny,
+seeded random weights: timing and exactness do not depend on training).
 
 All three are timed in the same dtype (``--dtype``, default float32, the dtype models run in); ours is
-the best of two full runs, the loops are timed on sampled frames after a warm-up call;
+the best of three full runs, the loops are timed on sampled frames after a warm-up call;
 the accuracy check always runs in float64: our maps of the sampled frames against Captum's.
 
-Goal (local-introspection issue): >= 30x faster than the loop, >= 5x faster than the repeated
-batch, max |difference| <= 1e-5 where Captum computes the same quantity, peak memory bounded by
-``chunk``. The loops are timed on a sample of frames and extrapolated to all frames (stated in
+Goals: built-in model >= 30x faster than the loop and >= 5x faster than the repeated batch for
+gradient, LRP-epsilon and IG; QuartzNet-like >= 10x the loop; max |difference| <= 1e-5 in float64
+where Captum computes the same quantity; peak memory bounded by ``chunk``. The loops are timed on a sample of frames and extrapolated to all frames (stated in
 the output); everything else runs in full.
 
     python benchmarks/attribution_frames.py [--quick] [--json out/bench/attribution_frames.json]
@@ -39,6 +41,24 @@ def _model(path: str | None):
     return model.double().eval(), source
 
 
+def _quartznet():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples.quartznet import quartznet
+
+    torch.manual_seed(0)
+    model = quartznet("tiny")
+    with torch.no_grad():  # BatchNorm statistics away from the identity, as after training
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+    return model.double().eval(), "examples/quartznet.py preset tiny, seeded random weights"
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -66,11 +86,11 @@ def _captum_single(method: str, model, steps: int):
 
 
 def run(seconds: float, methods: list[str], loop_frames: int, batch_rows: int, chunk: int, steps: int,
-        model_path: str | None, dtype: torch.dtype = torch.float32) -> dict:
+        model_path: str | None, dtype: torch.dtype = torch.float32, which: str = "wav2letter") -> dict:
     from introspeech.attribution import attribute
     from introspeech.attribution.frames import attribute_frames
 
-    model64, source = _model(model_path)
+    model64, source = _model(model_path) if which == "wav2letter" else _quartznet()
     model = copy.deepcopy(model64).to(dtype)
     torch.manual_seed(0)
     x64 = torch.randn(1, 40, int(seconds * 100), dtype=torch.float64)
@@ -88,7 +108,7 @@ def run(seconds: float, methods: list[str], loop_frames: int, batch_rows: int, c
         attribute_frames(model, x, [0, 1], classes, method, chunk=chunk, **opts)  # warm-up
         before = _peak_mb()
         timings = []
-        for _ in range(2):  # best of two full runs (the first also warms the allocator)
+        for _ in range(3):  # best of three full runs (the first also warms the allocator)
             t0 = time.perf_counter()
             ours = attribute_frames(model, x, "all", classes, method, chunk=chunk, **opts)
             timings.append(time.perf_counter() - t0)
@@ -122,7 +142,7 @@ def run(seconds: float, methods: list[str], loop_frames: int, batch_rows: int, c
                            "batch_seconds_extrapolated": round(t_batch, 2),
                            "speedup_vs_loop": round(t_loop / t_ours, 1), "speedup_vs_batch": round(t_batch / t_ours, 1),
                            "max_abs_diff": diff, "diff_against": diff_to, "peak_mb": round(peak, 1)}
-        print(method, json.dumps(results[method]), flush=True)
+        print(which, method, json.dumps(results[method]), flush=True)
     return results
 
 
@@ -173,17 +193,23 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--methods", default="gradient,lrp,integrated_gradients")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of the timed runs")
+    ap.add_argument("--models", default="wav2letter,quartznet", help="rows: wav2letter (built-in), quartznet")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
-    if args.quick:
-        res = run(2.0, args.methods.split(","), 4, 4, args.chunk, 4, args.model, dtype)
-    else:
-        res = run(10.0, args.methods.split(","), 24, 24, args.chunk, 16, args.model, dtype)
-    print(f"\n{'method':<22}{'ours s':>9}{'loop s':>10}{'batch s':>10}{'x loop':>8}{'x batch':>8}{'max diff':>11}{'MB':>7}")
-    for k, v in res.items():
-        if k not in ("setup", "peak_mb_above_forward"):
-            print(f"{k:<22}{v['seconds']:>9.2f}{v['loop_seconds_extrapolated']:>10.1f}{v['batch_seconds_extrapolated']:>10.1f}"
-                  f"{v['speedup_vs_loop']:>8.1f}{v['speedup_vs_batch']:>8.1f}{v['max_abs_diff']:>11.2e}{v['peak_mb']:>7.0f}")
+    res: dict = {}
+    for which in args.models.split(","):
+        if args.quick:
+            res[which] = run(2.0, args.methods.split(","), 4, 4, args.chunk, 4, args.model, dtype, which)
+        else:
+            res[which] = run(10.0, args.methods.split(","), 24, 24, args.chunk, 16, args.model, dtype, which)
+    print(f"\n{'model':<12}{'method':<22}{'ours s':>9}{'loop s':>10}{'batch s':>10}{'x loop':>8}{'x batch':>8}"
+          f"{'max diff':>11}{'MB':>7}")
+    for which, rows in res.items():
+        for k, v in rows.items():
+            if k != "setup":
+                print(f"{which:<12}{k:<22}{v['seconds']:>9.2f}{v['loop_seconds_extrapolated']:>10.1f}"
+                      f"{v['batch_seconds_extrapolated']:>10.1f}{v['speedup_vs_loop']:>8.1f}{v['speedup_vs_batch']:>8.1f}"
+                      f"{v['max_abs_diff']:>11.2e}{v['peak_mb']:>7.0f}")
     res["peak_mb_above_forward"] = memory(2.0, [1, 16]) if args.quick else memory(10.0, [1, 4, 16])
     print("peak MB above a plain forward pass (gradient, fresh process):", json.dumps(res["peak_mb_above_forward"]))
     if args.json:

@@ -190,3 +190,29 @@ def method(name: str) -> Method:
     if key not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)} (aliases: {sorted(ALIASES)})")
     return METHODS[key]
+
+
+def _default(v) -> str:
+    return "—" if v is None else repr(v)
+
+
+def method_table() -> str:
+    """The README's method table, generated from the records (a test keeps the README in step)."""
+    rows = ["| method | computes | options (defaults) | local | × input | layers | all-frames engines |",
+            "| --- | --- | --- | :---: | :---: | --- | --- |"]
+    for d in METHODS.values():
+        opts = ", ".join(f"`{o.name}`={_default(o.default)}" for o in d.options) or "—"
+        name = f"`{d.name}`" + (f" ({', '.join(f'`{a}`' for a in d.aliases)})" if d.aliases else "")
+        if not d.local:
+            engines = "exact CAM path (per-frame gradient cones, coloured)"
+        elif d.name == "deep_taylor":
+            engines = "cone, colour, loop (`root='search'`: loop only)"
+        else:
+            engines = "cone, colour, loop"
+        rows.append(f"| {name} | {d.summary} | {opts} | {'yes' if d.local else 'no'} | "
+                    f"{'yes' if d.times_input else 'no'} | {d.layers} | {engines} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(method_table())

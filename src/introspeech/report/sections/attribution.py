@@ -27,10 +27,25 @@ each map scaled to its own maximum. z<sup>B</sup> bounds are the per-Mel-bin min
 the corpus' features. Grad-CAM uses <code>{{ cam_layer }}</code>.</p>
 <figure><img src="{{ grid }}" alt="attribution maps per method and letter"></figure>
 <p>All frames at once: <code>attribute_frames</code> explained all {{ n_frames }} output frames with
-{{ method }} in {{ "%.2f"|format(seconds) }} s (exact, by colouring frames with disjoint receptive fields).
+{{ method }} in {{ "%.2f"|format(seconds) }} s (exact: one backward pass restricted to each frame's receptive-field cone).
 Each row is one emitted letter's relevance summed over Mel bins.</p>
 <figure><img src="{{ overview }}" alt="relevance over time for every emitted letter"></figure>
+<p>Completeness of the first letter's maps (<code>return_convergence_delta=True</code>): what the map
+sums to, what the method should conserve, and the difference. LRP's difference is what the biases
+and stabilizers absorb (<code>attribution.deltas.conservation</code> splits it per layer).</p>
+<table><tr><th>method</th><th>Σ map</th><th>should conserve</th><th>delta</th></tr>
+{% for d in deltas %}<tr><td>{{ d.name }}</td><td>{{ "%.4f"|format(d.total) }}</td><td>{{ d.what }} =
+{{ "%.4f"|format(d.expected) }}</td><td>{{ "%.2e"|format(d.delta) }}</td></tr>
+{% endfor %}</table>
 """
+
+DELTAS = [
+    ("integrated gradients (32 steps)", "integrated_gradients", {"steps": 32}, "f(x) − f(0)"),
+    ("integrated gradients (128 steps)", "integrated_gradients", {"steps": 128}, "f(x) − f(0)"),
+    ("LRP-ε", "lrp", {"composite": "epsilon"}, "f(x)"),
+    ("LRP ε-γ-box", "lrp", {"composite": "epsilon-gamma-box"}, "f(x)"),
+    ("deep Taylor (rules)", "deep_taylor", {}, "f(x)"),
+]
 
 METHODS = [
     ("gradient", "gradient", {}),
@@ -78,6 +93,13 @@ def attribution_section(model: Wav2Letter, cfg: FeatureConfig, sample: Utterance
             a, b = g.window(e.start, x.shape[2])
             row.append(m[:, a:b])
         grid.append(row)
+    deltas = []
+    for label, name, opts, what in DELTAS:
+        opts = method(name).with_context(opts, low=low, high=high)
+        m, delta = attribute(net, x, (pick[0].symbol, pick[0].start), name, return_convergence_delta=True, **opts)
+        total = float(m.sum())
+        deltas.append({"name": label, "total": total, "expected": total - float(delta[0]), "delta": float(delta[0]),
+                       "what": what})
     grid_png = map_grid(grid, [n for n, _, _ in METHODS], [f"'{e.letter}' @ frame {e.start}" for e in pick],
                         out_dir / "assets" / f"{sample.id}_attribution_grid.png", extents)
     t0 = time.perf_counter()
@@ -91,6 +113,6 @@ def attribution_section(model: Wav2Letter, cfg: FeatureConfig, sample: Utterance
                                    title="LRP-ε relevance of every emitted letter")
     model.float()
     html = fragment(TEMPLATE, rf=g.rf, cam_layer=cam_layer, grid=grid_png.relative_to(out_dir).as_posix(),
-                    n_frames=len(frames), method="LRP-ε", seconds=seconds,
+                    n_frames=len(frames), method="LRP-ε", seconds=seconds, deltas=deltas,
                     overview=overview.relative_to(out_dir).as_posix())
     return Section("Local introspection", html, [grid_png, overview])
