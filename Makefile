@@ -21,7 +21,7 @@ demo: env
 	$(VENV)/bin/introspeech demo --out out/demo
 
 lint: env
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests benchmarks scripts examples
 
 test: lint
 	$(VENV)/bin/pytest -q

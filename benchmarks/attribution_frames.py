@@ -9,8 +9,9 @@ the accuracy check always runs in float64: our maps of the sampled frames agains
 
 Goals: built-in model >= 30x faster than the loop and >= 5x faster than the repeated batch for
 gradient, LRP-epsilon and IG; QuartzNet-like >= 10x the loop; max |difference| <= 1e-5 in float64
-where Captum computes the same quantity; peak memory bounded by ``chunk``. The loops are timed on a sample of frames and extrapolated to all frames (stated in
-the output); everything else runs in full.
+where Captum computes the same quantity; peak memory bounded by ``chunk``. The loops are timed on
+a sample of frames and extrapolated to all frames (stated in the output); everything else runs in
+full.
 
     python benchmarks/attribution_frames.py [--quick] [--json out/bench/attribution_frames.json]
 """

@@ -160,3 +160,12 @@ def test_methods_say_what_context_they_need():
     assert method("gradient").with_context({}, **ctx) == {}
     assert set(METHODS) == {"gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop",
                             "deconvnet", "lrp", "deep_taylor", "grad_cam", "guided_grad_cam"}
+
+
+def test_readme_method_table_is_generated_from_the_definitions():
+    from pathlib import Path
+
+    from introspeech.attribution.definitions import method_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert method_table() in readme

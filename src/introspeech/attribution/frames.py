@@ -62,7 +62,7 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
     Returns ``(n_frames, *inputs.shape[1:])`` for one utterance (a list for several). ``classes``:
     ``"predicted"`` (best class per frame) or a tensor of one class per output frame. ``chunk``
     bounds the rows of one batched pass (memory ∝ chunk): colours per pass for the colouring engine,
-    32·chunk frames per step for the cone engine (whose rows are receptive-field windows, not whole
+    8·chunk frames per step for the cone engine (whose rows are receptive-field windows, not whole
     utterances). Every engine equals `attribute` called per frame, for every method and option
     (see the module docstring); ``engine`` forces one, and one that cannot honour the method, the
     options or the model raises an error that says why.
@@ -105,7 +105,7 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
         plan = spec.plan(model, x, None, **opts)
         if engine in ("auto", "cone"):
             try:
-                return cone_frames(model, x, todo, cls, plan, chunk * 32, progress)
+                return cone_frames(model, x, todo, cls, plan, chunk * 8, progress)
             except NotCone as e:
                 if engine == "cone":
                     raise ValueError(f"engine='cone' cannot run this: {e}") from None
