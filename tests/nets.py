@@ -173,3 +173,14 @@ def functional_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     net = FunctionalResidual().double()
     return _randomize_bn(net, torch.Generator().manual_seed(seed))
+
+
+def separable2d_net(seed: int = 0) -> nn.Module:
+    """2-D: 'same' padding, a residual block of a depthwise (grouped) and a pointwise Conv2d, average
+    pooling, Flatten, Linear. (B, 1, 8, 8) → (B, 3)."""
+    torch.manual_seed(seed)
+    main = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 6, 1, bias=False), nn.BatchNorm2d(6))
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding="same"), nn.BatchNorm2d(4), nn.ReLU(),
+                        Residual(main, nn.Sequential(nn.Conv2d(4, 6, 1, bias=False), nn.BatchNorm2d(6))),
+                        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 4 * 4, 3)).double()
+    return _randomize_bn(net, torch.Generator().manual_seed(seed))

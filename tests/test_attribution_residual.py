@@ -10,12 +10,13 @@ from torch import nn
 from introspeech.attribution import Composite, Epsilon, Gamma, ZPlus, attribute
 from introspeech.attribution.graph import trace
 
-from .nets import assert_same_state, model_state, quartznet_net, resnet2d_net, zero_shift_bn
+from .nets import assert_same_state, model_state, quartznet_net, resnet2d_net, separable2d_net, zero_shift_bn
 from .reference_lrp import reference_graph_lrp
 
 NETS = [
     ("quartznet", lambda: quartznet_net(3), (6, 20), [(2, 3), (0, 9)]),
     ("resnet2d", lambda: resnet2d_net(4, inplace=False), (1, 8, 8), [1, 3]),
+    ("separable2d", lambda: separable2d_net(5), (1, 8, 8), [0, 2]),
 ]
 RULES = {"epsilon": lambda: Epsilon(1e-9), "gamma": lambda: Gamma(0.25, 1e-9), "zplus": ZPlus}
 
@@ -72,7 +73,7 @@ def test_gradient_family_on_residual_nets_matches_captum(name, make, shape, targ
             (attribute(net, x, target, "integrated_gradients", steps=12),
              IntegratedGradients(net).attribute(x, target=target, n_steps=12)),
         ]
-        layer = "3.main" if name == "quartznet" else "4"
+        layer = {"quartznet": "3.main", "resnet2d": "4", "separable2d": "3"}[name]
         module = dict(net.named_modules())[layer]
         cam = LayerGradCam(net, module).attribute(x, target=target, relu_attributions=True)
         ours = GradCamAtLayer(net, layer, x, target)

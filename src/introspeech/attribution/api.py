@@ -27,15 +27,16 @@ def selection(model: nn.Module, x: torch.Tensor, target: Target) -> tuple[torch.
 def expected_total(model: nn.Module, spec: Method, plan: m.Plan, x: torch.Tensor, selector: torch.Tensor,
                    explicit: bool, options: dict) -> torch.Tensor:
     """What Σ map should equal per row by the method's completeness property."""
-    if not spec.completeness:
+    kind = spec.completeness(options)
+    if not kind:
+        with_one = [n for n, d in METHODS.items() if d.completeness(d.defaults())]
         raise ValueError(f"method {spec.name!r} has no completeness property, so no convergence delta; "
-                         "methods that have one: " + ", ".join(n for n, d in METHODS.items() if d.completeness))
-    rules_form = spec.completeness == "score" or (spec.name == "deep_taylor" and options["root"] is None)
-    if rules_form:
+                         "methods that have one: " + ", ".join(with_one))
+    if kind == "score":
         if explicit:
             return selector.flatten(1).sum(1)
         return m.scores(model, x, selector)
-    ref = m.baseline_of(x, options["baselines"]) if spec.completeness == "score-baseline" else plan.root
+    ref = m.baseline_of(x, options["baselines"]) if kind == "score-baseline" else plan.root
     return m.scores(model, x, selector) - m.scores(model, ref, selector)
 
 
@@ -63,7 +64,7 @@ def attribute(model: nn.Module, inputs: torch.Tensor, target: Target, method: st
     with preserved(model):
         if spec.compute is not None:
             if return_convergence_delta:
-                expected_total(model, spec, None, x, None, False, opts)  # raises: no completeness
+                expected_total(model, spec, None, x, None, False, opts)  # raises: CAMs have no completeness
             return spec.compute(model, x, target, **opts)
         selector, explicit = selection(model, x, target)
         plan = spec.plan(model, x, selector, **opts)

@@ -56,8 +56,10 @@ class Method:
     compute: Callable | None = None  # non-local methods: (model, x, target, **options) -> map
     aliases: tuple[str, ...] = ()
     linear_in_target: Callable[[dict], bool] = lambda o: True  # can frames share one backward pass?
-    completeness: str = ""  # what Σ map should equal: "score", "score-baseline", "score-root" or ""
+    completeness: Callable[[dict], str] = lambda o: ""  # Σ map should equal: "score", "score-baseline", "score-root"
     needs: Callable[[dict], set[str]] = lambda o: set()  # context the options still need: "layer", "bounds"
+    modulated_by: str = ""  # a CAM map multiplied by this local method's map (guided Grad-CAM)
+    frames_note: str = ""  # what the all-frames engines do with it, beyond cone/colour/loop
 
     def resolve(self, options: dict) -> dict:
         """The options with defaults filled in; unknown names and wrong types raise."""
@@ -150,7 +152,7 @@ METHODS: dict[str, Method] = {d.name: d for d in (
         Option("integration", "gausslegendre", (str,), "gausslegendre or riemann_left/right/middle/trapezoid"),
         Option("internal_batch_size", None, (int,), "most rows of one backward pass"),
     ), True, True, "any differentiable layer", m.integrated_gradients, aliases=("ig",),
-        completeness="score-baseline"),
+        completeness=lambda o: "score-baseline"),
     Method("smoothgrad", "mean gradient at noisy copies of x", (
         Option("stdev", 0.15, NUMBER, "noise standard deviation"),
         Option("samples", 25, (int,), "noisy copies"),
@@ -166,18 +168,19 @@ METHODS: dict[str, Method] = {d.name: d for d in (
         Option("epsilon", 1e-6, NUMBER, "ε of ε-rule layers (presets)"),
         Option("gamma", 0.25, NUMBER, "γ of γ-rule layers (presets)"),
         Option("favour", "output", (str,), "γ favours contributions of the output's sign, or 'positive' ones"),
-    ), True, True, _LRP_LAYERS, m.lrp, completeness="score", needs=_needs_bounds),
+    ), True, True, _LRP_LAYERS, m.lrp, completeness=lambda o: "score", needs=_needs_bounds),
     Method("deep_taylor", "deep Taylor decomposition (rules, or a root point)", (
         Option("root", None, (torch.Tensor, str), "None: z^B/z⁺ rules; a root tensor; or 'search'"),
         _LOW, _HIGH, _CANONIZE,
     ), True, True, _LRP_LAYERS + " (rules form); any differentiable layer (root form)", m.deep_taylor,
         aliases=("dtd",), linear_in_target=lambda o: not isinstance(o["root"], str),
-        completeness="score-root", needs=_needs_bounds),
+        completeness=lambda o: "score" if o["root"] is None else "score-root", needs=_needs_bounds,
+        frames_note="`root='search'`: loop only"),
     Method("grad_cam", "ReLU(Σ_k mean(∂y/∂A_k) A_k) at a layer, upsampled", (
         _LAYER, Option("relu", True, (bool,), "ReLU of the map"), _MODE,
     ), False, False, "any differentiable layer", compute=_grad_cam, aliases=("gradcam",), needs=_needs_layer),
     Method("guided_grad_cam", "guided backprop ⊙ Grad-CAM", (_LAYER, _MODE), False, False, _RELU_ONLY,
-           compute=_guided_grad_cam, aliases=("guided_gradcam",), needs=_needs_layer),
+           compute=_guided_grad_cam, aliases=("guided_gradcam",), needs=_needs_layer, modulated_by="guided_backprop"),
 )}
 ALIASES = {a: d.name for d in METHODS.values() for a in d.aliases}
 LOCAL_METHODS = tuple(n for n, d in METHODS.items() if d.local)
@@ -203,12 +206,9 @@ def method_table() -> str:
     for d in METHODS.values():
         opts = ", ".join(f"`{o.name}`={_default(o.default)}" for o in d.options) or "—"
         name = f"`{d.name}`" + (f" ({', '.join(f'`{a}`' for a in d.aliases)})" if d.aliases else "")
-        if not d.local:
-            engines = "exact CAM path (per-frame gradient cones, coloured)"
-        elif d.name == "deep_taylor":
-            engines = "cone, colour, loop (`root='search'`: loop only)"
-        else:
-            engines = "cone, colour, loop"
+        engines = "cone, colour, loop" if d.local else "exact CAM path (per-frame gradient cones, coloured)"
+        if d.frames_note:
+            engines += f" ({d.frames_note})"
         rows.append(f"| {name} | {d.summary} | {opts} | {'yes' if d.local else 'no'} | "
                     f"{'yes' if d.times_input else 'no'} | {d.layers} | {engines} |")
     return "\n".join(rows)

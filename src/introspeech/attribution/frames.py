@@ -100,8 +100,10 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
                                  f"target: engine={engine!r} cannot share passes between frames; use engine='loop' or 'auto'")
             return _loop(model, x, todo, cls, spec, options, progress)
         if not spec.local:
+            if "layer" in spec.needs(opts):
+                raise ValueError(f"{spec.name} needs layer= (the module path of the layer whose activations it weighs)")
             geo = geometry or chain_geometry(model, x)
-            return _cam_frames(model, x, out, todo, cls, spec.name, geo, chunk, progress, **opts)
+            return _cam_frames(model, x, out, todo, cls, spec, geo, chunk, progress, **opts)
         plan = spec.plan(model, x, None, **opts)
         if engine in ("auto", "cone"):
             try:
@@ -164,8 +166,8 @@ def _colored(model, x, todo, cls, plan: m.Plan, geo: FrameGeometry, chunk: int, 
     return result
 
 
-def _cam_frames(model, x, out, todo, cls, name, geo: FrameGeometry, chunk: int, progress, layer, relu: bool = True,
-                mode: str = "linear") -> torch.Tensor:
+def _cam_frames(model, x, out, todo, cls, spec: Method, geo: FrameGeometry, chunk: int, progress, layer,
+                relu: bool = True, mode: str = "linear") -> torch.Tensor:
     """Grad-CAM per frame: α_t,k = mean over positions of ∂y_t/∂A_k, from colour rows whose
     per-frame gradient cones at the layer are disjoint; map_t = ReLU(Σ_k α_t,k A_k)."""
     module = find_layer(model, layer)
@@ -194,7 +196,8 @@ def _cam_frames(model, x, out, todo, cls, name, geo: FrameGeometry, chunk: int, 
     cams = (alphas.reshape(*alphas.shape, *([1] * (acts.dim() - 2))) * acts).sum(1)
     cams = torch.relu(cams) if relu else cams
     maps = upsample(cams, x.expand(len(todo), *x.shape[1:]), mode)
-    if name == "guided_grad_cam":
-        guided = _colored(model, x, todo, cls, m.guided_backprop(model, x, None), geo, chunk, None, out)
+    if spec.modulated_by:
+        local = lookup(spec.modulated_by)
+        guided = _colored(model, x, todo, cls, local.plan(model, x, None, **local.defaults()), geo, chunk, None, out)
         return guided * maps
     return maps.contiguous()
