@@ -8,7 +8,7 @@ from captum.attr import Deconvolution, GuidedBackprop, InputXGradient, Integrate
 from torch import nn
 
 from introspeech.attribution import Composite, Epsilon, Gamma, ZPlus, attribute
-from introspeech.attribution.graph import trace
+from introspeech.graph import trace
 
 from .nets import assert_same_state, model_state, quartznet_net, resnet2d_net, separable2d_net, zero_shift_bn
 from .reference_lrp import reference_graph_lrp

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..graph import FrameGeometry
 from ..text import N_SYMBOLS
 
 
@@ -126,26 +127,8 @@ def output_length(config: ModelConfig, n_frames):
     return n
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """Where a layer's frame t looks in the input: frames ``[t*stride + offset, … + rf)``.
-
-    ``offset`` is negative at the utterance start (zero padding); `window` clips to the input.
-    """
-
-    rf: int
-    stride: int
-    offset: int
-
-    def window(self, t: int, n_input: int | None = None) -> tuple[int, int]:
-        start, stop = t * self.stride + self.offset, t * self.stride + self.offset + self.rf
-        if n_input is not None:
-            start, stop = max(start, 0), min(stop, n_input)
-        return start, stop
-
-    def centre(self, t: int) -> float:
-        """Input frame at the centre of frame t's receptive field."""
-        return t * self.stride + self.offset + (self.rf - 1) / 2
+Geometry = FrameGeometry
+"""Where a layer's frame t looks in the input (the one geometry type, `introspeech.graph`)."""
 
 
 def geometry(config: ModelConfig) -> dict[str, Geometry]:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from .graph import _window_padding, leaves, trace
+from ..graph import _window_padding, leaves, trace
 from .hooks import Backward, affine_params, folded_params
 from .methods import Plan
 from .operations import ADD_OPS, PASS_OPS, RELU_OPS

@@ -27,13 +27,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..graph import FrameGeometry, trace
 from . import methods as m
 from .api import attribute
 from .cam import find_layer, layer_gradient, upsample
 from .cone import NotCone, cone_frames
 from .definitions import Method
 from .definitions import method as lookup
-from .graph import FrameGeometry, trace
 from .hooks import preserved
 
 ENGINES = ("auto", "cone", "colour", "loop")

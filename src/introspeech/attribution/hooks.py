@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import BN_TYPES, LINEAR_TYPES, Traced, leaves, trace
+from ..graph import BN_TYPES, LINEAR_TYPES, Traced, leaves, trace
 from .operations import Between
 from .rules import ActivationRule, LinearRule
 

@@ -23,7 +23,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from .graph import RESHAPE_OPS
+from ..graph import RESHAPE_OPS
 from .rules import ActivationRule, LinearRule
 
 ADD_OPS = {"add", "__add__", "__radd__", "__iadd__", "add_"}

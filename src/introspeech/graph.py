@@ -1,6 +1,8 @@
 """What one forward pass of a model does: the leaf modules in execution order, which BatchNorm can
 be folded into the layer before it, whether the leaves form a plain chain, and the frame geometry
-of the output along the last (time) axis.
+(receptive field, stride, offset along the last, time, axis) of the output and of every module's
+output. `FrameGeometry` is the one geometry type of introspeech (the built-in model computes it
+from its config, any other model gets it here).
 
 Everything is recorded by hooks on the leaf modules and by a `TorchFunctionMode` that sees the
 operations written between modules (a residual ``x + y``, a functional ``F.relu``), so graphs that
@@ -40,14 +42,19 @@ RESHAPE_OPS = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze"
 
 @dataclass(frozen=True)
 class FrameGeometry:
-    """Output frame t looks at input frames ``[t*stride + offset, t*stride + offset + rf)``."""
+    """Frame t looks at input frames ``[t*stride + offset, t*stride + offset + rf)``.
+
+    ``offset`` is negative at the utterance start (zero padding); `window` clips to the input when
+    its length is given."""
 
     rf: int
     stride: int
     offset: int
 
-    def window(self, t: int, n_input: int) -> tuple[int, int]:
+    def window(self, t: int, n_input: int | None = None) -> tuple[int, int]:
         a = t * self.stride + self.offset
+        if n_input is None:
+            return a, a + self.rf
         return max(a, 0), min(a + self.rf, n_input)
 
     @property
@@ -78,6 +85,8 @@ class Traced:
     geometry: FrameGeometry | None = None
     not_local: str = ""  # why the output has no frame geometry
     operations: list[str] = field(default_factory=list)  # operations between modules on traced tensors
+    modules: dict[str, tuple[FrameGeometry | None, tuple[int, ...]]] = field(default_factory=dict)
+    """Every module that ran (leaves and containers): its output's geometry (None: not local) and shape."""
 
     def frame_geometry(self) -> FrameGeometry:
         if self.geometry is None:
@@ -213,6 +222,14 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
     last: list = [x, True]  # previous leaf output, chain so far
     handles = []
 
+    seen: dict[str, tuple[FrameGeometry | None, tuple[int, ...]]] = {}
+
+    def container(name):
+        def fn(m, inp, out):
+            if isinstance(out, torch.Tensor) and name:
+                seen[name] = (s.geo.get(id(out)), tuple(out.shape))
+        return fn
+
     def pre(m, inp):
         s.depth += 1
         for t in inp:
@@ -232,6 +249,7 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
                 produced[id(out)] = name
             if isinstance(out, torch.Tensor):
                 src = s.geo.get(id(inp[0]), None) if inp and s.known(inp[0]) else None
+                seen_later.append((name, out))
                 if inp and s.known(inp[0]) and src is None:
                     s.set(out, None, s.why[id(inp[0])])
                 elif src is not None:
@@ -241,17 +259,24 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
                     s.set(out, None, f"layer {name!r} does not take the traced input")
         return fn
 
+    seen_later: list[tuple[str, torch.Tensor]] = []
+    leaf_names = {name for name, _ in leaves(model)}
     try:
         for name, m in leaves(model):
             handles.append(m.register_forward_pre_hook(pre))
             handles.append(m.register_forward_hook(post(name)))
+        for name, m in model.named_modules():
+            if name not in leaf_names:
+                handles.append(m.register_forward_hook(container(name)))
         with torch.no_grad(), _Recorder(s):
             final = model(x)
     finally:
         for h in handles:
             h.remove()
+    for name, out in seen_later:
+        seen[name] = (s.geo.get(id(out)), tuple(out.shape))
     folded = {bn: produced[src] for bn, src in pending if s.uses.get(src, 0) == 1 and src != id(final)}
     geo = s.geo.get(id(final)) if isinstance(final, torch.Tensor) else None
     why = s.why.get(id(final), "the output is not a tensor computed from the input")
     chain = bool(order) and last[1] and final is last[0] and not s.ops
-    return Traced(order, folded, chain, geo, "" if geo is not None else why, s.ops)
+    return Traced(order, folded, chain, geo, "" if geo is not None else why, s.ops, seen)
