@@ -128,7 +128,7 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
             net(x)
 
     def capture_floor(x):  # the forward with hooks and every layer copied time-major: no sums at all
-        acts, _ = capture(net, layout.layers, x)
+        acts, _ = capture(net, layout, x)
         for name in layout.layers:
             np.ascontiguousarray(acts[name][0].numpy().T)
 

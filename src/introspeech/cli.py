@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
+
+from .errors import InputError
+
+
+class _Commands(TyperGroup):
+    """Errors about the user's files, arguments or models end the command with one line and status 2
+    (``--debug`` or INTROSPEECH_DEBUG=1: the traceback); internal errors keep their traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as e:
+            if os.environ.get("INTROSPEECH_DEBUG"):
+                raise
+            typer.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
 
 app = typer.Typer(help="introspeech: look inside convolutional speech recognizers (and any PyTorch model).",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=_Commands)
 
 
 @app.callback()
-def _root() -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the traceback of errors about your input.")) -> None:
     """Every command defaults to the built-in model and corpus when --model/--corpus are omitted."""
+    if debug:
+        os.environ["INTROSPEECH_DEBUG"] = "1"
 
 
 def _progress(desc: str):
@@ -51,6 +72,46 @@ def synth(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+_MODEL_FACTORY = typer.Option(None, "--model-factory", help="Your own model: MODULE:FUNCTION returning the nn.Module "
+                              "(importable from the working directory or PYTHONPATH), instead of --model.")
+_WEIGHTS = typer.Option(None, "--weights", help="With --model-factory: weights as FILE.safetensors (never a pickle).")
+_ALPHABET = typer.Option(None, "--alphabet", help="With --model-factory: output symbols as a string or JSON list, blank "
+                         "'<b>' (default: the built-in 29, blank last).")
+_FEATURES = typer.Option(None, "--features", help="With --model-factory: feature preset name or JSON FeatureConfig "
+                         "(default: the built-in model's).")
+
+
+def _description(model, factory=None, weights=None, alphabet=None, features=None, layers=None):
+    from .models.loading import load_description
+
+    return load_description(model, factory, weights, alphabet, features, layers)
+
+
+@app.command()
+def layers(
+    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET,
+    features: str = _FEATURES,
+    as_json: bool = typer.Option(False, "--json", help="Print the layers as JSON."),
+) -> None:
+    """The layers an analysis profiles: module paths, channels and receptive fields (in input frames)."""
+    desc = _description(model, model_factory, weights, alphabet, features)
+    rows = [{"name": layer.name, "path": layer.path or "(output)", "channels": layer.channels,
+             **({"rf": layer.geometry.rf, "stride": layer.geometry.stride, "offset": layer.geometry.offset}
+                if layer.geometry else {})} for layer in desc.layers]
+    if as_json:
+        typer.echo(json.dumps({"model": desc.name, "output": desc.output.kind, "layers": rows}))
+        return
+    rate = desc.features.frame_rate if desc.features else None
+    typer.echo(f"{desc.name}: {desc.output.kind} output over {len(desc.output.alphabet)} symbols")
+    typer.echo(f"{'layer':<24}{'module path':<28}{'channels':>9}{'rf':>7}{'stride':>8}{'offset':>8}")
+    for r in rows:
+        rf = f"{r['rf']:>7}{r['stride']:>8}{r['offset']:>8}" if "rf" in r else ""
+        typer.echo(f"{r['name']:<24}{r['path']:<28}{r['channels']:>9}{rf}")
+    if rate and desc.layers and desc.layers[-1].geometry:
+        typer.echo(f"receptive field of the output: {desc.layers[-1].geometry.rf / rate:.2f} s")
 
 
 @app.command()
@@ -188,17 +249,19 @@ def demo(
     run_demo(out, corpus, model, log=lambda m: typer.echo(m, err=True))
 
 
-def _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot):
-    """Accumulate (or, with ``replot``, load) the sums of `introspeech.profiles` into OUT."""
+def _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot,
+                 own: dict | None = None):
+    """Accumulate (or, with ``replot``, load) the sums of `introspeech.profiles` into OUT; ``own``:
+    the --model-factory/--weights/--alphabet/--features options."""
     from .profiles import results
     from .profiles.engine import profile_corpus
 
     if replot:
         return results.load(out)
-    from .asr.checkpoint import load_model
     from .corpus.load import load_corpus
 
-    net, cfg, meta = load_model(model)
+    own = own or {}
+    desc = _description(model, own.get("factory"), own.get("weights"), own.get("alphabet"), own.get("features"))
     data = load_corpus(corpus)
     names = list(data) if splits == "all" else [s for s in splits.split(",") if s]
     for name in names:
@@ -206,10 +269,10 @@ def _profile_run(model, corpus, splits, out, settings, engine, workers, schedule
             raise typer.BadParameter(f"corpus has no split {name!r} (has {sorted(data)})", param_hint="--splits")
     utts = [u for name in names for u in data[name]]
     update, bar = _progress("profiles")
-    acc = profile_corpus(net, cfg, utts, settings, state_dir=out / "state", resume=resume, engine=engine,
+    acc = profile_corpus(desc, desc.features, utts, settings, state_dir=out / "state", resume=resume, engine=engine,
                          workers=workers, scheduler=scheduler, shard_size=save_every, progress=update)
     bar.close()
-    results.save(acc, out, meta.get("model"))
+    results.save(acc, out, desc.config or {k: str(v) for k, v in own.items() if v is not None})
     if acc.errors:
         typer.echo(f"{len(acc.errors)} utterances skipped; first: {acc.errors[0]}", err=True)
     return acc
@@ -249,6 +312,7 @@ def naps(
     gradient_adjusted: bool = typer.Option(False, "--gradient-adjusted", help="Also gradient-adjusted windowed NAPs."),
     engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
     resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS,
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """Neuron Activation Profiles of letters and phonemes in every layer, clustered and scored."""
     from .profiles import results
@@ -258,7 +322,8 @@ def naps(
 
     settings = _settings(ProfileSettings, groups=tuple(g for g in groups.split(",") if g), letters_from=letters_from,
                          nap_window=window, relevance="", gradient_adjusted=gradient_adjusted, threads=threads)
-    acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot)
+    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features}
+    acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot, own)
     summary = results.summary(acc, metric)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     write_report(out, [naps_section(acc, out, summary, metric=metric)], title="introspeech: neuron activation profiles")
@@ -273,6 +338,7 @@ def patterns(
     align_by: str = typer.Option("max", "--align-by", help="max or centre (of mass) of the summed |relevance|."),
     engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
     resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS,
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """Letter-specific input patterns: aligned windows averaged per letter (and phoneme), normalized."""
     from .profiles import results
@@ -281,7 +347,8 @@ def patterns(
     from .report.sections.profiles import patterns_section
 
     settings = _settings(ProfileSettings, pattern_window=window, relevance=method, align_by=align_by, threads=threads)
-    acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot)
+    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features}
+    acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot, own)
     summary = results.summary(acc)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     write_report(out, [patterns_section(acc, out, summary)], title="introspeech: letter patterns")

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..asr.model import Geometry, geometry
+from ..asr.model import Geometry
+from ..models.description import ModelDescription, describe
 from .labels import GROUPS
 
 KINDS = ("letters", "phonemes")
@@ -70,24 +71,31 @@ class ProfileSettings:
 
 @dataclass(frozen=True)
 class Layout:
-    """Shapes of the accumulators: the model's layers (name → channels and geometry)."""
+    """Shapes of the accumulators: the model's layers (name → module path, channels and geometry)."""
 
     layers: tuple[str, ...]
     channels: tuple[int, ...]
     geometry: tuple[Geometry, ...]
     n_mels: int
+    paths: tuple[str, ...] = ()  # module paths ("" = the model's output); default: the built-in model's
 
     def __post_init__(self) -> None:
         if not len(self.layers) == len(self.channels) == len(self.geometry) or len(set(self.layers)) != len(self.layers):
             raise ValueError(f"layout needs one channel count and geometry per distinct layer, got {self.layers}")
+        if not self.paths:
+            object.__setattr__(self, "paths", tuple(f"layers.{n}" for n in self.layers))
+        if len(self.paths) != len(self.layers):
+            raise ValueError("layout needs one module path per layer")
 
     @classmethod
-    def of(cls, model: nn.Module) -> Layout:
-        cfg = model.config
-        geo = geometry(cfg)
-        names = tuple(cfg.layer_names)  # layer1 … layerN, output
-        channels = tuple(s.channels for s in cfg.layers) + (cfg.n_symbols,)
-        return cls(names, channels, tuple(geo[n] for n in names), cfg.n_mels)
+    def of(cls, model: nn.Module | ModelDescription) -> Layout:
+        """The layout of a model description (a bare module is described first)."""
+        desc = model if isinstance(model, ModelDescription) else describe(model)
+        if any(layer.geometry is None for layer in desc.layers):
+            raise ValueError(f"{desc.name}: profiles of letters and phonemes need a model with a time axis")
+        return cls(tuple(layer.name for layer in desc.layers), tuple(layer.channels for layer in desc.layers),
+                   tuple(layer.geometry for layer in desc.layers), desc.input_channels,
+                   tuple(layer.path for layer in desc.layers))
 
     @property
     def output(self) -> Geometry:
@@ -135,17 +143,17 @@ def merge(into: dict[str, np.ndarray], part: dict[str, np.ndarray]) -> dict[str,
 
 
 class Capture:
-    """Forward hooks on the named blocks of ``model.layers``, registered once for many forward
+    """Forward hooks on the layers of a `Layout` (by module path), registered once for many forward
     passes (a context manager: the hooks are removed on exit, also after an exception)."""
 
-    def __init__(self, model: nn.Module, names: tuple[str, ...]):
-        self.model, self.names = model, names
+    def __init__(self, model: nn.Module, layout: Layout):
+        self.model, self.names, self.paths = model, layout.layers, layout.paths
         self.acts: dict[str, torch.Tensor] = {}
         self.handles: list = []
 
     def __enter__(self) -> Capture:
-        self.handles = [getattr(self.model.layers, n).register_forward_hook(
-            lambda _m, _i, o, n=n: self.acts.__setitem__(n, o)) for n in self.names]
+        self.handles = [self.model.get_submodule(p).register_forward_hook(
+            lambda _m, _i, o, n=n: self.acts.__setitem__(n, o)) for n, p in zip(self.names, self.paths)]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -160,8 +168,8 @@ class Capture:
         return self.acts, out
 
 
-def capture(model: nn.Module, names: tuple[str, ...], x: torch.Tensor,
+def capture(model: nn.Module, layout: Layout, x: torch.Tensor,
             keep_graph: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Outputs of the named blocks of ``model.layers`` for input ``x`` (hooks removed afterwards)."""
-    with Capture(model, names) as cap:
+    """Outputs of the layout's layers for input ``x`` (hooks removed afterwards)."""
+    with Capture(model, layout) as cap:
         return cap(x, keep_graph)

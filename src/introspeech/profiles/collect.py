@@ -99,7 +99,7 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     ``hooks``: a `Capture` already registered on ``model`` (else one is made for this call)."""
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
     if hooks is None:
-        acts, out = capture(model, layout.layers, x, keep_graph=s.gradient_adjusted)
+        acts, out = capture(model, layout, x, keep_graph=s.gradient_adjusted)
     else:
         acts, out = hooks(x, keep_graph=s.gradient_adjusted)
     scores = out[0].detach()

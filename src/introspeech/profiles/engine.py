@@ -28,6 +28,8 @@ from ..audio import FeatureConfig
 from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
+from ..models.description import ModelDescription, describe
+from ..text import SYMBOLS
 from .accumulate import Capture, Layout, ProfileSettings, empty, merge
 from .collect import accumulate_utterance
 
@@ -73,7 +75,7 @@ def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, setting
     was = model.training
     model.eval()
     try:
-        with torch_threads(settings.threads), Capture(model, layout.layers) as hooks:
+        with torch_threads(settings.threads), Capture(model, layout) as hooks:
             for u in utts:
                 try:
                     feats = loader(u, features)
@@ -139,7 +141,7 @@ class State:
         os.replace(self.folder / "progress.tmp.json", self._json)
 
 
-def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utterance],
+def profile_corpus(model: nn.Module | ModelDescription, features: FeatureConfig, utts: list[Utterance],
                    settings: ProfileSettings = ProfileSettings(), state_dir: str | Path | None = None,
                    resume: bool = False, engine: str = "local", workers: int = 2, scheduler: str | None = None,
                    shard_size: int = 64, save_seconds: float = 0.0, max_shards: int | None = None,
@@ -148,12 +150,18 @@ def profile_corpus(model: nn.Module, features: FeatureConfig, utts: list[Utteran
 
     ``loader(utterance, features)`` gives normalized features (default: cached or computed from the
     audio); on Dask it must be picklable.
-    ``max_shards`` stops after that many shards of this call (a deterministic interruption)."""
+    ``max_shards`` stops after that many shards of this call (a deterministic interruption).
+    ``model``: a `ModelDescription` (any model), or a module (described by `models.describe`)."""
+    desc = model if isinstance(model, ModelDescription) else describe(model, features=features)
+    model = desc.module
+    if "letters" in settings.groups and desc.output.alphabet != SYMBOLS:
+        raise InputError(desc.name, "letter profiles use the built-in alphabet (29 symbols, blank last) for the "
+                                    "forced alignment; this model's alphabet differs (profile --groups phonemes)")
     if engine not in ("local", "dask"):
         raise ValueError(f"engine must be 'local' or 'dask', not {engine!r}")
     if shard_size < 1:
         raise ValueError("shard_size must be ≥ 1")
-    layout = Layout.of(model)
+    layout = Layout.of(desc)
     shards = [utts[i:i + shard_size] for i in range(0, len(utts), shard_size)]
     meta = {"format": STATE_FORMAT, "settings": settings.to_dict(), "corpus": fingerprint(utts),
             "shard_size": shard_size, "layers": list(layout.layers), "features": features.to_dict()}

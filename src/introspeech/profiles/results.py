@@ -140,6 +140,7 @@ def save(acc: Accumulated, folder: str | Path, model_config: dict | None = None)
     meta = {"format": FORMAT, "axes": AXES, "groups": {k: list(GROUPS[k]) for k in acc.settings.groups},
             "layers": list(acc.layout.layers), "channels": list(acc.layout.channels),
             "geometry": [[g.rf, g.stride, g.offset] for g in acc.layout.geometry], "n_mels": acc.layout.n_mels,
+            "paths": list(acc.layout.paths),
             "settings": acc.settings.to_dict(), "features": acc.features.to_dict(), "model": model_config,
             "utterances": acc.utterances, "errors": acc.errors}
     (folder / "profiles.json").write_text(json.dumps(meta, indent=1))
@@ -159,7 +160,7 @@ def load(folder: str | Path) -> Accumulated:
         arrays = {k: z[k] for k in z.files}
     try:
         layout = Layout(tuple(meta["layers"]), tuple(meta["channels"]), tuple(Geometry(*g) for g in meta["geometry"]),
-                        meta["n_mels"])
+                        meta["n_mels"], tuple(meta.get("paths", ())))
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(meta_path, f"inconsistent profile metadata ({e}); recompute without --replot") from None
     return Accumulated(arrays, layout, ProfileSettings.from_dict(meta["settings"]),

@@ -1,0 +1,1 @@
+"""Model descriptions any analysis accepts, and loading users ' own models."""

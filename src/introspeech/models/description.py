@@ -1,0 +1,163 @@
+"""The description of a model that every analysis accepts, in introspeech's terms.
+
+A `ModelDescription` holds the `nn.Module`, the layers to profile (module paths, channels and
+frame geometry), the output type (CTC over an alphabet with its blank, per-frame classes, or
+per-example classes), and the input front end (a `FeatureConfig`). The built-in Wav2Letter
+describes itself from its config; any other model is described by tracing one forward pass
+(`introspeech.graph.trace`): its layers default to every block output, its geometry is inferred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..audio import PRESETS as FEATURE_PRESETS
+from ..audio import FeatureConfig
+from ..errors import InputError
+from ..graph import FrameGeometry, trace
+from ..text import BLANK, SYMBOLS
+
+OUTPUT_KINDS = ("ctc", "frames", "classes")
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Hardtanh, nn.ReLU6)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What the scores mean: ``ctc`` (per frame, over ``alphabet`` with a ``blank``), ``frames``
+    (per-frame classes) or ``classes`` (one score vector per example)."""
+
+    kind: str = "ctc"
+    alphabet: tuple[str, ...] = SYMBOLS
+    blank: int | None = BLANK
+
+    def __post_init__(self) -> None:
+        if self.kind not in OUTPUT_KINDS:
+            raise ValueError(f"output kind must be one of {OUTPUT_KINDS}, not {self.kind!r}")
+        if self.kind == "ctc" and (self.blank is None or not 0 <= self.blank < len(self.alphabet)):
+            raise ValueError(f"a CTC output needs a blank index inside its alphabet of {len(self.alphabet)}")
+
+    @property
+    def letters(self) -> tuple[str, ...]:
+        """The symbols a CTC path can emit (the alphabet without the blank)."""
+        return tuple(s for i, s in enumerate(self.alphabet) if i != self.blank)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer to profile: a short name, its module path, channels and frame geometry (None for
+    models without a time axis)."""
+
+    name: str
+    path: str
+    channels: int
+    geometry: FrameGeometry | None
+
+
+@dataclass
+class ModelDescription:
+    module: nn.Module
+    layers: tuple[Layer, ...]
+    output: Output = field(default_factory=Output)
+    features: FeatureConfig | None = None
+    input_channels: int = 40
+    name: str = "model"
+    config: dict | None = None  # stored with results (the built-in model's config)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if name in (layer.name, layer.path):
+                return layer
+        raise ValueError(f"layer {name!r} is not described; layers: {[layer.name for layer in self.layers]}")
+
+    @property
+    def output_geometry(self) -> FrameGeometry:
+        g = self.layers[-1].geometry
+        if g is None:
+            raise ValueError(f"{self.name} has no frame geometry (its output is per example)")
+        return g
+
+
+def _is_leaf(m: nn.Module) -> bool:
+    return not any(True for _ in m.children())
+
+
+def _block_paths(model: nn.Module) -> list[str]:
+    """Every block output, in module order: containers (and the model itself) are opened; a custom
+    module is a block; in a container, a leaf ends a block when it is an activation or the last
+    child; a Sequential of leaves with one activation, at its end, is one block."""
+    def visit(m: nn.Module, prefix: str, root: bool) -> list[str]:
+        if _is_leaf(m) or not (root or isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))):
+            return [prefix]
+        children = list(m.named_children())
+        acts = [n for n, c in children if isinstance(c, ACTIVATIONS)]
+        if not root and all(_is_leaf(c) for _, c in children) and acts in ([], [children[-1][0]]):
+            return [prefix]
+        out = []
+        for n, c in children:
+            path = f"{prefix}.{n}" if prefix else n
+            if _is_leaf(c) and not isinstance(c, ACTIVATIONS) and n != children[-1][0]:
+                continue  # part of the block that the next activation (or the last child) ends
+            out += visit(c, path, False)
+        return out
+    return visit(model, "", True)
+
+
+def describe(module: nn.Module, example: torch.Tensor | None = None, layers: list[str] | None = None,
+             output: Output | None = None, features: FeatureConfig | None = None, name: str = "model") -> ModelDescription:
+    """Describe any model by tracing it on ``example`` (default: 2 s of features of ``features``).
+
+    ``layers``: module paths to profile (default: every block output, in execution order)."""
+    if hasattr(module, "config") and hasattr(module.config, "layer_names") and layers is None and example is None:
+        return describe_wav2letter(module, features, name)
+    features = features or FEATURE_PRESETS["default"]
+    if example is None:
+        example = torch.zeros(1, features.n_mels, 200, dtype=next(module.parameters()).dtype)
+    modes = {m: m.training for m in module.modules()}
+    try:
+        module.eval()
+        traced = trace(module, example)
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    with torch.no_grad():
+        was = module.training
+        module.eval()
+        try:
+            out = module(example)
+        finally:
+            module.train(was)
+    if output is None:
+        output = Output() if out.dim() == 3 else Output("classes", tuple(str(i) for i in range(out.shape[1])), None)
+    if out.dim() >= 2 and out.shape[1] != len(output.alphabet):
+        raise InputError(name, f"the model gives {out.shape[1]} scores per frame, its alphabet has "
+                               f"{len(output.alphabet)} symbols (pass --alphabet)")
+    paths = layers or _block_paths(module)
+    named = dict(module.named_modules())
+    result = []
+    for path in paths:
+        if path not in named:
+            raise InputError(name, f"no module {path!r}; modules: {[n for n in named if n][:12]}")
+        if path not in traced.modules:
+            raise InputError(name, f"module {path!r} did not run in the forward pass (or gave no tensor)")
+        geo, shape = traced.modules[path]
+        if out.dim() == 3 and geo is None:
+            raise InputError(name, f"module {path!r} has no frame geometry: {traced.not_local or 'not local in time'}")
+        result.append(Layer(path, path, int(shape[1]), geo if out.dim() == 3 else None))
+    if out.dim() == 3 and (not result or result[-1].geometry != traced.geometry or result[-1].channels != out.shape[1]):
+        result.append(Layer("output", "", int(out.shape[1]), traced.frame_geometry()))
+    return ModelDescription(module, tuple(result), output, features, int(example.shape[1]), name)
+
+
+def describe_wav2letter(model: nn.Module, features: FeatureConfig | None = None, name: str = "model") -> ModelDescription:
+    """The built-in recognizer, from its config: blocks ``layer1`` … ``layerN`` and ``output``."""
+    from ..asr.model import geometry
+
+    cfg = model.config
+    geo = geometry(cfg)
+    channels = tuple(s.channels for s in cfg.layers) + (cfg.n_symbols,)
+    layers = tuple(Layer(n, f"layers.{n}", c, geo[n]) for n, c in zip(cfg.layer_names, channels))
+    return ModelDescription(model, layers, Output(), features or FEATURE_PRESETS["default"], cfg.n_mels, name,
+                            cfg.to_dict())
