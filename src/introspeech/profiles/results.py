@@ -116,7 +116,8 @@ def findings(acc: Accumulated, scores: dict[str, dict]) -> dict:
                 "normalized_rms": float(np.sqrt(np.nanmean(norm[idx] ** 2))),
             }
         if "letters_aligned" in f:
-            f["alignment_contrast_ratio"] = f["letters_aligned"]["normalized_rms"] / f["letters_nominal"]["normalized_rms"]
+            nominal = f["letters_nominal"]["normalized_rms"]  # 0 when a single letter is ever emitted: no ratio
+            f["alignment_contrast_ratio"] = f["letters_aligned"]["normalized_rms"] / nominal if nominal > 0 else None
             hist = acc.arrays["shift/hist"]
             half = (hist.size - 1) // 2
             shifts = np.arange(-half, half + 1)

@@ -69,7 +69,7 @@ def patterns_section(acc: Accumulated, out_dir: Path, summary: dict, min_count: 
     for a, row in table:
         verdict.append(f"{a}: normalizing lowers the mean cosine similarity between letter patterns from "
                        f"{row['raw_mean_cosine']:.2f} to {row['normalized_mean_cosine']:.2f}.")
-    if "alignment_contrast_ratio" in f:
+    if f.get("alignment_contrast_ratio") is not None:
         r = f["alignment_contrast_ratio"]
         verdict.append(f"Aligned/nominal RMS of the normalized patterns = {r:.2f}: alignment "
                        + ("sharpens the patterns." if r > 1

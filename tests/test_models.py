@@ -1,0 +1,168 @@
+"""Model descriptions: the built-in model from its config and by tracing agree; users' models are
+described by tracing (block outputs, channels, geometry); loading a factory with safetensors
+weights; every bad argument is one clear line and status 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from typer.testing import CliRunner
+
+from introspeech.asr.model import build_model, geometry
+from introspeech.cli import app
+from introspeech.errors import InputError
+from introspeech.models.description import Output, describe
+from introspeech.models.loading import load_description, load_weights, parse_alphabet
+from introspeech.profiles import results as R
+from introspeech.profiles.accumulate import ProfileSettings
+from introspeech.profiles.engine import profile_corpus
+
+from .profiles_toy import FEATURES, expected_nap, planted_corpus, planted_model
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_builtin_model_traced_equals_its_config():
+    model = build_model("tiny").eval()
+    by_config = describe(model)
+    by_trace = describe(model, example=torch.zeros(1, 40, 120))
+    assert [layer.name for layer in by_config.layers] == model.config.layer_names
+    assert [layer.path for layer in by_trace.layers] == [f"layers.{n}" for n in model.config.layer_names]
+    geo = geometry(model.config)
+    for a, b, name in zip(by_config.layers, by_trace.layers, model.config.layer_names):
+        assert a.geometry == b.geometry == geo[name] and a.channels == b.channels
+
+
+def test_quartznet_blocks_and_receptive_fields():
+    sys.path.insert(0, str(ROOT))
+    from examples.quartznet import quartznet
+
+    d = describe(quartznet("micro").eval())
+    assert [layer.path for layer in d.layers] == ["prologue", "blocks.0", "blocks.1", "epilogue.3", "epilogue.6", "output"]
+    # micro: C1 k5 s2; blocks k5, k7 with R=2 depthwise convs; C2 k5 dilation 2
+    assert [layer.geometry.rf for layer in d.layers] == [5, 5 + 2 * 2 * 4, 21 + 2 * 2 * 6, 45 + 2 * 4 * 2, 61, 61]
+    assert all(layer.geometry.stride == 2 for layer in d.layers)
+
+
+class Foreign(nn.Module):
+    """The planted recognizer's layers under other names, with a residual branch that adds zero."""
+
+    def __init__(self, planted: nn.Module):
+        super().__init__()
+        self.body = planted.layers.layer1
+        self.zero = nn.Conv1d(planted.config.n_mels, planted.config.layers[0].channels, 1, bias=False)
+        nn.init.zeros_(self.zero.weight)
+        self.head = planted.layers.output
+
+    def forward(self, x):
+        return self.head(self.body(x) + self.zero(x))
+
+
+def test_profiles_of_a_foreign_model_equal_the_planted_values(tmp_path):
+    """A user's class (other attribute names, a residual add) profiled through its description."""
+    planted = planted_model()
+    utts = planted_corpus(tmp_path)
+    settings = ProfileSettings(relevance="", letters_from="prediction", nap_window=3, pattern_window=4)
+    ours = profile_corpus(planted, FEATURES, utts, settings)
+    desc = describe(Foreign(planted).eval(), features=FEATURES, layers=["body", "head"])
+    theirs = profile_corpus(desc, FEATURES, utts, settings)
+    assert theirs.layout.layers == ("body", "head") and theirs.layout.geometry == ours.layout.geometry
+    for key, value in ours.arrays.items():
+        other = key.replace("/layer1/", "/body/").replace("/output/", "/head/")
+        np.testing.assert_array_equal(theirs.arrays[other], value, err_msg=key)
+    nap = R.naps(theirs, "body", "phonemes")
+    from introspeech.profiles.labels import GROUPS
+
+    from .profiles_toy import PHONES
+    g = GROUPS["phonemes"].index(PHONES[0])
+    np.testing.assert_allclose(nap[g], expected_nap(0), atol=1e-6)
+
+
+def test_letters_with_another_alphabet_are_refused_by_name(tmp_path):
+    planted = planted_model()
+    desc = describe(Foreign(planted).eval(), features=FEATURES, layers=["body", "head"])
+    other = Output("ctc", tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ '<"), 28)
+    desc.output = other
+    with pytest.raises(InputError, match="letter profiles use the built-in alphabet"):
+        profile_corpus(desc, FEATURES, planted_corpus(tmp_path), ProfileSettings(relevance=""))
+
+
+def test_factory_with_safetensors_weights_round_trip(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from examples.quartznet import quartznet
+
+    torch.manual_seed(3)
+    net = quartznet("tiny")
+    save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
+    monkeypatch.chdir(ROOT)
+    desc = load_description(factory="examples.quartznet:quartznet", weights=tmp_path / "w.safetensors")
+    for k, v in net.state_dict().items():
+        assert torch.equal(desc.module.state_dict()[k], v)
+    assert not desc.module.training
+
+
+def _micro():
+    sys.path.insert(0, str(ROOT))
+    from examples.quartznet import quartznet
+
+    return quartznet("micro")
+
+
+def test_weights_that_do_not_fit_are_named(tmp_path):
+    net = _micro()
+    state = net.state_dict()
+    save_file({k: v for k, v in state.items() if "output" not in k}, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(InputError, match=r"missing \['output.bias', 'output.weight'\]"):
+        load_weights(net, tmp_path / "missing.safetensors")
+    bad = dict(state)
+    bad["output.weight"] = torch.zeros(3, 32, 1)
+    save_file(bad, str(tmp_path / "shape.safetensors"))
+    with pytest.raises(InputError, match=r"output.weight is \(3, 32, 1\) in the file"):
+        load_weights(net, tmp_path / "shape.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "shape.safetensors").read_bytes()[:100])
+    with pytest.raises(InputError, match="not a readable safetensors file"):
+        load_weights(net, tmp_path / "cut.safetensors")
+
+
+def test_alphabet_option():
+    assert parse_alphabet(None).blank == 28
+    out = parse_alphabet('["a", "b", "<b>", "c"]')
+    assert out.alphabet == ("a", "b", "<b>", "c") and out.blank == 2 and out.letters == ("a", "b", "c")
+    assert parse_alphabet("xyz").alphabet == ("x", "y", "z", "<b>")
+    with pytest.raises(InputError, match="--alphabet"):
+        parse_alphabet('["a", "a"]')
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model-factory", "nowhere"], "is not MODULE:FUNCTION"),
+    (["--model-factory", "examples.nothing:f"], "cannot import 'examples.nothing'"),
+    (["--model-factory", "examples.quartznet:missing"], "has no function 'missing'"),
+    (["--model-factory", "examples.quartznet:PRESETS"], "has no function 'PRESETS'"),
+    (["--model-factory", "examples.quartznet:quartznet", "--weights", "w.pt"], "pickles are refused"),
+    (["--model-factory", "examples.quartznet:quartznet", "--alphabet", "ab"], "its alphabet has 3 symbols"),
+    (["--weights", "w.safetensors"], "--weights: only with --model-factory"),
+    (["--model-factory", "examples.quartznet:quartznet", "--features", "{bad"], "--features: neither a preset"),
+])
+def test_bad_model_arguments_give_one_line_and_status_2(args, message, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    res = runner.invoke(app, ["layers", *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) <= 2
+
+
+def test_layers_command_lists_paths_and_receptive_fields(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    res = runner.invoke(app, ["layers", "--model-factory", "examples.quartznet:quartznet", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["layers"]
+    assert rows[0] == {"name": "prologue", "path": "prologue", "channels": 64, "rf": 11, "stride": 2, "offset": -5}
+    assert rows[-1]["rf"] == 211
