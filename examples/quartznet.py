@@ -67,3 +67,8 @@ class QuartzNet(nn.Module):
 def quartznet(preset: str = "tiny", n_mels: int = 40, n_symbols: int = 29) -> QuartzNet:
     """The factory ``--model-factory examples.quartznet:quartznet`` calls."""
     return QuartzNet(n_mels, n_symbols, preset)
+
+
+def micro() -> nn.Module:
+    """The smallest preset (tests)."""
+    return quartznet("micro")

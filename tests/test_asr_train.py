@@ -141,3 +141,30 @@ def test_extra_train_corpora_add_their_train_split(small_corpus, tmp_path):
     (extra / "train.jsonl").rename(extra / "other.jsonl")
     with pytest.raises((ValueError, InputError), match=str(extra)):
         prepare(small_corpus, dataclasses.replace(base, extra_train=[str(extra)]))
+
+
+@pytest.mark.parametrize("factory", ["examples.quartznet:micro", "examples.wav2letter:micro"])
+def test_training_a_users_model_from_its_factory(tiny_data, tmp_path, factory, monkeypatch):
+    """A QuartzNet-like and an unpadded Wav2Letter: CTC lengths measured, loss goes down, the weights
+    load back through --weights, and an interrupted run resumes exactly."""
+    from pathlib import Path
+
+    from introspeech.models.loading import load_description
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    data, valid, summary = tiny_data
+    cfg = TrainConfig(factory=factory, epochs=4, batch_frames=3000, warmup_steps=5, lr=3e-3, specaugment=False)
+    losses = []
+    train_arrays(data, valid[:2], summary, tmp_path / "full", cfg, progress=lambda p: losses.append(p["loss"]))
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    desc = load_description(factory=factory, weights=tmp_path / "full" / "model.safetensors")
+    assert desc.layers[-1].channels == 29
+    cut = dataclasses.replace(cfg, epochs=2)
+    train_arrays(data, [], summary, tmp_path / "a", cut)
+    train_arrays(data, [], summary, tmp_path / "b", cut, max_steps=5)
+    train_arrays(data, [], summary, tmp_path / "b", cut, resume=True)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "a" / "last.safetensors")), load_file(str(tmp_path / "b" / "last.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

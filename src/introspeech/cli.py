@@ -131,6 +131,8 @@ def train(
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda (checkpoints load on the CPU)."),
     extra_train: list[Path] = typer.Option([], "--extra-train", help="Another corpus whose train split is added "
                                            "(repeatable), e.g. one from `synth --accented`."),
+    model_factory: str = typer.Option(None, "--model-factory", help="Train your own model (MODULE:FUNCTION) instead "
+                                      "of a preset; weights go to OUT/model.safetensors (use them with --weights)."),
 ) -> None:
     """Train a Wav2Letter-style recognizer with CTC (checkpoints: safetensors + JSON)."""
     from tqdm import tqdm
@@ -139,7 +141,8 @@ def train(
     from .asr.train import train as run
 
     cfg = TrainConfig(preset=preset, epochs=epochs, batch_frames=batch_frames, lr=lr, seed=seed, specaugment=specaugment,
-                      vtlp=vtlp, init=str(init) if init else "", extra_train=[str(p) for p in extra_train])
+                      vtlp=vtlp, init=str(init) if init else "", extra_train=[str(p) for p in extra_train],
+                      factory=model_factory or "")
     bar = tqdm(unit="batch")
 
     def progress(p: dict) -> None:

@@ -280,3 +280,25 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
     why = s.why.get(id(final), "the output is not a tensor computed from the input")
     chain = bool(order) and last[1] and final is last[0] and not s.ops
     return Traced(order, folded, chain, geo, "" if geo is not None else why, s.ops, seen)
+
+
+def output_length_fn(model: nn.Module, channels: int, stride: int, dtype: torch.dtype = torch.float32,
+                     probes: tuple[int, ...] = (97, 98, 99, 100, 101, 150, 257, 400)):
+    """Output frames as a function of input frames, measured: n_out = ⌊(n + c) / stride⌋ + d fitted on
+    forward passes of probe lengths and checked on all of them (for CTC lengths of padded batches).
+    Raises when no such rule fits (the model is not a strided convolution stack)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            seen = {n: int(model(torch.zeros(1, channels, n, dtype=dtype)).shape[-1]) for n in probes}
+    finally:
+        model.train(was)
+    for c in range(stride):
+        d = seen[probes[0]] - (probes[0] + c) // stride
+        if all((n + c) // stride + d == m for n, m in seen.items()):
+            def length(n, c=c, d=d):
+                return torch.div(n + c, stride, rounding_mode="floor") + d if isinstance(n, torch.Tensor) \
+                    else (n + c) // stride + d
+            return length
+    raise ValueError(f"output lengths {seen} follow no rule n_out = (n + c) // {stride} + d")

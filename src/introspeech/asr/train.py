@@ -51,6 +51,7 @@ class TrainConfig:
     vtlp: float = 0.0  # max vocal-tract-length warp (e.g. 0.12: factors in [0.88, 1.12]); 0 = off
     init: str = ""  # start from this checkpoint's weights (fine-tuning); "" = random init
     extra_train: list[str] = dataclasses.field(default_factory=list)  # more corpora whose train split is added
+    factory: str = ""  # a user's model, MODULE:FUNCTION (instead of ``preset``); weights saved as OUT/model.safetensors
 
 
 def make_batches(lengths: list[int], batch_frames: int, generator: torch.Generator) -> list[list[int]]:
@@ -214,11 +215,19 @@ def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path,
     ``max_steps`` stops this call after that many optimizer steps (a deterministic interruption)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    features = feature_config_for(cfg.preset)
+    features = feature_config_for(cfg.preset) if not cfg.factory else FEATURE_PRESETS["default"]
     lengths = [f.shape[1] for f, _ in data]
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.preset, seed=cfg.seed).to(device)
-    if cfg.init:
+    if cfg.factory:
+        model, out_length = _factory_model(cfg, features, device)
+    else:
+        model = build_model(cfg.preset, seed=cfg.seed).to(device)
+        out_length = lambda n: output_length(model.config, n)  # noqa: E731
+    if cfg.init and cfg.factory:
+        from ..models.loading import load_weights
+
+        load_weights(model, cfg.init)
+    elif cfg.init:
         from .checkpoint import load_model
 
         start, start_features, _ = load_model(cfg.init, preset=cfg.preset)
@@ -230,18 +239,27 @@ def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path,
     state = {"step": 0, "epoch": 0, "batch": 0, "best_cer": None, "history": [], "train_seconds": 0.0,
              "audio_seconds": 0.0}
     if resume and (out / "last.json").is_file():
-        meta = read_meta(out / "last")
+        meta = json.loads((out / "last.json").read_text()) if cfg.factory else read_meta(out / "last")
         if meta["train"] != dataclasses.asdict(cfg):
             raise ValueError(f"{out / 'last.json'}: training settings differ from the interrupted run; "
                              "resume with the same settings")
-        tensors = read_tensors(out / "last")
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if cfg.factory:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(out / "last.safetensors")))
+            tensors = load_file(str(out / "last.state.safetensors"))
+        else:
+            tensors = read_tensors(out / "last")
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         _load_optimizer(opt, model, {k: v.to(device) for k, v in tensors.items()})
         state = meta["state"]
 
     def save(name: str, extra_tensors: bool) -> None:
         meta = {"train": dataclasses.asdict(cfg), "state": state, "corpus": corpus_summary}
-        save_checkpoint(out / name, model, features, meta, _optimizer_tensors(opt, model) if extra_tensors else None)
+        if cfg.factory:
+            save_foreign(out / name, model, features, meta, _optimizer_tensors(opt, model) if extra_tensors else None)
+        else:
+            save_checkpoint(out / name, model, features, meta, _optimizer_tensors(opt, model) if extra_tensors else None)
 
     t_start = time.perf_counter()
     start_step = state["step"]
@@ -265,7 +283,7 @@ def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path,
                 g["lr"] = lr_at(state["step"], total_steps, cfg)
             t0 = time.perf_counter()
             logp = F.log_softmax(model(x), dim=1).permute(2, 0, 1)  # (frames, batch, symbols)
-            loss = F.ctc_loss(logp, y.to(device), output_length(model.config, xl).to(device), yl.to(device),
+            loss = F.ctc_loss(logp, y.to(device), out_length(xl).to(device), yl.to(device),
                               blank=BLANK, zero_infinity=True)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -311,6 +329,35 @@ def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path,
         save("model", False)
     (out / "history.json").write_text(json.dumps(state["history"], indent=1))
     return {"state": state, "corpus": corpus_summary, "stopped_early": stopped}
+
+
+def _factory_model(cfg: TrainConfig, features: FeatureConfig, device: str):
+    """A user's model from its factory, and its output lengths (measured, `graph.output_length_fn`)."""
+    from ..graph import output_length_fn, trace
+    from ..models.loading import import_factory
+
+    model = import_factory(cfg.factory)()
+    example = torch.zeros(1, features.n_mels, 200)
+    geo = trace(model.eval(), example).frame_geometry()
+    return model.to(device), output_length_fn(model, features.n_mels, geo.stride)
+
+
+def save_foreign(path: Path, model: torch.nn.Module, features: FeatureConfig, meta: dict,
+                 tensors: dict[str, torch.Tensor] | None) -> None:
+    """A user's model: ``NAME.safetensors`` holds its own state dict (load it with --weights);
+    the resume state (optimizer) goes to ``NAME.state.safetensors``; ``NAME.json`` the settings."""
+    from safetensors.torch import save_file
+
+    data = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(data, str(path.with_suffix(".safetensors.tmp")))
+    path.with_suffix(".safetensors.tmp").replace(path.with_suffix(".safetensors"))
+    if tensors:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path.with_suffix(".state.tmp")))
+        path.with_suffix(".state.tmp").replace(path.with_suffix(".state.safetensors"))
+    info = {"format": "introspeech-foreign-model/1", "factory": meta["train"]["factory"], "features": features.to_dict(),
+            **meta}
+    path.with_suffix(".json.tmp").write_text(json.dumps(info, indent=1))
+    path.with_suffix(".json.tmp").replace(path.with_suffix(".json"))
 
 
 def feature_config_for(preset: str) -> FeatureConfig:
