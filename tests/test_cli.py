@@ -82,3 +82,22 @@ def test_pack_writes_the_builtin_split_readably(tmp_path):
     assert len(splits["heldout"]) == 80 and index["step"] == 0.25
     res = runner.invoke(app, ["pack", "--out", str(tmp_path / "x"), "--splits", "nosuch"])
     assert res.exit_code != 0 and "nosuch" in (res.output + str(res.exception))
+
+
+def test_a_users_model_through_transcribe_evaluate_and_naps(tmp_path, monkeypatch):
+    """The unpadded Wav2Letter layout (random weights) from its factory: utterances shorter than its
+    receptive field are skipped and named, everything else runs; naps writes the usual summary."""
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    own = ["--model-factory", "examples.wav2letter:micro"]
+    res = runner.invoke(app, ["evaluate", *own, "--splits", "test", "--json", "--out", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["splits"]["test"]["utterances"] > 100
+    res = runner.invoke(app, ["naps", *own, "--out", str(tmp_path / "naps"), "--splits", "test", "--window", "2"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "naps" / "summary.json").read_text())
+    builtin = runner.invoke(app, ["naps", "--out", str(tmp_path / "b"), "--splits", "test", "--window", "2"])
+    assert builtin.exit_code == 0
+    assert summary.keys() == json.loads((tmp_path / "b" / "summary.json").read_text()).keys()
+    assert list(summary["layers"])[0] == "acoustic_model.1"

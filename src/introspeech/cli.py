@@ -89,6 +89,18 @@ def _description(model, factory=None, weights=None, alphabet=None, features=None
     return load_description(model, factory, weights, alphabet, features, layers)
 
 
+def _recognizer(model, factory, weights, alphabet, features):
+    """A CTC recognizer over the built-in alphabet (transcripts are decoded and scored with it)."""
+    from .text import SYMBOLS
+
+    desc = _description(model, factory, weights, alphabet, features)
+    if desc.output.kind != "ctc" or desc.output.alphabet != SYMBOLS:
+        raise InputError("--alphabet", "transcribe and evaluate decode with the built-in alphabet (29 symbols, "
+                                       f"blank last); this model's output is {desc.output.kind} over "
+                                       f"{len(desc.output.alphabet)} symbols")
+    return desc.module, desc.features
+
+
 @app.command()
 def layers(
     model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
@@ -182,18 +194,17 @@ def pack(
 def transcribe(
     audio: list[Path] = typer.Argument(..., help="Audio files (any format soundfile reads; resampled to 16 kHz)."),
     model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """Print the greedy CTC transcript of each audio file."""
-    from .asr.checkpoint import load_model
     from .asr.evaluate import transcribe as run
-    from .audio import features
-    from .errors import InputError
+    from .audio import features as compute_features
 
-    net, cfg, _ = load_model(model)
+    net, cfg = _recognizer(model, model_factory, weights, alphabet, features)
     failed = 0
     for path in audio:
         try:
-            typer.echo(f"{path}\t{run(net, features(path, cfg))}")
+            typer.echo(f"{path}\t{run(net, compute_features(path, cfg))}")
         except InputError as e:
             failed += 1
             typer.echo(f"error: {e}", err=True)
@@ -210,13 +221,13 @@ def evaluate(
     out: Path = typer.Option(Path("out/evaluate.json"), "--out",
                              help="Write metrics and per-utterance results here (JSON)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"splits": {NAME: {"cer", "wer", "utterances"}}}.'),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """CER and WER per split (greedy CTC decoding)."""
-    from .asr.checkpoint import load_model
     from .asr.evaluate import evaluate_split
     from .corpus.load import load_corpus
 
-    net, cfg, _ = load_model(model)
+    net, cfg = _recognizer(model, model_factory, weights, alphabet, features)
     data = load_corpus(corpus)
     names = [s for s in splits.split(",") if s] or [s for s in data if s != "train"]
     result: dict = {"splits": {}}

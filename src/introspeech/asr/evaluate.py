@@ -27,6 +27,9 @@ def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor) -> torch.Tensor:
     model.eval()
     try:
         return model(x)[0].cpu()
+    except RuntimeError as e:  # e.g. an unpadded model on an input shorter than its receptive field
+        raise InputError("input", f"the model cannot run on these {x.shape[-1]} frames ({str(e).splitlines()[0]})") \
+            from None
     finally:
         model.train(was)
 
@@ -59,8 +62,10 @@ def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utteran
         try:
             hyp = transcribe(model, utterance_features(u, cfg))
         except InputError as e:
+            if e.source == "input":  # name the utterance's file
+                e = InputError(u.audio_path or u.id, str(e).removeprefix("input: "))
             if on_error is None:
-                raise
+                raise e from None
             on_error(u, e)
             continue
         refs.append(ref)

@@ -14,6 +14,7 @@ from torch import nn
 from ..asr.decode import forced_align_arrays, greedy_runs
 from ..asr.model import Geometry
 from ..corpus.utterance import Utterance
+from ..errors import InputError
 from ..text import normalize_text
 from .accumulate import KINDS, Capture, Layout, ProfileSettings, capture
 from .alignment import align_emissions
@@ -98,10 +99,14 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     """Add one utterance (normalized features ``(n_mels, time)``) to the accumulators ``acc``;
     ``hooks``: a `Capture` already registered on ``model`` (else one is made for this call)."""
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
-    if hooks is None:
-        acts, out = capture(model, layout, x, keep_graph=s.gradient_adjusted)
-    else:
-        acts, out = hooks(x, keep_graph=s.gradient_adjusted)
+    try:  # the forward pass comes before any sum, so a failure leaves the accumulators as they were
+        if hooks is None:
+            acts, out = capture(model, layout, x, keep_graph=s.gradient_adjusted)
+        else:
+            acts, out = hooks(x, keep_graph=s.gradient_adjusted)
+    except RuntimeError as e:  # e.g. an unpadded model on an input shorter than its receptive field
+        raise InputError(utt.audio_path or utt.id, f"the model cannot run on these {x.shape[-1]} frames "
+                                                   f"({str(e).splitlines()[0]})") from None
     scores = out[0].detach()
     rows = np.ascontiguousarray(feats.T, dtype=np.float32)  # (time, mel)
     kinds = _kinds(layout, s, utt, scores, frame_rate)
