@@ -72,7 +72,12 @@ def separation(acc: Accumulated, layer: str, kind: str) -> float:
     """η²: the share of the layer's activation variance (over all frames that have a group, summed
     over channels) that group membership explains: between-group / total sum of squares."""
     key = f"nap/{layer}/{kind}"
-    s, n, sq = acc.arrays[f"{key}/sum"], acc.arrays[f"{key}/count"], acc.arrays[f"{key}/sumsq"]
+    return eta_squared(acc.arrays[f"{key}/sum"], acc.arrays[f"{key}/count"], acc.arrays[f"{key}/sumsq"])
+
+
+def eta_squared(s: np.ndarray, n: np.ndarray, sq: np.ndarray) -> float:
+    """Between-group / total sum of squares from per-group sums ``(group, channel)``, group counts
+    and per-channel sums of squares (summed over channels)."""
     keep = n > 0
     total_n = n.sum()
     if total_n == 0:

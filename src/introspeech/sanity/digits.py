@@ -3,6 +3,8 @@ sanity checks (with true labels, and with permuted labels for data randomization
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -28,11 +30,12 @@ def digits(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tor
     return x[perm[:n]], y[perm[:n]], x[perm[n:]], y[perm[n:]]
 
 
-def train_digits(x: torch.Tensor, y: torch.Tensor, epochs: int = 40, seed: int = 0) -> DigitsCNN:
-    """Adam, mini-batches of 64, seeded; a few seconds on 2 cores."""
+def train_digits(x: torch.Tensor, y: torch.Tensor, epochs: int = 40, seed: int = 0,
+                 make: Callable[[], nn.Module] = DigitsCNN) -> nn.Module:
+    """Adam, mini-batches of 64, seeded; a few seconds on 2 cores. ``make``: the architecture."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DigitsCNN()
+        model = make()
         opt = torch.optim.Adam(model.parameters(), lr=2e-3)
         g = torch.Generator().manual_seed(seed)
         for _ in range(epochs):
