@@ -223,6 +223,12 @@ def train_arrays(data: list, valid: list, corpus_summary: dict, out: str | Path,
     else:
         model = build_model(cfg.preset, seed=cfg.seed).to(device)
         out_length = lambda n: output_length(model.config, n)  # noqa: E731
+    if cfg.factory:  # an unpadded model cannot take utterances shorter than its receptive field
+        keep = [int(out_length(f.shape[1])) >= max(1, len(y)) for f, y in data]
+        data = [d for d, k in zip(data, keep) if k]
+        lengths = [f.shape[1] for f, _ in data]
+        corpus_summary = {**corpus_summary, "too_short_for_the_model": len(keep) - sum(keep)}
+        valid = [(r, f) for r, f in valid if int(out_length(f.shape[1])) >= 1]
     if cfg.init and cfg.factory:
         from ..models.loading import load_weights
 
