@@ -35,6 +35,10 @@ class Wav2LetterCollobert(nn.Module):
             layers += [nn.Conv1d(c1 if i == 0 else cm, cm, 7), nn.ReLU()]
         layers += [nn.Conv1d(cm, cw, kw), nn.ReLU(), nn.Conv1d(cw, cw, 1), nn.ReLU(), nn.Conv1d(cw, n_symbols, 1)]
         self.acoustic_model = nn.Sequential(*layers)
+        for m in self.acoustic_model:  # He initialization: without BatchNorm the signal must not fade with depth
+            if isinstance(m, nn.Conv1d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, x):
         return self.acoustic_model(x)

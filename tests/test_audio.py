@@ -83,3 +83,18 @@ def test_mel_inversion_round_trip_is_close():
     n = min(a.shape[1], b.shape[1])
     convergence = np.linalg.norm(np.sqrt(a[:, :n]) - np.sqrt(b[:, :n])) / np.linalg.norm(np.sqrt(a[:, :n]))
     assert convergence < 0.35, convergence
+
+
+def test_features_are_the_same_bits_whatever_the_blas_threads():
+    """In-process runs (BLAS on every core) and Dask workers (one thread) must read the same features."""
+    from threadpoolctl import threadpool_limits
+
+    from introspeech.audio import features
+
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(16000 * 8)).astype(np.float32)
+    with threadpool_limits(limits=2, user_api="blas"):
+        a = features(wave)
+    with threadpool_limits(limits=1, user_api="blas"):
+        b = features(wave)
+    assert np.array_equal(a, b)

@@ -131,13 +131,24 @@ def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def mel_power(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Mel power spectrogram ``(n_mels, frames)`` with centered, Hann-windowed frames."""
+    """Mel power spectrogram ``(n_mels, frames)`` with centered, Hann-windowed frames.
+
+    The Mel projection runs on one BLAS thread: a multi-threaded product sums in a thread-dependent
+    order, and features must be the same bits in every process (in-process and Dask runs agree)."""
     import librosa
 
     spec = librosa.stft(np.asarray(wave, dtype=np.float32), n_fft=cfg.n_fft, hop_length=cfg.hop_length,
                         win_length=cfg.win_length, window="hann", center=True, pad_mode="constant")
-    return _mel_basis(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ (np.abs(spec) ** 2)
+    with _blas().limit(limits=1, user_api="blas"):
+        return _mel_basis(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ (np.abs(spec) ** 2)
 
 
 def log_mel(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
