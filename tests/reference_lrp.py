@@ -171,3 +171,12 @@ def reference_graph_lrp(net: nn.Sequential, x: torch.Tensor, select: torch.Tenso
         out = net(x.unsqueeze(0))[0]
     r = (out * select).flatten()
     return _back(list(net), x.unsqueeze(0), r, rule, kw).reshape(x.shape)
+
+
+def select(net: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
+    """One-hot of ``target`` shaped like the output of ``net`` for one input ``x`` (no batch dim)."""
+    with torch.no_grad():
+        out = net(x.unsqueeze(0))[0]
+    sel = torch.zeros_like(out)
+    sel[target] = 1
+    return sel

@@ -7,7 +7,7 @@ import torch
 from introspeech.attribution import AlphaBeta, Composite, Epsilon, Flat, Gamma, WSquare, ZBox, ZPlus, attribute
 
 from .nets import conv1d_net, conv2d_net, dense_net
-from .reference_lrp import reference_lrp
+from .reference_lrp import reference_lrp, select
 
 RULES = {
     "epsilon": (lambda: Epsilon(1e-9), {}),
@@ -26,13 +26,6 @@ NETS = [
 ]
 
 
-def _select(net, x, target):
-    out = net(x.unsqueeze(0))[0]
-    sel = torch.zeros_like(out)
-    sel[target] = 1
-    return sel
-
-
 @pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("name,make,shape,targets", NETS)
 def test_rule_matches_explicit_reference(rule, name, make, shape, targets):
@@ -43,7 +36,7 @@ def test_rule_matches_explicit_reference(rule, name, make, shape, targets):
     for target in targets:
         ours = attribute(net, x, target, "lrp", composite=Composite(conv=factory, dense=factory))
         for b in range(2):
-            ref = reference_lrp(net, x[b], _select(net, x[b], target), [rule.removesuffix("-positive")] * n_lin, **kw)
+            ref = reference_lrp(net, x[b], select(net, x[b], target), [rule.removesuffix("-positive")] * n_lin, **kw)
             torch.testing.assert_close(ours[b], ref, atol=1e-8, rtol=1e-6)
 
 
@@ -59,6 +52,6 @@ def test_zbox_first_layer_matches_reference(name, make, shape, targets):
     for target in targets:
         ours = attribute(net, x, target, "lrp", composite=comp)
         for b in range(2):
-            ref = reference_lrp(net, x[b], _select(net, x[b], target), ["zbox"] + ["epsilon"] * (n_lin - 1),
+            ref = reference_lrp(net, x[b], select(net, x[b], target), ["zbox"] + ["epsilon"] * (n_lin - 1),
                                 low=low, high=high)
             torch.testing.assert_close(ours[b], ref, atol=1e-8, rtol=1e-6)

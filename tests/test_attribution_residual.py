@@ -11,7 +11,7 @@ from introspeech.attribution import Composite, Epsilon, Gamma, ZPlus, attribute
 from introspeech.graph import trace
 
 from .nets import assert_same_state, model_state, quartznet_net, resnet2d_net, separable2d_net, zero_shift_bn
-from .reference_lrp import reference_graph_lrp
+from .reference_lrp import reference_graph_lrp, select
 
 NETS = [
     ("quartznet", lambda: quartznet_net(3), (6, 20), [(2, 3), (0, 9)]),
@@ -25,14 +25,6 @@ def _x(shape, b=2, seed=1):
     return torch.randn(b, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def _select(net, x, target):
-    with torch.no_grad():
-        out = net(x.unsqueeze(0))[0]
-    sel = torch.zeros_like(out)
-    sel[target] = 1
-    return sel
-
-
 @pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("name,make,shape,targets", NETS)
 def test_lrp_on_residual_nets_matches_explicit_reference(rule, name, make, shape, targets):
@@ -42,7 +34,7 @@ def test_lrp_on_residual_nets_matches_explicit_reference(rule, name, make, shape
     for target in targets:
         ours = attribute(net, x, target, "lrp", composite=comp)
         for b in range(2):
-            ref = reference_graph_lrp(net, x[b], _select(net, x[b], target), rule)
+            ref = reference_graph_lrp(net, x[b], select(net, x[b], target), rule)
             torch.testing.assert_close(ours[b], ref, atol=1e-8, rtol=1e-6)
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..graph import BN_TYPES, LINEAR_TYPES, Traced, leaves, trace
-from .operations import Between
+from .operations import ActivationFn, Between
 from .rules import ActivationRule, LinearRule
 
 POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
@@ -172,19 +172,6 @@ def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torc
     return total
 
 
-class _ActivationFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, out, rule):
-        ctx.save_for_backward(x)
-        ctx.rule = rule
-        return out.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return ctx.rule.backward(x, grad), None, None
-
-
 class _Bypass(torch.autograd.Function):
     """A folded BatchNorm: its output is the (already normalized) input, gradient passes."""
 
@@ -245,7 +232,7 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
             return (inp[0].clone(),) + tuple(inp[1:]) if getattr(mod, "inplace", False) else None
 
         def post(mod, inp, out):
-            return _ActivationFn.apply(stash.pop(), out.detach(), rule)
+            return ActivationFn.apply(stash.pop(), out.detach(), rule)
         return pre, post
 
     def enter(mod, inp):

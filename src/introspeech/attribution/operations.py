@@ -70,7 +70,9 @@ class _Pass(torch.autograd.Function):
         return grad, None
 
 
-class _Activation(torch.autograd.Function):
+class ActivationFn(torch.autograd.Function):
+    """The forward value of an activation; the backward applies an `ActivationRule` to the signal."""
+
     @staticmethod
     def forward(ctx, x, out, rule):
         ctx.save_for_backward(x)
@@ -111,7 +113,7 @@ class Between(TorchFunctionMode):
             return func(*args, **kwargs)
         if name in RELU_OPS and self.activation is not None:
             x = tensors[0]
-            return _Activation.apply(x, torch.relu(x.detach()), self.activation)
+            return ActivationFn.apply(x, torch.relu(x.detach()), self.activation)
         if not self.relevance and name in ADD_OPS | SCALE_OPS:
             return func(*args, **kwargs)  # guided backprop / deconvnet: the ordinary gradient of a linear operation
         if name in ADD_OPS and len(args) >= 2 and all(isinstance(a, torch.Tensor) and a.requires_grad
