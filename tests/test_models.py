@@ -166,3 +166,19 @@ def test_layers_command_lists_paths_and_receptive_fields(monkeypatch):
     rows = json.loads(res.output)["layers"]
     assert rows[0] == {"name": "prologue", "path": "prologue", "channels": 64, "rf": 11, "stride": 2, "offset": -5}
     assert rows[-1]["rf"] == 211
+
+
+def test_sanity_checks_on_a_users_model(tmp_path, monkeypatch):
+    """Speech examples cut to the traced receptive field, Grad-CAM's default layer, and the
+    permuted-transcript twin retrained through the factory."""
+    from introspeech.corpus.load import load_corpus
+    from introspeech.sanity.run import run_sanity
+
+    monkeypatch.chdir(ROOT)
+    desc = load_description(factory="examples.quartznet:micro")
+    utts = load_corpus(None)["test"][:12]
+    results, summary = run_sanity(desc, desc.features, utts, ["gradient", "lrp_epsilon", "grad_cam"], tmp_path,
+                                  examples=1, random_label_steps=2, image=False, independent=False)
+    assert set(summary["verdicts"]["speech"]) == {"gradient", "lrp_epsilon", "grad_cam"}
+    assert (tmp_path / "random_labels" / "last.safetensors").is_file()
+    assert [c["layer"] for c in results["speech"]["gradient"]["cascading"]][0] == "output"

@@ -409,9 +409,9 @@ def sanity(
     image: bool = typer.Option(True, "--image/--no-image", help="Also the digits CNN (trained by the command, seconds)."),
     independent: bool = typer.Option(True, "--independent/--no-independent", help="Also one-layer-at-a-time randomization."),
     seed: int = typer.Option(0, "--seed", help="Seed of the re-initializations and of the permutations."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """Sanity checks of every attribution method: parameter and data randomization (Adebayo et al.)."""
-    from .asr.checkpoint import load_model
     from .corpus.load import load_corpus
     from .report.html import write_report
     from .report.sections.sanity import sanity_section
@@ -422,11 +422,11 @@ def sanity(
     bad = [m for m in chosen if m not in METHODS]
     if bad:
         raise typer.BadParameter(f"unknown method(s) {bad}; choose from {list(METHODS)}", param_hint="--methods")
-    net, cfg, _ = load_model(model)
+    desc = _description(model, model_factory, weights, alphabet, features)
     data = load_corpus(corpus)
     if split not in data:
         raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
-    results, summary = run_sanity(net, cfg, data[split], chosen, out, examples, seed, random_label_steps, image,
+    results, summary = run_sanity(desc, desc.features, data[split], chosen, out, examples, seed, random_label_steps, image,
                                   independent, progress=lambda m: typer.echo(m, err=True))
     write_report(out, [sanity_section(results, out, n_examples=examples)], title="introspeech: sanity checks")
     typer.echo(json.dumps(summary["verdicts"], indent=1))

@@ -65,6 +65,7 @@ class ModelDescription:
     input_channels: int = 40
     name: str = "model"
     config: dict | None = None  # stored with results (the built-in model's config)
+    factory: str | None = None  # MODULE:FUNCTION of a user's model (what retrains its architecture)
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:

@@ -127,8 +127,10 @@ def load_description(model: str | Path | None = None, factory: str | None = None
     feats = parse_features(features)
     dtype = next(net.parameters()).dtype
     out = parse_alphabet(alphabet)
-    return describe(net, example=torch.zeros(1, feats.n_mels, 200, dtype=dtype), layers=layers, output=out,
+    desc = describe(net, example=torch.zeros(1, feats.n_mels, 200, dtype=dtype), layers=layers, output=out,
                     features=feats, name=factory)
+    desc.factory = factory
+    return desc
 
 
 __all__ = ["load_description", "import_factory", "load_weights", "parse_alphabet", "parse_features", "SYMBOLS"]

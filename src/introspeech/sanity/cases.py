@@ -3,6 +3,7 @@ copy trained on permuted labels (data randomization)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +11,22 @@ import torch
 from torch import nn
 
 from ..asr.decode import greedy_path
-from ..asr.model import geometry, output_length
 from ..attribution.hooks import preserved
 from ..audio import FeatureConfig
 from ..corpus.load import load_features
 from ..corpus.utterance import Utterance
+from ..models.description import ModelDescription, describe
 from ..text import encode, normalize_text
 from .check import Case
 from .digits import accuracy, digits, permuted, train_digits
 
 
-def _cropped_example(model: nn.Module, feats: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]] | None:
+def _cropped_example(desc: ModelDescription, feats: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]] | None:
     """The receptive field of the middle emitted letter (not a space) as input, and its target.
 
     A frame's score depends only on its receptive field, so attributing it on the cropped window
     is exact and several times cheaper than on the whole utterance."""
+    model = desc.module
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
     with preserved(model), torch.no_grad():
         s = model(x)[0]
@@ -32,25 +34,36 @@ def _cropped_example(model: nn.Module, feats: np.ndarray) -> tuple[torch.Tensor,
     if not em:
         return None
     e = em[len(em) // 2]
-    geo = geometry(model.config)["output"]
+    geo = desc.output_geometry
     a, b = geo.window(e.start, x.shape[2])
     crop = x[:, :, a:b]
     t = int(round((geo.centre(e.start) - a - geo.centre(0)) / geo.stride))
-    if not 0 <= t < output_length(model.config, b - a):
-        return None
     with preserved(model), torch.no_grad():
-        if not torch.allclose(model(crop)[0, e.symbol, t], s[e.symbol, e.start], atol=1e-4):
+        try:
+            scores = model(crop)[0]
+        except RuntimeError:  # an unpadded model on a window clipped at the utterance's edge
+            return None
+        if not 0 <= t < scores.shape[-1] or not torch.allclose(scores[e.symbol, t], s[e.symbol, e.start], atol=1e-4):
             return None  # the window was clipped in a way that changes the score: skip this example
     return crop, (e.symbol, t)
 
 
-def speech_case(model: nn.Module, cfg: FeatureConfig, utts: list[Utterance], n_examples: int = 4,
-                random_labels: nn.Module | None = None, cam_layer: str = "layer9") -> Case:
+def default_cam_layer(desc: ModelDescription) -> str:
+    """Grad-CAM's layer: the built-in model's ``layer9``, else the block two before the output."""
+    names = [layer.name for layer in desc.layers]
+    return "layer9" if "layer9" in names else desc.layers[max(0, len(desc.layers) - 3)].path
+
+
+def speech_case(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: list[Utterance], n_examples: int = 4,
+                random_labels: nn.Module | None = None, cam_layer: str | None = None) -> Case:
     """Examples: the middle letter of evenly spaced utterances, attributed on its receptive field."""
+    desc = model if isinstance(model, ModelDescription) else describe(model, features=cfg)
+    model = desc.module
+    cam_layer = cam_layer or default_cam_layer(desc)
     pick = [utts[int(i)] for i in np.linspace(0, len(utts) - 1, min(len(utts), 3 * n_examples))]
     inputs, targets = [], []
     for _, f in load_features(pick, cfg, on_error=lambda u, e: None):
-        ex = _cropped_example(model, f)
+        ex = _cropped_example(desc, f)
         if ex is not None:
             inputs.append(ex[0])
             targets.append(ex[1])
@@ -79,19 +92,31 @@ def image_case(n_examples: int = 8, seed: int = 0, epochs: int = 25) -> tuple[Ca
     return Case("image", model, inputs, targets, lambda m: m[0, 0].detach().double().numpy(), context, shuffled), info
 
 
-def random_label_speech_model(model: nn.Module, cfg: FeatureConfig, utts: list[Utterance], out: str | Path,
+def random_label_speech_model(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: list[Utterance], out: str | Path,
                               steps: int = 60, seed: int = 0) -> nn.Module:
     """The recognizer's architecture trained for ``steps`` CTC steps on transcripts shuffled across
     utterances (data randomization); cached in ``out`` (a finished run is loaded, not retrained)."""
-    from ..asr.checkpoint import load_model, read_meta
+    from ..asr.checkpoint import load_model
     from ..asr.train import TrainConfig, train_arrays
 
     out = Path(out)
-    tcfg = TrainConfig(preset=model.config.preset, epochs=1000, batch_frames=4000, lr=2e-3, warmup_steps=10,
-                       specaugment=False, seed=seed)
-    last = out / "last.json"
-    if last.is_file() and read_meta(out / "last")["state"]["step"] >= steps:
+    desc = model if isinstance(model, ModelDescription) else describe(model, features=cfg)
+    if desc.factory is None and desc.config is None:
+        raise ValueError(f"{desc.name}: data randomization retrains the architecture; it needs the built-in model "
+                         "or a model from --model-factory")
+    tcfg = TrainConfig(preset=desc.config["preset"] if desc.config else "default", epochs=1000, batch_frames=4000,
+                       lr=2e-3, warmup_steps=10, specaugment=False, seed=seed, factory=desc.factory or "")
+
+    def trained():
+        if desc.factory:
+            from ..models.loading import load_description
+
+            return load_description(factory=desc.factory, weights=out / "last.safetensors").module
         return load_model(out / "last")[0]
+
+    last = out / "last.json"
+    if last.is_file() and json.loads(last.read_text())["state"]["step"] >= steps:
+        return trained()
     texts = [normalize_text(u.text).text for u in utts]
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed + 1)).tolist()
     shuffled = {u.id: texts[order[k]] for k, u in enumerate(utts)}
@@ -99,4 +124,4 @@ def random_label_speech_model(model: nn.Module, cfg: FeatureConfig, utts: list[U
              if shuffled[u.id]]
     summary = {"note": "transcripts permuted across utterances (data randomization)", "utterances": len(pairs)}
     train_arrays(pairs, [], summary, out, tcfg, max_steps=steps, resume=last.is_file())
-    return load_model(out / "last")[0]
+    return trained()

@@ -11,12 +11,13 @@ from torch import nn
 
 from ..audio import FeatureConfig
 from ..corpus.utterance import Utterance
+from ..models.description import ModelDescription
 from .cases import image_case, random_label_speech_model, speech_case
 from .check import final_means, run_case, verdicts
 
 
-def run_sanity(model: nn.Module, cfg: FeatureConfig, utts: list[Utterance], methods: list[str], out: str | Path,
-               examples: int = 4, seed: int = 0, random_label_steps: int = 60, image: bool = True,
+def run_sanity(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: list[Utterance], methods: list[str],
+               out: str | Path, examples: int = 4, seed: int = 0, random_label_steps: int = 60, image: bool = True,
                independent: bool = True, progress: Callable[[str], None] | None = None,
                image_epochs: int = 25) -> tuple[dict, dict]:
     """Run the checks; returns (results per model, summary) and writes ``OUT/summary.json``.
