@@ -182,3 +182,15 @@ def test_sanity_checks_on_a_users_model(tmp_path, monkeypatch):
     assert set(summary["verdicts"]["speech"]) == {"gradient", "lrp_epsilon", "grad_cam"}
     assert (tmp_path / "random_labels" / "last.safetensors").is_file()
     assert [c["layer"] for c in results["speech"]["gradient"]["cascading"]][0] == "output"
+
+
+def test_featvis_on_a_users_model(tmp_path, monkeypatch):
+    """Letters and a channel of a block named by its module path, on the traced receptive field."""
+    monkeypatch.chdir(ROOT)
+    res = runner.invoke(app, ["featvis", "--model-factory", "examples.quartznet:micro", "--objective", "letter:s",
+                              "--objective", "channel:blocks.1:3", "--params", "direct", "--steps", "4",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["frames"] == 61  # the micro QuartzNet's receptive field
+    assert np.load(tmp_path / "channel_blocks_1_3_direct.npy").shape == (40, 61)

@@ -437,18 +437,17 @@ featvis_app = typer.Typer(help="Feature visualization: inputs that maximize lett
 app.add_typer(featvis_app, name="featvis")
 
 
-def _speech_data(model, corpus, split: str, window: int | None):
-    from .asr.checkpoint import load_model
-    from .asr.model import geometry
+def _speech_data(model, corpus, split: str, window: int | None, own: dict | None = None):
     from .corpus.load import load_corpus
     from .featvis.run import SpeechData
 
-    net, cfg, meta = load_model(model)
+    own = own or {}
+    desc = _description(model, own.get("factory"), own.get("weights"), own.get("alphabet"), own.get("features"))
     data = load_corpus(corpus)
     if split not in data:
         raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
-    rf = geometry(net.config)["output"].rf
-    return net, SpeechData(cfg, data[split], window or -(-rf // 4) * 4)
+    rf = desc.output_geometry.rf
+    return desc, SpeechData(desc.features, data[split], window or -(-rf // 4) * 4)
 
 
 def _default_prior(model: Path | None) -> Path:
@@ -472,6 +471,7 @@ def featvis(
                                "with --model, else out/featvis/prior, if present; needed for 'prior')."),
     steps: int = typer.Option(256, "--steps", help="Optimization steps."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same result."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """Optimize inputs for objectives (regularized and unregularized) and write them as audio."""
     if ctx.invoked_subcommand is not None:
@@ -491,7 +491,8 @@ def featvis(
     if learned is None and "prior" in params.split(","):
         typer.echo("no learned prior found: the 'prior' parameterization is skipped "
                    "(run `introspeech featvis train-prior`)", err=True)
-    net, data = _speech_data(model, corpus, split, learned.cfg.window if learned else None)
+    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features}
+    net, data = _speech_data(model, corpus, split, learned.cfg.window if learned else None, own)
     chosen = tuple(p for p in params.split(",") if p)
     bar = tqdm(total=len(objective) * len([p for p in chosen if p != "prior" or learned]), unit="run")
 
@@ -525,5 +526,5 @@ def train_prior_cmd(
     cfg = PriorConfig(n_mels=data.low.shape[0], window=data.windows.shape[-1])
     prior, info = train_prior(sample_windows(data.feats, cfg.window, windows, seed), cfg, steps, seed=seed)
     save_prior(prior, out or _default_prior(model), {"train": info, "features": data.cfg.to_dict(),
-                                                     "model_preset": net.config.preset})
+                                                     "model_preset": (net.config or {}).get("preset")})
     typer.echo(json.dumps(info, indent=1))

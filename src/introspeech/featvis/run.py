@@ -13,10 +13,10 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from ..asr.model import geometry, output_length
 from ..audio import FeatureConfig, corpus_stats, load_audio, log_mel, mel_to_audio
 from ..corpus.load import load_features
 from ..corpus.utterance import Utterance
+from ..models.description import ModelDescription, describe
 from .objectives import parse
 from .optimize import visualize
 from .prior import WindowPrior, naturalness, sample_windows
@@ -60,11 +60,19 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_") or "objective"
 
 
-def centre_frame(model: nn.Module, frames: int) -> int:
-    return int(output_length(model.config, frames)) // 2
+def centre_frame(model: nn.Module, frames: int, n_mels: int) -> int:
+    """The middle output frame of an input of ``frames`` frames (measured: any model)."""
+    p = next(model.parameters())
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return int(model(torch.zeros(1, n_mels, frames, dtype=p.dtype, device=p.device)).shape[-1]) // 2
+    finally:
+        model.train(was)
 
 
-def run_featvis(model: nn.Module, data: SpeechData, objectives: list[str], out: str | Path,
+def run_featvis(model: nn.Module | ModelDescription, data: SpeechData, objectives: list[str], out: str | Path,
                 params: tuple[str, ...] = ("direct", "fourier", "prior"), prior: WindowPrior | None = None,
                 steps: int = 256, seed: int = 0, write_audio: bool = True,
                 progress: Callable[[str], None] | None = None) -> dict:
@@ -72,10 +80,13 @@ def run_featvis(model: nn.Module, data: SpeechData, objectives: list[str], out: 
     per result an ``.npy`` input and a ``.wav``. A letter without ``@frame`` means the centre frame."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    frames = prior.cfg.window if prior is not None else geometry(model.config)["output"].rf
+    desc = model if isinstance(model, ModelDescription) else describe(model, features=data.cfg)
+    model = desc.module
+    frames = prior.cfg.window if prior is not None else desc.output_geometry.rf
+    centre = centre_frame(model, frames, data.low.shape[0])
     results: dict = {"frames": frames, "objectives": {}}
     for spec in objectives:
-        spec_c = re.sub(r"(letter:[a-z_'])(?![@\w])", lambda m: f"{m.group(1)}@{centre_frame(model, frames)}", spec)
+        spec_c = re.sub(r"(letter:[a-z_'])(?![@\w])", lambda m: f"{m.group(1)}@{centre}", spec)
         obj = parse(spec_c)
         row = {}
         for param in params:
