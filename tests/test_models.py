@@ -194,3 +194,20 @@ def test_featvis_on_a_users_model(tmp_path, monkeypatch):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["frames"] == 61  # the micro QuartzNet's receptive field
     assert np.load(tmp_path / "channel_blocks_1_3_direct.npy").shape == (40, 61)
+
+
+@pytest.mark.parametrize("factory", ["examples.quartznet:micro", "examples.wav2letter:micro"])
+def test_the_whole_report_on_a_users_model(tmp_path, monkeypatch, factory):
+    """demo --model-factory: recognizer, attribution (all frames), patterns, NAPs, featvis and sanity
+    sections for a residual QuartzNet and an unpadded Wav2Letter layout (random weights)."""
+    monkeypatch.chdir(ROOT)
+    res = runner.invoke(app, ["demo", "--model-factory", factory, "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "index.html").read_text()
+    for title in ("Speech recognizer", "Local introspection", "Letter patterns", "Neuron activation profiles",
+                  "Feature visualization", "Sanity checks"):
+        assert f"<h2>{title}</h2>" in html
+    summary = json.loads((tmp_path / "profiles" / "summary.json").read_text())
+    first = "prologue" if "quartznet" in factory else "acoustic_model.1"
+    assert list(summary["layers"])[0] == first
+    assert json.loads((tmp_path / "sanity" / "summary.json").read_text())["verdicts"]["speech"]

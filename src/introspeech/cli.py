@@ -89,15 +89,20 @@ def _description(model, factory=None, weights=None, alphabet=None, features=None
     return load_description(model, factory, weights, alphabet, features, layers)
 
 
-def _recognizer(model, factory, weights, alphabet, features):
+def _recognizer_description(model, factory, weights, alphabet, features):
     """A CTC recognizer over the built-in alphabet (transcripts are decoded and scored with it)."""
     from .text import SYMBOLS
 
     desc = _description(model, factory, weights, alphabet, features)
     if desc.output.kind != "ctc" or desc.output.alphabet != SYMBOLS:
-        raise InputError("--alphabet", "transcribe and evaluate decode with the built-in alphabet (29 symbols, "
+        raise InputError("--alphabet", "transcripts are decoded and scored with the built-in alphabet (29 symbols, "
                                        f"blank last); this model's output is {desc.output.kind} over "
                                        f"{len(desc.output.alphabet)} symbols")
+    return desc
+
+
+def _recognizer(model, factory, weights, alphabet, features):
+    desc = _recognizer_description(model, factory, weights, alphabet, features)
     return desc.module, desc.features
 
 
@@ -256,10 +261,13 @@ def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", help="Report folder (index.html and assets)."),
     corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
     model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
-    """Run every analysis on the built-in model and corpus and write an HTML report."""
+    """Run every analysis on the built-in model and corpus (or on your own model) and write an HTML report."""
     from .report.demo import run_demo
 
+    if model_factory is not None:
+        model = _recognizer_description(model, model_factory, weights, alphabet, features)
     run_demo(out, corpus, model, log=lambda m: typer.echo(m, err=True))
 
 

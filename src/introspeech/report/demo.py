@@ -11,6 +11,7 @@ from ..asr.checkpoint import load_model
 from ..audio import PRESETS
 from ..corpus.load import load_corpus, utterance_features
 from ..errors import InputError
+from ..models.description import ModelDescription, describe
 from .html import Section, write_report
 from .sections.asr import asr_section
 from .sections.attribution import attribution_section, corpus_bounds
@@ -48,7 +49,7 @@ def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None)
     results.save(acc, out / "profiles", meta.get("model"))
     summary = results.summary(acc)
     (out / "profiles" / "summary.json").write_text(json.dumps(summary, indent=1))
-    layers = [name for name in DEMO_NAP_LAYERS if name in acc.layout.layers]
+    layers = [name for name in DEMO_NAP_LAYERS if name in acc.layout.layers] or list(acc.layout.layers)
     return [patterns_section(acc, out, summary), naps_section(acc, out, summary, layers=layers)], acc
 
 
@@ -59,7 +60,6 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Sec
     """A prior trained on the corpus' windows (200 steps), then two letters × three parameterizations."""
     import numpy as np
 
-    from ..asr.model import geometry
     from ..featvis.prior import PriorConfig, sample_windows, train_prior
     from ..featvis.run import SpeechData, run_featvis
     from ..profiles import results as profile_results
@@ -67,7 +67,7 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Sec
     from .sections.featvis import featvis_section
 
     utts = splits.get("test") or next(iter(splits.values()))
-    window = -(-geometry(net.config)["output"].rf // 4) * 4
+    window = -(-net.output_geometry.rf // 4) * 4
     data = SpeechData(cfg, utts, window)
     prior, _ = train_prior(sample_windows(data.feats, window, 3000, 0), PriorConfig(cfg.n_mels, window), steps=200)
     folder = out / "featvis"
@@ -80,9 +80,10 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Sec
     return featvis_section(res, folder, out, patterns, data.audio, cfg.sample_rate, steps)
 
 
-def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str | Path | None = None,
+def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str | Path | ModelDescription | None = None,
              log: Callable[[str], None] = print) -> Path:
-    """Build the report into ``out_dir``; returns the path of ``index.html``."""
+    """Build the report into ``out_dir``; returns the path of ``index.html``. ``model``: a checkpoint
+    (default: the built-in model) or the description of any CTC model over the built-in alphabet."""
     out = Path(out_dir)
     t0 = time.perf_counter()
     say = log
@@ -94,7 +95,11 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
     log("corpus statistics and sample alignment")
     sections.append(corpus_section(splits, out, cfg, sample))
     try:
-        net, cfg, meta = load_model(model)
+        if isinstance(model, ModelDescription):
+            net, cfg, meta = model, model.features, {"model": {"factory": model.factory or model.name}}
+        else:
+            module, cfg, meta = load_model(model)
+            net = describe(module, features=cfg, name=str(model or "built-in model"))
     except InputError as e:
         if model is not None:
             raise

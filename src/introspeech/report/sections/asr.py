@@ -9,10 +9,10 @@ import torch
 
 from ...asr.decode import greedy_path
 from ...asr.evaluate import evaluate_split, scores
-from ...asr.model import Wav2Letter, geometry
 from ...audio import FeatureConfig
 from ...corpus.load import utterance_features
 from ...corpus.utterance import Utterance
+from ...models.description import ModelDescription, describe
 from ...text import SYMBOLS, normalize_text
 from ..figures import posteriors
 from ..html import Section, fragment
@@ -31,26 +31,29 @@ greedy CTC path emits each letter.</figcaption></figure>
 """
 
 
-def asr_section(model: Wav2Letter, cfg: FeatureConfig, meta: dict, splits: dict[str, list[Utterance]],
+def asr_section(desc: ModelDescription, cfg: FeatureConfig, meta: dict, splits: dict[str, list[Utterance]],
                 sample: Utterance, out_dir: Path, max_per_split: int = 0) -> tuple[Section, dict]:
     """Error rates per split and the sample's posteriors; returns the section and the metrics."""
     out_dir = Path(out_dir)
+    model = desc.module if isinstance(desc, ModelDescription) else desc
+    desc = desc if isinstance(desc, ModelDescription) else describe(model, features=cfg)
+    g = desc.output_geometry
     metrics = {}
     for name, utts in splits.items():
         metrics[name] = evaluate_split(model, cfg, utts[: max_per_split or None], on_error=lambda u, e: None)[0]
     s = scores(model, utterance_features(sample, cfg))
     lp = torch.log_softmax(s.double(), 0).numpy()
-    frame_s = model.config.layers[0].stride / cfg.frame_rate
+    frame_s = g.stride / cfg.frame_rate
     emitted = greedy_path(s)
     hyp = "".join(e.letter for e in emitted)
     image = posteriors(lp, list(SYMBOLS), frame_s, out_dir / "assets" / f"{sample.id}_posteriors.png",
                        title=f"{sample.id}: {hyp}",
                        letters=[((e.start + 0.5) * frame_s, e.letter) for e in emitted if e.letter != " "])
-    g = geometry(model.config)["output"]
     hist = meta.get("state", {}).get("history", [])
     training = (f"Trained {hist[-1]['epoch']} epochs on {meta.get('corpus', {}).get('train_hours', '?')} h "
                 f"(best validation CER {100 * meta['state']['best_cer']:.2f} %)." if hist else "")
-    html = fragment(TEMPLATE, preset=model.config.preset, n_params=sum(p.numel() for p in model.parameters()),
+    html = fragment(TEMPLATE, preset=(desc.config or {}).get("preset", desc.name),
+                    n_params=sum(p.numel() for p in model.parameters()),
                     rf=g.rf, rf_s=g.rf / cfg.frame_rate, stride=g.stride, training=training, metrics=metrics,
                     utt=sample, ref=normalize_text(sample.text).text, hyp=hyp,
                     image=image.relative_to(out_dir).as_posix())

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from ...asr.decode import greedy_path
-from ...asr.model import Wav2Letter, geometry
 from ...attribution import attribute, method
 from ...attribution.frames import FrameGeometry, attribute_frames
 from ...audio import FeatureConfig
 from ...corpus.load import utterance_features
 from ...corpus.utterance import Utterance
+from ...models.description import ModelDescription, describe
+from ...sanity.cases import default_cam_layer
 from ..figures import map_grid, relevance_over_time
 from ..html import Section, fragment
 
@@ -70,16 +71,18 @@ def corpus_bounds(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(lo)[:, None].double(), torch.from_numpy(hi)[:, None].double()
 
 
-def attribution_section(model: Wav2Letter, cfg: FeatureConfig, sample: Utterance, bounds, out_dir: Path,
-                        cam_layer: str = "layer9", n_letters: int = 4) -> Section:
+def attribution_section(desc: ModelDescription, cfg: FeatureConfig, sample: Utterance, bounds, out_dir: Path,
+                        cam_layer: str | None = None, n_letters: int = 4) -> Section:
     out_dir = Path(out_dir)
-    net = copy.deepcopy(model).double().eval()  # the caller's model stays float32
+    desc = desc if isinstance(desc, ModelDescription) else describe(desc, features=cfg)
+    cam_layer = cam_layer or default_cam_layer(desc)
+    net = copy.deepcopy(desc.module).double().eval()  # the caller's model stays as it is
     x = torch.from_numpy(utterance_features(sample, cfg)).double().unsqueeze(0)
     with torch.no_grad():
         s = net(x)[0]
     emitted = [e for e in greedy_path(s) if e.letter != " "]
     pick = [emitted[int(i)] for i in np.linspace(0, len(emitted) - 1, min(n_letters, len(emitted))).round()]
-    g = geometry(model.config)["output"]
+    g = desc.output_geometry
     low, high = bounds
     grid, extents = [], []
     for e in pick:
@@ -111,7 +114,6 @@ def attribution_section(model: Wav2Letter, cfg: FeatureConfig, sample: Utterance
     overview = relevance_over_time(rel, [e.letter for e in emitted], x.shape[2] / cfg.frame_rate,
                                    out_dir / "assets" / f"{sample.id}_relevance_over_time.png",
                                    title="LRP-ε relevance of every emitted letter")
-    model.float()
     html = fragment(TEMPLATE, rf=g.rf, cam_layer=cam_layer, grid=grid_png.relative_to(out_dir).as_posix(),
                     n_frames=len(frames), method="LRP-ε", seconds=seconds, deltas=deltas,
                     overview=overview.relative_to(out_dir).as_posix())
