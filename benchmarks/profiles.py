@@ -60,8 +60,8 @@ def overhead(repeats: int, quick: bool, chunk: int = 120) -> dict:
     """Paired timing: the corpus is cut into chunks, and each chunk runs plain inference and every
     variant back to back, ``repeats`` times; each (variant, chunk) keeps its fastest run. Machine
     speed here drifts by ±30 % within minutes, and pairing per chunk keeps the drift out of the ratios."""
-    from introspeech.profiles.accumulate import ProfileSettings
     from introspeech.profiles.engine import profile_corpus
+    from introspeech.profiles.settings import ProfileSettings
 
     net, cfg, utts, loader = _setup(None, ["test", "heldout"])
     if quick:
@@ -104,8 +104,10 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
     (``shard_size`` utterances a shard). Back-to-back pairs see the same machine speed."""
     import numpy as np
 
-    from introspeech.profiles.accumulate import Layout, ProfileSettings, capture, empty, merge
+    from introspeech.profiles.accumulators import empty, merge
+    from introspeech.profiles.capture import capture
     from introspeech.profiles.collect import accumulate_utterance
+    from introspeech.profiles.settings import Layout, ProfileSettings
 
     net, cfg, utts, loader = _setup(None, ["test", "heldout"])
     if quick:
@@ -171,8 +173,8 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
 
 
 def dask_scaling(corpus: str | None, quick: bool, shard_size: int = 64) -> dict:
-    from introspeech.profiles.accumulate import ProfileSettings
     from introspeech.profiles.engine import local_cluster, profile_corpus
+    from introspeech.profiles.settings import ProfileSettings
 
     net, cfg, utts, _ = _setup(corpus, ["test"])
     if quick:
@@ -202,7 +204,7 @@ CHILD = """
 import sys, torch
 from introspeech.asr.checkpoint import load_model
 from introspeech.corpus.load import load_corpus
-from introspeech.profiles.accumulate import ProfileSettings
+from introspeech.profiles.settings import ProfileSettings
 from introspeech.profiles.engine import profile_corpus
 net, cfg, _ = load_model()
 d = load_corpus()

@@ -21,8 +21,8 @@ from introspeech.errors import InputError
 from introspeech.models.description import Output, describe
 from introspeech.models.loading import load_description, load_weights, parse_alphabet
 from introspeech.profiles import results as R
-from introspeech.profiles.accumulate import ProfileSettings
 from introspeech.profiles.engine import profile_corpus
+from introspeech.profiles.settings import ProfileSettings
 
 from .profiles_toy import FEATURES, expected_nap, planted_corpus, planted_model
 

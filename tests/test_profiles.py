@@ -19,10 +19,10 @@ from introspeech.asr.model import LayerSpec, ModelConfig, Wav2Letter, geometry
 from introspeech.corpus.utterance import Segment
 from introspeech.errors import InputError
 from introspeech.profiles import results as R
-from introspeech.profiles.accumulate import ProfileSettings
 from introspeech.profiles.cluster import cluster_quality, tree
 from introspeech.profiles.engine import profile_corpus
 from introspeech.profiles.labels import GROUPS, centres, map_phones, phone_index
+from introspeech.profiles.settings import ProfileSettings
 from introspeech.text import LETTERS
 
 from .profiles_toy import FEATURES, PHONES, expected_nap, planted_corpus, planted_model

@@ -338,7 +338,7 @@ def naps(
 ) -> None:
     """Neuron Activation Profiles of letters and phonemes in every layer, clustered and scored."""
     from .profiles import results
-    from .profiles.accumulate import ProfileSettings
+    from .profiles.settings import ProfileSettings
     from .report.html import write_report
     from .report.sections.profiles import naps_section
 
@@ -364,7 +364,7 @@ def patterns(
 ) -> None:
     """Letter-specific input patterns: aligned windows averaged per letter (and phoneme), normalized."""
     from .profiles import results
-    from .profiles.accumulate import ProfileSettings
+    from .profiles.settings import ProfileSettings
     from .report.html import write_report
     from .report.sections.profiles import patterns_section
 

@@ -16,10 +16,12 @@ from ..asr.model import Geometry
 from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..text import normalize_text
-from .accumulate import KINDS, Capture, Layout, ProfileSettings, capture
+from .accumulators import add_total
 from .alignment import align_emissions
-from .kernels import accumulate_layer, add_windows, frame_targets
+from .capture import Capture, capture
+from .kernels import Labelling, accumulate_layer, add_windows, frame_targets
 from .labels import layer_frame, map_letters, map_phone_table, phone_table
+from .settings import KINDS, Layout, ProfileSettings
 
 
 def letter_runs(scores: torch.Tensor, text: str, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,13 +119,13 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
         key = (geo.centre(0), geo.stride, a.shape[0])
         if key not in per_geometry:
             per_geometry[key] = [_frame_labels(kinds.get(k), geo, a.shape[0], s.nap_window) for k in KINDS]
-        args = []
+        parts = []
         for kind, (labels, targets) in zip(KINDS, per_geometry[key]):
             nap, win = _kernel_accumulators(acc, name, kind)
-            args += [labels, *nap, *targets, *win]
-        accumulate_layer(a, *args)
+            parts.append(Labelling(labels, *nap, *targets, *win))
+        accumulate_layer(a, *parts)
     for kind, v in kinds.items():
-        acc["totals"][2 if kind == "letters" else 3] += len(v.groups)
+        add_total(acc, kind, len(v.groups))
     if "phonemes" in kinds:
         v = kinds["phonemes"]
         _windows(acc, "pattern/phonemes/aligned", rows, v.groups, np.rint(v.centre).astype(np.int64), s.pattern_window)
@@ -131,8 +133,8 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
         if s.gradient_adjusted and len(kinds["letters"].groups):
             _adjusted(acc, layout, s, acts, time_major, out, kinds["letters"].groups, kinds["letters"].centre)
         _letter_patterns(acc, model, layout, s, x, scores, rows)
-    acc["totals"][0] += 1
-    acc["totals"][1] += feats.shape[1]
+    add_total(acc, "utterances", 1)
+    add_total(acc, "input_frames", feats.shape[1])
 
 
 def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, rows) -> None:

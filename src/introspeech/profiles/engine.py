@@ -30,8 +30,10 @@ from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..models.description import ModelDescription, describe
 from ..text import SYMBOLS
-from .accumulate import Capture, Layout, ProfileSettings, empty, merge
+from .accumulators import empty, merge, total
+from .capture import Capture
 from .collect import accumulate_utterance
+from .settings import Layout, ProfileSettings
 
 STATE_FORMAT = "introspeech-profiles-state/1"
 
@@ -189,7 +191,7 @@ def profile_corpus(model: nn.Module | ModelDescription, features: FeatureConfig,
             last_save = time.perf_counter()
     if arrays is None:  # no shard ran (empty corpus, or nothing left to resume)
         arrays = empty(layout, settings)
-    return Accumulated(arrays, layout, settings, features, errors, int(arrays["totals"][0]))
+    return Accumulated(arrays, layout, settings, features, errors, total(arrays, "utterances"))
 
 
 def local_cluster(workers: int):

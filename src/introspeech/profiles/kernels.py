@@ -14,6 +14,8 @@ it is in cache.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -65,27 +67,40 @@ def _window_rows(a: np.ndarray, t: int, ptr: np.ndarray, wg: np.ndarray, wk: np.
             wsum[g, k, c] += np.float64(a[t, c])
 
 
+class Labelling(NamedTuple):
+    """One labelling's part of a layer's accumulation (letters or phonemes): the label of every frame
+    (-1: none), its NAP sums ``(groups, channels)``, per-channel sums of squares and group counts, the
+    window targets of `frame_targets` and the windowed sums ``(groups, offsets, channels)`` and counts."""
+
+    labels: np.ndarray
+    sums: np.ndarray
+    sumsq: np.ndarray
+    counts: np.ndarray
+    ptr: np.ndarray
+    window_groups: np.ndarray
+    window_offsets: np.ndarray
+    window_sums: np.ndarray
+    window_counts: np.ndarray
+
+
+@njit(inline="always", nogil=True)
+def _frame(a: np.ndarray, t: int, lab) -> None:
+    g = lab[0][t]
+    if g >= 0:
+        _nap_row(a, t, g, lab[1], lab[2], lab[3])
+    _window_rows(a, t, lab[4], lab[5], lab[6], lab[7], lab[8])
+
+
 @njit(cache=True, nogil=True)
-def accumulate_layer(a: np.ndarray,
-                     labels1: np.ndarray, sums1: np.ndarray, sumsq1: np.ndarray, counts1: np.ndarray,
-                     ptr1: np.ndarray, wg1: np.ndarray, wk1: np.ndarray, wsum1: np.ndarray, wcount1: np.ndarray,
-                     labels2: np.ndarray, sums2: np.ndarray, sumsq2: np.ndarray, counts2: np.ndarray,
-                     ptr2: np.ndarray, wg2: np.ndarray, wk2: np.ndarray, wsum2: np.ndarray, wcount2: np.ndarray
-                     ) -> None:
+def accumulate_layer(a: np.ndarray, first: Labelling, second: Labelling) -> None:
     """One layer's activations ``a`` ``(time, channels)`` into two labellings' sums (letters and
-    phonemes), frame by frame. Per labelling k: frame t with ``g = labels_k[t] ≥ 0`` adds
-    ``a[t]`` to ``sums_k[g]`` (``(groups, channels)``), ``a[t]²`` to ``sumsq_k`` and 1 to
-    ``counts_k[g]``; and ``a[t]`` to ``wsum_k[g', o]`` for every window target (g', o) that
-    `frame_targets` lists for t (``ptr_k`` of length time+1; all zeros: no windows)."""
+    phonemes), frame by frame. Per labelling: frame t with ``g = labels[t] ≥ 0`` adds ``a[t]`` to
+    ``sums[g]``, ``a[t]²`` to ``sumsq`` and 1 to ``counts[g]``; and ``a[t]`` to ``window_sums[g', o]``
+    for every window target (g', o) that `frame_targets` lists for t (``ptr`` of length time+1;
+    all zeros: no windows)."""
     for t in range(a.shape[0]):
-        g = labels1[t]
-        if g >= 0:
-            _nap_row(a, t, g, sums1, sumsq1, counts1)
-        g = labels2[t]
-        if g >= 0:
-            _nap_row(a, t, g, sums2, sumsq2, counts2)
-        _window_rows(a, t, ptr1, wg1, wk1, wsum1, wcount1)
-        _window_rows(a, t, ptr2, wg2, wk2, wsum2, wcount2)
+        _frame(a, t, first)
+        _frame(a, t, second)
 
 
 @njit(cache=True, nogil=True)

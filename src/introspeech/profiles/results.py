@@ -15,10 +15,11 @@ import numpy as np
 from ..asr.model import Geometry
 from ..audio import FeatureConfig
 from ..errors import InputError
-from .accumulate import Layout, ProfileSettings
+from .accumulators import total
 from .cluster import cluster_quality, mean_pairwise_cosine
 from .engine import Accumulated
 from .labels import GROUPS
+from .settings import Layout, ProfileSettings
 
 FORMAT = "introspeech-profiles/1"
 AXES = {"nap/*/*/sum": ["group", "channel"], "nap/*/*/count": ["group"], "nap/*/*/sumsq": ["channel"],
@@ -182,5 +183,5 @@ def summary(acc: Accumulated, metric: str = "cosine") -> dict:
     scores = layer_scores(acc, metric)
     return {"layers": scores, "scores": {k: v.format(metric=metric) for k, v in SCORES.items()},
             "findings": findings(acc, scores), "utterances": acc.utterances,
-            "occurrences": {"letters": int(acc.arrays["totals"][2]), "phonemes": int(acc.arrays["totals"][3])},
+            "occurrences": {"letters": total(acc.arrays, "letters"), "phonemes": total(acc.arrays, "phonemes")},
             "errors": acc.errors}

@@ -40,8 +40,8 @@ def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None)
     import torch
 
     from ..profiles import results
-    from ..profiles.accumulate import ProfileSettings
     from ..profiles.engine import profile_corpus
+    from ..profiles.settings import ProfileSettings
 
     utts = splits.get("test") or next(iter(splits.values()))
     settings = ProfileSettings(threads=torch.get_num_threads())

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...profiles import results as R
+from ...profiles.accumulators import total
 from ...profiles.cluster import tree
 from ...profiles.engine import Accumulated
 from ...profiles.labels import GROUPS, group_label
@@ -87,7 +88,7 @@ def patterns_section(acc: Accumulated, out_dir: Path, summary: dict, min_count: 
             phones = pattern_grid([("normalized", norm[idx])], [GROUPS["phonemes"][i] for i in idx],
                                   out_dir / "figures" / "phoneme_patterns.png", ms).relative_to(out_dir)
     html = fragment(PATTERNS, half_ms=int(acc.settings.pattern_window * ms), n_letters=int(acc.arrays["shift/hist"].sum()),
-                    n_phones=int(acc.arrays["totals"][3]), n_utts=acc.utterances, method=acc.settings.relevance or "no",
+                    n_phones=total(acc.arrays, "phonemes"), n_utts=acc.utterances, method=acc.settings.relevance or "no",
                     align_by=acc.settings.align_by, grid=grid.relative_to(out_dir), rows=table, verdict=" ".join(verdict),
                     shift=shift, phones=phones)
     return Section("Letter patterns", html, [grid])
