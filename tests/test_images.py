@@ -81,3 +81,25 @@ def test_resnet_on_digits_is_described_profiled_and_explained():
                             return_convergence_delta=True)
     absorbed = sum(layer.bias + layer.stabilizer for layer in conservation(model, x[:4], y[:4], epsilon=1e-12))
     torch.testing.assert_close(delta, -absorbed, atol=1e-8, rtol=1e-6)
+
+
+def test_naps_on_the_digits_from_the_cli(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    model, _, _ = _resnet()
+    save_file(model.float().state_dict(), str(tmp_path / "w.safetensors"))
+    monkeypatch.chdir(ROOT)
+    res = CliRunner().invoke(app, ["naps", "--model-factory", "examples.resnet_digits:resnet", "--weights",
+                                   str(tmp_path / "w.safetensors"), "--corpus", "digits", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    import json
+
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert list(summary["layers"]) == ["stem", "layer1", "layer2", "fc"] and summary["examples"] == 360
+    assert summary["findings"]["best_layer_classes"] in summary["layers"]
+    assert (tmp_path / "o" / "figures" / "classes_fc.png").is_file() and (tmp_path / "o" / "index.html").is_file()
+    res = CliRunner().invoke(app, ["naps", "--corpus", "digits", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 2 and "give an image classifier with --model-factory" in res.output

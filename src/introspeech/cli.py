@@ -313,7 +313,8 @@ def _settings(cls, **kw):
 
 _PROFILE_OUT = typer.Option(..., "--out", help="Output folder: profiles.{npz,json}, summary.json, figures, index.html.")
 _MODEL = typer.Option(None, "--model", help="Checkpoint (default: the built-in model).")
-_CORPUS = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus).")
+_CORPUS = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus); naps also takes 'digits' "
+                       "(an image classifier from --model-factory on scikit-learn's digits).")
 _SPLITS = typer.Option("test", "--splits", help="Comma-separated splits, or 'all'.")
 _ENGINE = typer.Option("local", "--engine", help="local (in process) or dask.")
 _WORKERS = typer.Option(2, "--workers", help="Dask: worker processes of a local cluster.")
@@ -342,14 +343,43 @@ def naps(
     from .report.html import write_report
     from .report.sections.profiles import naps_section
 
+    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features}
+    if corpus is not None and str(corpus) == "digits":
+        return _class_naps(out, model, own, metric)
     settings = _settings(ProfileSettings, groups=tuple(g for g in groups.split(",") if g), letters_from=letters_from,
                          nap_window=window, relevance="", gradient_adjusted=gradient_adjusted, threads=threads)
-    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features}
     acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot, own)
     summary = results.summary(acc, metric)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     write_report(out, [naps_section(acc, out, summary, metric=metric)], title="introspeech: neuron activation profiles")
     typer.echo(json.dumps({k: summary[k] for k in ("findings", "utterances")}, indent=1))
+
+
+def _class_naps(out: Path, model, own: dict, metric: str) -> None:
+    """``naps --corpus digits``: class-conditional activation profiles of an image classifier on the
+    test split of scikit-learn's digits (``(N, 1, 8, 8)`` in [0, 1])."""
+    import numpy as np
+
+    from .models.description import Output
+    from .models.loading import load_description
+    from .profiles.images import class_profiles
+    from .report.html import write_report
+    from .report.sections.classes import class_profiles_section, class_summary
+    from .sanity.digits import digits
+
+    if own.get("factory") is None:
+        raise InputError("--corpus", "digits are images: give an image classifier with --model-factory")
+    _, _, x, y = digits(0)
+    desc = load_description(model, own["factory"], own.get("weights"), None, None, example=x[:1],
+                            output=Output("classes", tuple(str(i) for i in range(10)), None))
+    prof = class_profiles(desc, x.to(next(desc.module.parameters()).dtype), y)
+    summary = class_summary(prof, metric)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "profiles.npz", **{f"{layer}/{k}": v for layer, a in prof.arrays.items() for k, v in a.items()})
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_report(out, [class_profiles_section(prof, out, summary, metric)],
+                 title="introspeech: class activation profiles")
+    typer.echo(json.dumps({"findings": summary["findings"], "examples": summary["examples"]}, indent=1))
 
 
 @app.command()

@@ -97,9 +97,11 @@ def parse_features(text: str | None) -> FeatureConfig:
 
 def load_description(model: str | Path | None = None, factory: str | None = None, weights: str | Path | None = None,
                      alphabet: str | None = None, features: str | None = None,
-                     layers: list[str] | None = None) -> ModelDescription:
+                     layers: list[str] | None = None, example: torch.Tensor | None = None,
+                     output: Output | None = None) -> ModelDescription:
     """The model an analysis runs on, described: ``--model`` (an introspeech checkpoint, default the
-    built-in model) or ``--model-factory`` with ``--weights``, ``--alphabet`` and ``--features``."""
+    built-in model) or ``--model-factory`` with ``--weights``, ``--alphabet`` and ``--features``.
+    ``example`` / ``output``: an input and the output type for models that are not speech recognizers."""
     from ..asr.checkpoint import load_model
 
     if factory is None:
@@ -126,9 +128,9 @@ def load_description(model: str | Path | None = None, factory: str | None = None
     net.eval()
     feats = parse_features(features)
     dtype = next(net.parameters()).dtype
-    out = parse_alphabet(alphabet)
-    desc = describe(net, example=torch.zeros(1, feats.n_mels, 200, dtype=dtype), layers=layers, output=out,
-                    features=feats, name=factory)
+    out = output or parse_alphabet(alphabet)
+    example = torch.zeros(1, feats.n_mels, 200, dtype=dtype) if example is None else example.to(dtype)
+    desc = describe(net, example=example, layers=layers, output=out, features=feats, name=factory)
     desc.factory = factory
     return desc
 

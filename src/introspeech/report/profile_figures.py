@@ -66,6 +66,8 @@ def quality_plot(scores: dict[str, dict], path: Path) -> Path:
     x = np.arange(len(layers))
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers)), 3.4))
     series = [("letters_eta2", "letters: η² (variance explained by the letter)", "tab:red"),
+              ("classes_eta2", "classes: η² (variance of the per-example channel means explained by the class)",
+               "tab:purple"),
               ("phonemes_eta2", "phonemes: η²", "tab:blue"),
               ("phonemes_silhouette", "phoneme NAPs: silhouette of manner categories", "tab:green"),
               ("phonemes_ari", "phoneme NAPs: ARI of tree cut vs categories", "tab:olive")]
