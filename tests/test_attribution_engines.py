@@ -169,3 +169,11 @@ def test_readme_method_table_is_generated_from_the_definitions():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert method_table() in readme
+
+
+def test_explicit_classes_must_match_the_output_frames():
+    net, x, *_ = _case("strided-bn", "gradient")
+    n = net(x).shape[-1]
+    for engine in ("cone", "colour", "auto"):
+        with pytest.raises(ValueError, match="one per output frame"):
+            attribute_frames(net, x, [0], torch.zeros(n + 3, dtype=torch.long), "gradient", engine=engine)

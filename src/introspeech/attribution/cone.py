@@ -25,7 +25,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from ..graph import _window_padding, leaves, trace
+from ..graph import _window_padding, leaves
 from .hooks import Backward, affine_params, folded_params
 from .methods import Plan
 from .operations import ADD_OPS, PASS_OPS, RELU_OPS
@@ -151,12 +151,24 @@ def _norms(rule: LinearRule, h, w, b, conv) -> list:
     return out
 
 
-def build(nodes: list[Node], spec: Backward, traced) -> list[Step]:
+def gradient_folds(nodes: list[Node], out_key: int) -> dict[str, str]:
+    """Conv name → the BatchNorm that alone consumes its output (the condition `graph.trace` applies):
+    for a gradient, folding such a BatchNorm's scale into the weights is the same linear map."""
+    uses: dict[int, int] = {}
+    for node in nodes:
+        for k in node.inputs:
+            uses[k] = uses.get(k, 0) + 1
+    conv_of = {node.output: node.name for node in nodes if node.kind == "conv"}
+    return {conv_of[n.inputs[0]]: n.name for n in nodes if n.kind == "bn" and n.inputs[0] in conv_of
+            and uses[n.inputs[0]] == 1 and n.inputs[0] != out_key}
+
+
+def build(nodes: list[Node], spec: Backward, out_key: int) -> list[Step]:
     """Steps in execution order; BatchNorms folded as ``spec`` folds them (for gradients: always,
     the gradient through an eval-mode BatchNorm being its scale)."""
-    folds = spec.folds() if spec.relevance else {lin: bn for bn, lin in traced.folded.items()}
+    folds = spec.folds() if spec.relevance else gradient_folds(nodes, out_key)
     folded_bns = set(folds.values())
-    modules = dict(traced.order)
+    modules = {node.name: node.module for node in nodes if node.module is not None}
     steps = []
     with torch.no_grad():
         for node in nodes:
@@ -316,13 +328,14 @@ def cone_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torch.T
     """`attribute_frames` on the cone engine (see the module docstring); ``chunk`` frames per step."""
     if x.dim() != 3:
         raise NotCone("the cone engine needs (batch, channels, time) inputs")
-    traced = plan.backward.traced or trace(model, x)
     frames = torch.as_tensor(todo, device=x.device)
     n_in = x.shape[-1]
     total, starts = None, None
     for k_point, point in enumerate(plan.points):
         nodes, out_key, out = record(model, point.input.detach())
-        steps = build(nodes, plan.backward, traced)
+        if out.dim() != 3 or out.shape[-1] != cls.shape[0]:
+            raise ValueError(f"classes must be one per output frame ({out.shape[-1]}), got {cls.shape[0]}")
+        steps = build(nodes, plan.backward, out_key)
         seeds = torch.zeros(len(todo), out.shape[1], dtype=x.dtype, device=x.device)
         seeds[torch.arange(len(todo)), cls[frames]] = out[0, cls[frames], frames] if plan.backward.relevance else 1.0
         parts, st = [], []

@@ -81,12 +81,15 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     x = inputs.detach()
     with preserved(model):
-        with torch.no_grad():
-            out = model(x)
-        if out.dim() != 3:
-            raise ValueError(f"attribute_frames needs (batch, classes, frames) outputs, the model gives {tuple(out.shape)}")
-        n_out = out.shape[2]
-        cls = out[0].argmax(0) if isinstance(classes, str) else torch.as_tensor(classes, device=out.device).long()
+        out = None
+        if isinstance(classes, str) or not spec.local:  # explicit classes: the local engines need no forward here
+            with torch.no_grad():
+                out = model(x)
+            if out.dim() != 3:
+                raise ValueError(f"attribute_frames needs (batch, classes, frames) outputs, the model gives "
+                                 f"{tuple(out.shape)}")
+        n_out = out.shape[2] if out is not None else len(classes)
+        cls = out[0].argmax(0) if isinstance(classes, str) else torch.as_tensor(classes, device=x.device).long()
         if cls.shape != (n_out,):
             raise ValueError(f"classes must be 'predicted' or one class per output frame ({n_out}), got {tuple(cls.shape)}")
         todo = list(range(n_out)) if isinstance(frames, str) else [int(t) for t in frames]
@@ -112,7 +115,12 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
                 if engine == "cone":
                     raise ValueError(f"engine='cone' cannot run this: {e}") from None
         geo = geometry or chain_geometry(model, x)
-        return _colored(model, x, todo, cls, plan, geo, chunk, progress)
+        if out is None:
+            with torch.no_grad():
+                out = model(x)
+            if out.shape[-1] != n_out:
+                raise ValueError(f"classes must be one per output frame ({out.shape[-1]}), got {n_out}")
+        return _colored(model, x, todo, cls, plan, geo, chunk, progress, out)
 
 
 def _nonlinear_why(spec: Method, opts: dict) -> str:

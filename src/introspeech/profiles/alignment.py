@@ -84,7 +84,7 @@ def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out
     if not method:
         return AlignedEmissions(symbol, frames, nominal, nominal)
     geo = FrameGeometry(out_geo.rf, out_geo.stride, out_geo.offset)
-    maps = attribute_frames(model, x, frames=frames.tolist(), classes="predicted", method=method, geometry=geo,
-                            **options)
+    maps = attribute_frames(model, x, frames=frames.tolist(), classes=scores.argmax(0), method=method, geometry=geo,
+                            **options)  # the classes of the scores given: no second forward pass
     aligned = np.array([evidence_frame(m.numpy(), by) for m in maps], dtype=np.int64)
     return AlignedEmissions(symbol, frames, nominal, aligned)
