@@ -62,3 +62,11 @@ def test_report_loads_in_headless_chromium(report):
         browser.close()
     assert not errors, errors
     assert (report.parent / "screenshot.png").stat().st_size > 10_000
+
+
+def test_values_that_do_not_apply_print_a_dash():
+    from introspeech.report.html import fragment
+
+    assert str(fragment("{{ '%.2f'|format(x) }}|{{ '%.1f'|format(y) }}|{{ '%d %s'|format(3, 'a') }}",
+                        x=float("nan"), y=None)) == "—|—|3 a"
+    assert str(fragment("{{ '%.2f'|format(x) }}", x=0.125)) == "0.12"

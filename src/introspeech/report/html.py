@@ -6,6 +6,7 @@ from its own autoescaped template) plus the files it wrote into the report folde
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,17 @@ from markupsafe import Markup
 
 _ENV = Environment(loader=PackageLoader("introspeech", "report/templates"),
                    autoescape=select_autoescape(default=True, default_for_string=True))
+NOT_APPLICABLE = "—"
+
+
+def _format(fmt: str, *args) -> str:
+    """Jinja's ``format`` filter, printing — for a value that does not apply (None or NaN)."""
+    if any(a is None or (isinstance(a, float) and math.isnan(a)) for a in args):
+        return NOT_APPLICABLE
+    return fmt % args
+
+
+_ENV.filters["format"] = _format
 
 
 @dataclass
