@@ -103,3 +103,26 @@ def test_naps_on_the_digits_from_the_cli(tmp_path, monkeypatch):
     assert (tmp_path / "o" / "figures" / "classes_fc.png").is_file() and (tmp_path / "o" / "index.html").is_file()
     res = CliRunner().invoke(app, ["naps", "--corpus", "digits", "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and "give an image classifier with --model-factory" in res.output
+
+
+def test_sanity_checks_on_a_users_image_model(tmp_path, monkeypatch):
+    """The digits through --model-factory: the user's trained ResNet against its re-initialized copies
+    and against its architecture trained on permuted labels."""
+    from safetensors.torch import save_file
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    model, _, _ = _resnet()
+    save_file(model.float().state_dict(), str(tmp_path / "w.safetensors"))
+    monkeypatch.chdir(ROOT)
+    res = CliRunner().invoke(app, ["sanity", "--model-factory", "examples.resnet_digits:resnet", "--weights",
+                                   str(tmp_path / "w.safetensors"), "--corpus", "digits", "--out", str(tmp_path / "s"),
+                                   "--methods", "gradient,gradient_x_input,grad_cam", "--no-independent"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert set(summary["verdicts"]) == {"image"} and summary["verdicts"]["image"]["gradient"].startswith("passes")
+    assert summary["image"]["gradient"]["spearman_abs"] < summary["image"]["gradient_x_input"]["spearman_abs"]
+    assert "random_labels_test_accuracy" in summary["models"]["image"]

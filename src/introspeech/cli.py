@@ -460,6 +460,21 @@ def sanity(
     bad = [m for m in chosen if m not in METHODS]
     if bad:
         raise typer.BadParameter(f"unknown method(s) {bad}; choose from {list(METHODS)}", param_hint="--methods")
+    if corpus is not None and str(corpus) == "digits":  # a user's image classifier of the digits
+        if model_factory is None:
+            raise InputError("--corpus", "digits are images: give an image classifier with --model-factory")
+        from .models.description import Output
+        from .models.loading import load_description
+        from .sanity.digits import digits
+
+        image_model = load_description(None, model_factory, weights, None, None, example=digits(seed)[2][:1],
+                                       output=Output("classes", tuple(str(i) for i in range(10)), None))
+        results, summary = run_sanity(None, None, [], chosen, out, examples, seed, 0, False, independent,
+                                      progress=lambda m: typer.echo(m, err=True), image_model=image_model,
+                                      speech=False)
+        write_report(out, [sanity_section(results, out, n_examples=examples)], title="introspeech: sanity checks")
+        typer.echo(json.dumps(summary["verdicts"], indent=1))
+        return
     desc = _description(model, model_factory, weights, alphabet, features)
     data = load_corpus(corpus)
     if split not in data:

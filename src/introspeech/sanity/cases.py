@@ -18,7 +18,7 @@ from ..corpus.utterance import Utterance
 from ..models.description import ModelDescription, describe
 from ..text import encode, normalize_text
 from .check import Case
-from .digits import accuracy, digits, permuted, train_digits
+from .digits import DigitsCNN, accuracy, digits, permuted, train_digits
 
 
 def _cropped_example(desc: ModelDescription, feats: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]] | None:
@@ -78,17 +78,29 @@ def speech_case(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: l
                 random_labels.eval() if random_labels is not None else None)
 
 
-def image_case(n_examples: int = 8, seed: int = 0, epochs: int = 25) -> tuple[Case, dict]:
-    """The digits CNN (trained here, seconds), its permuted-label twin, and their test accuracies."""
+def image_case(n_examples: int = 8, seed: int = 0, epochs: int = 25,
+               model: ModelDescription | None = None) -> tuple[Case, dict]:
+    """The digits CNN (trained here, seconds), its permuted-label twin, and their test accuracies.
+
+    ``model``: a user's image classifier of the digits instead (from --model-factory, already
+    trained); its twin is its architecture, from the same factory, trained on permuted labels."""
+    from ..models.loading import import_factory
+
     xtr, ytr, xte, yte = digits(seed)
-    model = train_digits(xtr, ytr, epochs, seed)
-    shuffled = train_digits(xtr, permuted(ytr, seed), epochs, seed)
+    make = import_factory(model.factory) if model is not None and model.factory else DigitsCNN
+    if model is not None and not model.factory:
+        raise ValueError(f"{model.name}: data randomization retrains the architecture; give --model-factory")
+    layer = "5" if model is None else model.layers[-2].path  # the last block before the head
+    dtype = torch.float32 if model is None else next(model.module.parameters()).dtype
+    xtr, xte = xtr.to(dtype), xte.to(dtype)
+    model = train_digits(xtr, ytr, epochs, seed) if model is None else model.module.eval()
+    shuffled = train_digits(xtr, permuted(ytr, seed), epochs, seed, make=make).to(dtype)
     info = {"test_accuracy": accuracy(model, xte, yte),
             "random_labels_train_accuracy": accuracy(shuffled, xtr, permuted(ytr, seed)),
             "random_labels_test_accuracy": accuracy(shuffled, xte, yte)}
     inputs = [xte[i:i + 1] for i in range(n_examples)]
     targets = [int(yte[i]) for i in range(n_examples)]
-    context = {"layer": "5", "low": 0.0, "high": 1.0}
+    context = {"layer": layer, "low": 0.0, "high": 1.0}
     return Case("image", model, inputs, targets, lambda m: m[0, 0].detach().double().numpy(), context, shuffled), info
 
 

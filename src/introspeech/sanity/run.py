@@ -19,7 +19,8 @@ from .check import final_means, run_case, verdicts
 def run_sanity(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: list[Utterance], methods: list[str],
                out: str | Path, examples: int = 4, seed: int = 0, random_label_steps: int = 60, image: bool = True,
                independent: bool = True, progress: Callable[[str], None] | None = None,
-               image_epochs: int = 25) -> tuple[dict, dict]:
+               image_epochs: int = 25, image_model: ModelDescription | None = None,
+               speech: bool = True) -> tuple[dict, dict]:
     """Run the checks; returns (results per model, summary) and writes ``OUT/summary.json``.
 
     ``random_label_steps = 0`` skips the speech data randomization (training a twin on permuted
@@ -28,14 +29,18 @@ def run_sanity(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: li
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda m: None)
     shuffled = None
-    if random_label_steps:
-        say(f"speech: training the architecture on permuted transcripts ({random_label_steps} steps)")
-        shuffled = random_label_speech_model(model, cfg, utts, out / "random_labels", random_label_steps, seed)
-    results = {"speech": run_case(speech_case(model, cfg, utts, examples, shuffled), methods, seed, independent, say)}
-    info: dict = {"speech": {"examples": examples, "random_label_steps": random_label_steps}}
-    if image:
-        say("image: training the digits CNN and its permuted-label twin")
-        case, info["image"] = image_case(max(examples, 8), seed, image_epochs)
+    results: dict = {}
+    info: dict = {}
+    if speech:
+        if random_label_steps:
+            say(f"speech: training the architecture on permuted transcripts ({random_label_steps} steps)")
+            shuffled = random_label_speech_model(model, cfg, utts, out / "random_labels", random_label_steps, seed)
+        results["speech"] = run_case(speech_case(model, cfg, utts, examples, shuffled), methods, seed, independent, say)
+        info["speech"] = {"examples": examples, "random_label_steps": random_label_steps}
+    if image or image_model is not None:
+        say("image: training the digits model's permuted-label twin" if image_model is not None
+            else "image: training the digits CNN and its permuted-label twin")
+        case, info["image"] = image_case(max(examples, 8), seed, image_epochs, image_model)
         results["image"] = run_case(case, methods, seed, independent, say)
     summary = {name: final_means(r) for name, r in results.items()}
     summary["verdicts"] = {name: verdicts(r) for name, r in results.items()}
