@@ -211,3 +211,23 @@ def test_the_whole_report_on_a_users_model(tmp_path, monkeypatch, factory):
     first = "prologue" if "quartznet" in factory else "acoustic_model.1"
     assert list(summary["layers"])[0] == first
     assert json.loads((tmp_path / "sanity" / "summary.json").read_text())["verdicts"]["speech"]
+
+
+def test_a_users_model_gives_the_same_bits_on_every_engine_and_after_resume(tmp_path, monkeypatch):
+    """Real audio, a QuartzNet from its factory: in process, on Dask workers, and killed after one
+    shard and resumed, the sums are bit-identical."""
+    pytest.importorskip("dask.distributed")
+    from introspeech.corpus.load import load_corpus
+
+    monkeypatch.chdir(ROOT)
+    desc = load_description(factory="examples.quartznet:micro")
+    utts = load_corpus(None)["test"][:6]
+    settings = ProfileSettings(relevance="gradient", nap_window=2, pattern_window=4)
+    local = profile_corpus(desc, desc.features, utts, settings, shard_size=2)
+    dask = profile_corpus(desc, desc.features, utts, settings, shard_size=2, engine="dask", workers=2)
+    profile_corpus(desc, desc.features, utts, settings, shard_size=2, state_dir=tmp_path, max_shards=1)
+    resumed = profile_corpus(desc, desc.features, utts, settings, shard_size=2, state_dir=tmp_path, resume=True)
+    for other in (dask, resumed):
+        assert other.arrays.keys() == local.arrays.keys()
+        for k in local.arrays:
+            np.testing.assert_array_equal(other.arrays[k], local.arrays[k], err_msg=k)
