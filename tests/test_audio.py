@@ -98,3 +98,18 @@ def test_features_are_the_same_bits_whatever_the_blas_threads():
     with threadpool_limits(limits=1, user_api="blas"):
         b = features(wave)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nan_or_inf_samples_are_a_clear_error_naming_the_file(tmp_path, value):
+    import soundfile as sf
+
+    from introspeech.audio import features
+    from introspeech.errors import InputError
+
+    wave = np.zeros(16000, dtype=np.float32)
+    wave[8000] = value
+    path = tmp_path / "bad.wav"
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    with pytest.raises(InputError, match=r"bad.wav: 1 samples are NaN or infinite \(first at 0.500 s\)"):
+        features(path)

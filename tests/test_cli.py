@@ -101,3 +101,42 @@ def test_a_users_model_through_transcribe_evaluate_and_naps(tmp_path, monkeypatc
     assert builtin.exit_code == 0
     assert summary.keys() == json.loads((tmp_path / "b" / "summary.json").read_text()).keys()
     assert list(summary["layers"])[0] == "acoustic_model.1"
+
+
+def _mixed_corpus(tmp_path):
+    """The built-in test split's first 8 utterances plus a missing file, a NaN file and a text file."""
+    import numpy as np
+    import soundfile as sf
+
+    from introspeech.corpus.load import load_corpus
+    from introspeech.corpus.manifest import write_manifest
+
+    good = load_corpus(None)["test"][:8]
+    root = tmp_path / "mixed"
+    (root / "audio").mkdir(parents=True)
+    nan = np.zeros(16000, dtype=np.float32)
+    nan[100] = np.nan
+    sf.write(root / "audio" / "nan.wav", nan, 16000, subtype="FLOAT")
+    (root / "audio" / "text.wav").write_text("not audio")
+    import dataclasses
+
+    bad = [dataclasses.replace(good[0], id=f"bad-{n}", audio_path=root / "audio" / n) for n in
+           ("nan.wav", "text.wav", "missing.wav")]
+    write_manifest(root / "test.jsonl", good + bad)
+    return root
+
+
+def test_batch_runs_skip_bad_files_list_them_and_strict_stops(tmp_path):
+    corpus = _mixed_corpus(tmp_path)
+    res = runner.invoke(app, ["evaluate", "--corpus", str(corpus), "--out", str(tmp_path / "e" / "e.json"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["splits"]["test"]["utterances"] == 8
+    rows = (tmp_path / "e" / "skipped.tsv").read_text().splitlines()
+    assert rows[0] == "file\treason" and len(rows) == 4
+    assert any("NaN or infinite" in r for r in rows) and any("not found" in r for r in rows)
+    res = runner.invoke(app, ["naps", "--corpus", str(corpus), "--out", str(tmp_path / "n"), "--window", "0"])
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "n" / "skipped.tsv").read_text().splitlines()) == 4
+    assert json.loads((tmp_path / "n" / "summary.json").read_text())["utterances"] == 8
+    res = runner.invoke(app, ["naps", "--corpus", str(corpus), "--out", str(tmp_path / "s"), "--strict"])
+    assert res.exit_code == 2 and "error:" in res.output

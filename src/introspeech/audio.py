@@ -111,6 +111,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise InputError(path, f"not a readable audio file ({e})") from None
     if data.shape[0] == 0:
         raise InputError(path, "zero-length audio")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise InputError(path, f"{int(bad.sum())} samples are NaN or infinite (first at {np.argwhere(bad)[0][0] / sr:.3f} s)")
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return resample(wave, sr, sample_rate)
 
@@ -174,6 +177,8 @@ def features(source: str | Path | np.ndarray, cfg: FeatureConfig = PRESETS["defa
     wave = source if isinstance(source, np.ndarray) else load_audio(source, cfg.sample_rate)
     if wave.size == 0:
         raise InputError("<waveform>", "zero-length audio")
+    if not np.isfinite(wave).all():
+        raise InputError("<waveform>", "samples are NaN or infinite")
     return normalize(log_mel(wave, cfg), cfg)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from .errors import InputError
+from .errors import InputError, report_skipped
 
 
 class _Commands(TyperGroup):
@@ -227,6 +227,8 @@ def evaluate(
                              help="Write metrics and per-utterance results here (JSON)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"splits": {NAME: {"cer", "wer", "utterances"}}}.'),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first bad utterance (default: skip and list it "
+                                "in skipped.tsv beside --out)."),
 ) -> None:
     """CER and WER per split (greedy CTC decoding)."""
     from .asr.evaluate import evaluate_split
@@ -241,10 +243,11 @@ def evaluate(
     for name in names:
         if name not in data:
             raise typer.BadParameter(f"corpus has no split {name!r} (has {sorted(data)})", param_hint="--splits")
-        metrics, rows[name] = evaluate_split(net, cfg, data[name], on_error=lambda u, e: errors.append(str(e)))
+        metrics, rows[name] = evaluate_split(net, cfg, data[name],
+                                             on_error=None if strict else lambda u, e: errors.append(str(e)))
         result["splits"][name] = metrics
-    if errors:
-        typer.echo(f"{len(errors)} utterances skipped; first: {errors[0]}", err=True)
+    if out:
+        report_skipped(out.parent, errors, lambda m: typer.echo(m, err=True))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({**result, "utterances": rows, "errors": errors}, indent=1))
@@ -292,11 +295,11 @@ def _profile_run(model, corpus, splits, out, settings, engine, workers, schedule
     utts = [u for name in names for u in data[name]]
     update, bar = _progress("profiles")
     acc = profile_corpus(desc, desc.features, utts, settings, state_dir=out / "state", resume=resume, engine=engine,
-                         workers=workers, scheduler=scheduler, shard_size=save_every, progress=update)
+                         workers=workers, scheduler=scheduler, shard_size=save_every, progress=update,
+                         strict=own.get("strict", False))
     bar.close()
-    results.save(acc, out, desc.config or {k: str(v) for k, v in own.items() if v is not None})
-    if acc.errors:
-        typer.echo(f"{len(acc.errors)} utterances skipped; first: {acc.errors[0]}", err=True)
+    results.save(acc, out, desc.config or {k: str(v) for k, v in own.items() if v is not None and k != "strict"})
+    report_skipped(out, acc.errors, lambda m: typer.echo(m, err=True))
     return acc
 
 
@@ -323,6 +326,8 @@ _SAVE_EVERY = typer.Option(64, "--save-every", help="Utterances per shard; the s
 _RESUME = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/state (bit-identical result).")
 _REPLOT = typer.Option(False, "--replot", help="Only redraw figures and summary from OUT/profiles.* (no model run).")
 _THREADS = typer.Option(1, "--threads", help="Torch threads per process (results depend on it bit-wise).")
+_STRICT = typer.Option(False, "--strict", help="Stop at the first bad utterance (default: skip it and list it in "
+                       "OUT/skipped.tsv).")
 
 
 @app.command()
@@ -334,7 +339,7 @@ def naps(
     metric: str = typer.Option("cosine", "--metric", help="Distance between NAPs: cosine or euclidean."),
     gradient_adjusted: bool = typer.Option(False, "--gradient-adjusted", help="Also gradient-adjusted windowed NAPs."),
     engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
-    resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS,
+    resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS, strict: bool = _STRICT,
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """Neuron Activation Profiles of letters and phonemes in every layer, clustered and scored."""
@@ -343,7 +348,7 @@ def naps(
     from .report.html import write_report
     from .report.sections.profiles import naps_section
 
-    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features}
+    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features, "strict": strict}
     if corpus is not None and str(corpus) == "digits":
         return _class_naps(out, model, own, metric)
     settings = _settings(ProfileSettings, groups=tuple(g for g in groups.split(",") if g), letters_from=letters_from,
@@ -389,7 +394,7 @@ def patterns(
     method: str = typer.Option("gradient", "--method", help="Attribution method that aligns predictions ('' = nominal only)."),
     align_by: str = typer.Option("max", "--align-by", help="max or centre (of mass) of the summed |relevance|."),
     engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
-    resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS,
+    resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS, strict: bool = _STRICT,
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """Letter-specific input patterns: aligned windows averaged per letter (and phoneme), normalized."""
@@ -399,7 +404,7 @@ def patterns(
     from .report.sections.profiles import patterns_section
 
     settings = _settings(ProfileSettings, pattern_window=window, relevance=method, align_by=align_by, threads=threads)
-    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features}
+    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features, "strict": strict}
     acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot, own)
     summary = results.summary(acc)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

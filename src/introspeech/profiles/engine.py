@@ -65,7 +65,7 @@ Loader = Callable[[Utterance, FeatureConfig], np.ndarray]
 
 def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, settings: ProfileSettings,
               utts: list[Utterance], loader: Loader = utterance_features,
-              reuse: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
+              reuse: dict[str, np.ndarray] | None = None, strict: bool = False) -> tuple[dict[str, np.ndarray], list[str]]:
     """Accumulate one shard from zero; a bad utterance is reported and skipped. ``reuse``: the
     accumulators of an earlier shard, already merged, zeroed and filled again (fresh ones would
     pay a page fault per 4 KiB on their first write)."""
@@ -83,6 +83,8 @@ def run_shard(model: nn.Module, features: FeatureConfig, layout: Layout, setting
                     feats = loader(u, features)
                     accumulate_utterance(acc, model, layout, settings, u, feats, features.frame_rate, hooks)
                 except (InputError, ValueError) as e:
+                    if strict:
+                        raise
                     errors.append(f"{u.audio_path}: utterance {u.id}: {e}")
     finally:
         model.train(was)
@@ -147,13 +149,15 @@ def profile_corpus(model: nn.Module | ModelDescription, features: FeatureConfig,
                    settings: ProfileSettings = ProfileSettings(), state_dir: str | Path | None = None,
                    resume: bool = False, engine: str = "local", workers: int = 2, scheduler: str | None = None,
                    shard_size: int = 64, save_seconds: float = 0.0, max_shards: int | None = None,
-                   progress: Callable[[int, int], None] | None = None, loader: Loader = utterance_features) -> Accumulated:
+                   progress: Callable[[int, int], None] | None = None, loader: Loader = utterance_features,
+                   strict: bool = False) -> Accumulated:
     """Accumulate NAPs and patterns over ``utts``; see the module docstring for engines and resume.
 
     ``loader(utterance, features)`` gives normalized features (default: cached or computed from the
     audio); on Dask it must be picklable.
     ``max_shards`` stops after that many shards of this call (a deterministic interruption).
-    ``model``: a `ModelDescription` (any model), or a module (described by `models.describe`)."""
+    ``model``: a `ModelDescription` (any model), or a module (described by `models.describe`).
+    ``strict``: the first bad utterance raises (default: it is skipped and listed in ``errors``)."""
     desc = model if isinstance(model, ModelDescription) else describe(model, features=features)
     model = desc.module
     if "letters" in settings.groups and desc.output.alphabet != SYMBOLS:
@@ -176,7 +180,7 @@ def profile_corpus(model: nn.Module | ModelDescription, features: FeatureConfig,
         progress(sum(len(s) for s in shards[:done]), len(utts))
     spare: list = []  # the local engine reuses merged shard accumulators
     for k, (part, errs) in _results(model, features, layout, settings, shards, start, stop, engine, workers, scheduler,
-                                     loader, spare):
+                                     loader, spare, strict):
         if arrays is None:
             arrays = part  # 0 + x == x: adopting the first shard is exact
         else:
@@ -209,11 +213,13 @@ def local_cluster(workers: int):
 
 
 def _results(model, features, layout, settings, shards, start: int, stop: int, engine: str, workers: int,
-             scheduler: str | None, loader: Loader, spare: list) -> Iterator[tuple[int, tuple[dict, list[str]]]]:
+             scheduler: str | None, loader: Loader, spare: list, strict: bool = False
+             ) -> Iterator[tuple[int, tuple[dict, list[str]]]]:
     """Shard results in shard order; the local engine takes accumulators to reuse from ``spare``."""
     if engine == "local":
         for k in range(start, stop):
-            yield k, run_shard(model, features, layout, settings, shards[k], loader, spare.pop() if spare else None)
+            yield k, run_shard(model, features, layout, settings, shards[k], loader, spare.pop() if spare else None,
+                               strict)
         return
     from dask.distributed import Client, as_completed
 
@@ -228,8 +234,8 @@ def _results(model, features, layout, settings, shards, start: int, stop: int, e
         remote = client.scatter(pickle.dumps(model), broadcast=True)
 
         def submit(k: int):
-            return client.submit(_remote_shard, token, remote, features, layout, settings, shards[k], loader, pure=False,
-                                 key=f"introspeech-shard-{token}-{k}")
+            return client.submit(_remote_shard, token, remote, features, layout, settings, shards[k], loader, None,
+                                 strict, pure=False, key=f"introspeech-shard-{token}-{k}")
 
         n_workers = max(1, len(client.scheduler_info()["workers"]))
         window = 2 * n_workers  # shards in flight: memory stays bounded
