@@ -173,3 +173,16 @@ def test_image_rotation_and_scale_robustness():
     robust = visualize(net, obj, (1, 1, 12, 12), image=True, parameterization="direct", steps=200, seed=0,
                        robustness=Robustness(rotate=15, scale=0.1))
     assert rotated_mean(robust.input) / robust.objective > rotated_mean(plain.input) / plain.objective
+
+
+def test_featvis_command_writes_its_own_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    res = CliRunner().invoke(app, ["featvis", "--objective", "letter:s", "--params", "direct", "--steps", "2",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "index.html").read_text()
+    assert "<h2>Feature visualization</h2>" in html and "letter_s_direct.wav" in html
+    assert (tmp_path / "figures" / "featvis.png").is_file()

@@ -563,6 +563,11 @@ def featvis(
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--objective") from None
     bar.close()
+    from .report.html import write_report
+    from .report.sections.featvis import featvis_section
+
+    write_report(out, [featvis_section(results, out, out, {}, data.audio, data.cfg.sample_rate, steps)],
+                 title="introspeech: feature visualization")
     typer.echo(json.dumps(results["objectives"], indent=1))
 
 

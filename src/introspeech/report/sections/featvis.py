@@ -63,7 +63,7 @@ def featvis_section(results: dict, folder: Path, out_dir: Path, patterns: dict[s
             if i == 0:
                 ax.set_title(col, fontsize=9)
             if j == 0:
-                ax.set_ylabel(f"letter {key}", rotation=0, ha="right", va="center", fontsize=9)
+                ax.set_ylabel(f"letter {key}" if len(key) == 1 else key, rotation=0, ha="right", va="center", fontsize=9)
     for key, pat in patterns.items():
         if any(r["letter"] == key for r in rows):
             wav = folder / f"pattern_{key}.wav"
