@@ -28,6 +28,8 @@ def test_evaluate_json_on_builtin_defaults(tmp_path):
     m = obj["splits"]["heldout"]
     assert m["utterances"] == 80 and 0 <= m["cer"] <= 1 and 0 <= m["wer"]
     assert json.loads((tmp_path / "e.json").read_text())["splits"] == obj["splits"]
+    html = (tmp_path / "e" / "index.html").read_text()  # its own report: error rates and a sample's posteriors
+    assert "<h2>Speech recognizer</h2>" in html and "heldout-000000_posteriors.png" in html
 
 
 @pytest.mark.skipif(not HAS_MODEL, reason="no built-in model in this checkout")

@@ -101,6 +101,19 @@ def _recognizer_description(model, factory, weights, alphabet, features):
     return desc
 
 
+def _evaluate_report(folder: Path, desc, data: dict, names: list[str], metrics: dict, rows: dict) -> None:
+    """``evaluate``'s own report: the error rates and the first evaluated utterance's posteriors."""
+    from .report.html import write_report
+    from .report.sections.asr import asr_section
+
+    done = {r["id"] for name in names for r in rows.get(name, [])}
+    sample = next((u for name in names for u in data[name] if u.id in done), None)
+    if sample is None:
+        return
+    section, _ = asr_section(desc, desc.features, {}, {n: data[n] for n in names}, sample, folder, metrics=metrics)
+    write_report(folder, [section], title="introspeech: evaluation")
+
+
 def _recognizer(model, factory, weights, alphabet, features):
     desc = _recognizer_description(model, factory, weights, alphabet, features)
     return desc.module, desc.features
@@ -234,7 +247,8 @@ def evaluate(
     from .asr.evaluate import evaluate_split
     from .corpus.load import load_corpus
 
-    net, cfg = _recognizer(model, model_factory, weights, alphabet, features)
+    desc = _recognizer_description(model, model_factory, weights, alphabet, features)
+    net, cfg = desc.module, desc.features
     data = load_corpus(corpus)
     names = [s for s in splits.split(",") if s] or [s for s in data if s != "train"]
     result: dict = {"splits": {}}
@@ -248,9 +262,9 @@ def evaluate(
         result["splits"][name] = metrics
     if out:
         report_skipped(out.parent, errors, lambda m: typer.echo(m, err=True))
-    if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({**result, "utterances": rows, "errors": errors}, indent=1))
+        _evaluate_report(out.parent / out.stem, desc, data, names, result["splits"], rows)
     if as_json:
         typer.echo(json.dumps(result))
     else:
