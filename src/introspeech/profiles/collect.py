@@ -1,4 +1,4 @@
-"""One utterance's contribution to the accumulators (see accumulate.py for the array names).
+"""One utterance's contribution to the accumulators (see accumulators.py for the array names).
 
 Per utterance: one forward pass with the hooks, the letter alignment (CTC Viterbi or greedy path)
 and the phone table as arrays, labels and occurrence frames once per distinct layer geometry, then

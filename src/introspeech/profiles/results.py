@@ -1,6 +1,6 @@
 """From accumulated sums to NAPs, patterns, cluster quality and findings; saving and loading.
 
-Saved results are the raw sums (``profiles.npz``, float64, array names as in accumulate.py) and a
+Saved results are the raw sums (``profiles.npz``, float64, array names as in accumulators.py) and a
 JSON file naming every array's axes, the groups, layers, settings, feature and model config, so they
 can be re-plotted or merged later without recomputing anything.
 """
