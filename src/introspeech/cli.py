@@ -314,6 +314,9 @@ def _profile_run(model, corpus, splits, out, settings, engine, workers, schedule
     bar.close()
     results.save(acc, out, desc.config or {k: str(v) for k, v in own.items() if v is not None and k != "strict"})
     report_skipped(out, acc.errors, lambda m: typer.echo(m, err=True))
+    if not acc.utterances:
+        raise InputError(corpus or "the built-in corpus", f"no utterance could be profiled ({len(acc.errors)} skipped, "
+                                                          f"listed in {out / 'skipped.tsv'})")
     return acc
 
 

@@ -25,8 +25,13 @@ def iter_manifest(path: str | Path) -> Iterator[Utterance]:
     if not path.is_file():
         raise InputError(path, "manifest not found")
     base = path.parent
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(path, f"not UTF-8 text (byte {e.start} of the line); save the manifest as UTF-8",
+                                 n) from None
             if not line.strip():
                 continue
             try:
@@ -35,6 +40,7 @@ def iter_manifest(path: str | Path) -> Iterator[Utterance]:
                 raise InputError(path, f"malformed JSON ({e.msg})", n) from None
             if not isinstance(obj, dict) or "audio_filepath" not in obj or "text" not in obj:
                 raise InputError(path, "each line needs 'audio_filepath' and 'text'", n)
+            _check_types(obj, path, n)
             audio = Path(obj["audio_filepath"])
             utt = Utterance(
                 id=str(obj.get("id", audio.stem)),
@@ -47,6 +53,18 @@ def iter_manifest(path: str | Path) -> Iterator[Utterance]:
                 extra={k: v for k, v in obj.items() if k not in _KNOWN},
             )
             yield utt
+
+
+_TYPES = {"audio_filepath": (str,), "text": (str,), "duration": (int, float, type(None)), "id": (str, int),
+          "speaker": (str, int, type(None)), "words": (list, type(None)), "phones": (list, type(None))}
+
+
+def _check_types(obj: dict, path: Path, line: int) -> None:
+    """Each known field has the type the format gives it (a number as transcript is an error, not "5")."""
+    for key, types in _TYPES.items():
+        if key in obj and (not isinstance(obj[key], types) or isinstance(obj[key], bool)):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise InputError(path, f"field {key!r} must be {names}, got {type(obj[key]).__name__}", line)
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:

@@ -142,7 +142,9 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
         if path not in named:
             raise InputError(name, f"no module {path!r}; modules: {[n for n in named if n][:12]}")
         if path not in traced.modules:
-            raise InputError(name, f"module {path!r} did not run in the forward pass (or gave no tensor)")
+            kind = type(named[path]).__name__
+            raise InputError(name, f"module {path!r} ({kind}) gave no tensor in the forward pass (it did not run, or "
+                                   "it returns a tuple, as recurrent layers do); profile modules that return tensors")
         geo, shape = traced.modules[path]
         if out.dim() == 3 and geo is None:
             raise InputError(name, f"module {path!r} has no frame geometry: {traced.not_local or 'not local in time'}")

@@ -52,7 +52,7 @@ class _Kind:
 
 
 def _kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: torch.Tensor,
-           frame_rate: float) -> dict[str, _Kind]:
+           frame_rate: float, duration: float) -> dict[str, _Kind]:
     kinds = {}
     if "letters" in s.groups:
         sym, first, last = letter_runs(scores, normalize_text(utt.text).text, s.letters_from)
@@ -60,6 +60,7 @@ def _kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: torch.Ten
         kinds["letters"] = _Kind(sym, layout.output.centre((first + last) // 2),
                                  lambda geo, n: map_letters(out_lab, layout.output, geo, n))
     if "phonemes" in s.groups and utt.phones:
+        utt.check_alignment(duration)  # an alignment of other audio (or a TextGrid of another file) is an error
         table = phone_table(utt.phones)
         ok = table[2] >= 0
         kinds["phonemes"] = _Kind(table[2][ok], 0.5 * (table[0][ok] + table[1][ok]) * frame_rate,
@@ -111,7 +112,7 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
                                                    f"({str(e).splitlines()[0]})") from None
     scores = out[0].detach()
     rows = np.ascontiguousarray(feats.T, dtype=np.float32)  # (time, mel)
-    kinds = _kinds(layout, s, utt, scores, frame_rate)
+    kinds = _kinds(layout, s, utt, scores, frame_rate, feats.shape[1] / frame_rate)
     per_geometry: dict = {}  # labels and window targets, shared by layers whose frames sit at the same places
     time_major: dict[str, np.ndarray] = {}
     for name, geo in zip(layout.layers, layout.geometry):
