@@ -9,6 +9,35 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
+from .cli_support import (
+    _ALPHABET,
+    _CORPUS,
+    _ENGINE,
+    _FEATURES,
+    _MODEL,
+    _MODEL_FACTORY,
+    _PROFILE_OUT,
+    _REPLOT,
+    _RESUME,
+    _SAVE_EVERY,
+    _SCHEDULER,
+    _SPLITS,
+    _STRICT,
+    _THREADS,
+    _WEIGHTS,
+    _WORKERS,
+    _class_naps,
+    _default_prior,
+    _description,
+    _evaluate_report,
+    _pattern_wavs,
+    _profile_run,
+    _progress,
+    _recognizer,
+    _recognizer_description,
+    _settings,
+    _speech_data,
+)
 from .errors import InputError, report_skipped
 
 
@@ -37,19 +66,6 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show the traceback 
         os.environ["INTROSPEECH_DEBUG"] = "1"
 
 
-def _progress(desc: str):
-    from tqdm import tqdm
-
-    bar = tqdm(desc=desc, unit="utt")
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    return update, bar
-
-
 @app.command()
 def synth(
     out: Path = typer.Option(..., "--out", help="Output folder for audio, manifests and alignments."),
@@ -72,51 +88,6 @@ def synth(
 
 def main() -> None:  # pragma: no cover
     app()
-
-
-_MODEL_FACTORY = typer.Option(None, "--model-factory", help="Your own model: MODULE:FUNCTION returning the nn.Module "
-                              "(importable from the working directory or PYTHONPATH), instead of --model.")
-_WEIGHTS = typer.Option(None, "--weights", help="With --model-factory: weights as FILE.safetensors (never a pickle).")
-_ALPHABET = typer.Option(None, "--alphabet", help="With --model-factory: output symbols as a string or JSON list, blank "
-                         "'<b>' (default: the built-in 29, blank last).")
-_FEATURES = typer.Option(None, "--features", help="With --model-factory: feature preset name or JSON FeatureConfig "
-                         "(default: the built-in model's).")
-
-
-def _description(model, factory=None, weights=None, alphabet=None, features=None, layers=None):
-    from .models.loading import load_description
-
-    return load_description(model, factory, weights, alphabet, features, layers)
-
-
-def _recognizer_description(model, factory, weights, alphabet, features):
-    """A CTC recognizer over the built-in alphabet (transcripts are decoded and scored with it)."""
-    from .text import SYMBOLS
-
-    desc = _description(model, factory, weights, alphabet, features)
-    if desc.output.kind != "ctc" or desc.output.alphabet != SYMBOLS:
-        raise InputError("--alphabet", "transcripts are decoded and scored with the built-in alphabet (29 symbols, "
-                                       f"blank last); this model's output is {desc.output.kind} over "
-                                       f"{len(desc.output.alphabet)} symbols")
-    return desc
-
-
-def _evaluate_report(folder: Path, desc, data: dict, names: list[str], metrics: dict, rows: dict) -> None:
-    """``evaluate``'s own report: the error rates and the first evaluated utterance's posteriors."""
-    from .report.html import write_report
-    from .report.sections.asr import asr_section
-
-    done = {r["id"] for name in names for r in rows.get(name, [])}
-    sample = next((u for name in names for u in data[name] if u.id in done), None)
-    if sample is None:
-        return
-    section, _ = asr_section(desc, desc.features, {}, {n: data[n] for n in names}, sample, folder, metrics=metrics)
-    write_report(folder, [section], title="introspeech: evaluation")
-
-
-def _recognizer(model, factory, weights, alphabet, features):
-    desc = _recognizer_description(model, factory, weights, alphabet, features)
-    return desc.module, desc.features
 
 
 @app.command()
@@ -288,65 +259,6 @@ def demo(
     run_demo(out, corpus, model, log=lambda m: typer.echo(m, err=True))
 
 
-def _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot,
-                 own: dict | None = None):
-    """Accumulate (or, with ``replot``, load) the sums of `introspeech.profiles` into OUT; ``own``:
-    the --model-factory/--weights/--alphabet/--features options."""
-    from .profiles import results
-    from .profiles.engine import profile_corpus
-
-    if replot:
-        return results.load(out)
-    from .corpus.load import load_corpus
-
-    own = own or {}
-    desc = _description(model, own.get("factory"), own.get("weights"), own.get("alphabet"), own.get("features"))
-    data = load_corpus(corpus)
-    names = list(data) if splits == "all" else [s for s in splits.split(",") if s]
-    for name in names:
-        if name not in data:
-            raise typer.BadParameter(f"corpus has no split {name!r} (has {sorted(data)})", param_hint="--splits")
-    utts = [u for name in names for u in data[name]]
-    update, bar = _progress("profiles")
-    acc = profile_corpus(desc, desc.features, utts, settings, state_dir=out / "state", resume=resume, engine=engine,
-                         workers=workers, scheduler=scheduler, shard_size=save_every, progress=update,
-                         strict=own.get("strict", False))
-    bar.close()
-    results.save(acc, out, desc.config or {k: str(v) for k, v in own.items() if v is not None and k != "strict"})
-    report_skipped(out, acc.errors, lambda m: typer.echo(m, err=True))
-    if not acc.utterances:
-        raise InputError(corpus or "the built-in corpus", f"no utterance could be profiled ({len(acc.errors)} skipped, "
-                                                          f"listed in {out / 'skipped.tsv'})")
-    return acc
-
-
-def _settings(cls, **kw):
-    from .attribution.definitions import method as method_record
-
-    try:
-        if kw.get("relevance"):
-            method_record(kw["relevance"])
-        return cls(**kw)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-
-
-_PROFILE_OUT = typer.Option(..., "--out", help="Output folder: profiles.{npz,json}, summary.json, figures, index.html.")
-_MODEL = typer.Option(None, "--model", help="Checkpoint (default: the built-in model).")
-_CORPUS = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus); naps also takes 'digits' "
-                       "(an image classifier from --model-factory on scikit-learn's digits).")
-_SPLITS = typer.Option("test", "--splits", help="Comma-separated splits, or 'all'.")
-_ENGINE = typer.Option("local", "--engine", help="local (in process) or dask.")
-_WORKERS = typer.Option(2, "--workers", help="Dask: worker processes of a local cluster.")
-_SCHEDULER = typer.Option(None, "--scheduler", help="Dask: address of an existing scheduler (workers must see the corpus).")
-_SAVE_EVERY = typer.Option(64, "--save-every", help="Utterances per shard; the state is saved after shards.")
-_RESUME = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/state (bit-identical result).")
-_REPLOT = typer.Option(False, "--replot", help="Only redraw figures and summary from OUT/profiles.* (no model run).")
-_THREADS = typer.Option(1, "--threads", help="Torch threads per process (results depend on it bit-wise).")
-_STRICT = typer.Option(False, "--strict", help="Stop at the first bad utterance (default: skip it and list it in "
-                       "OUT/skipped.tsv).")
-
-
 @app.command()
 def naps(
     out: Path = _PROFILE_OUT, model: Path = _MODEL, corpus: Path = _CORPUS, splits: str = _SPLITS,
@@ -377,33 +289,6 @@ def naps(
     typer.echo(json.dumps({k: summary[k] for k in ("findings", "utterances")}, indent=1))
 
 
-def _class_naps(out: Path, model, own: dict, metric: str) -> None:
-    """``naps --corpus digits``: class-conditional activation profiles of an image classifier on the
-    test split of scikit-learn's digits (``(N, 1, 8, 8)`` in [0, 1])."""
-    import numpy as np
-
-    from .models.description import Output
-    from .models.loading import load_description
-    from .profiles.images import class_profiles
-    from .report.html import write_report
-    from .report.sections.classes import class_profiles_section, class_summary
-    from .sanity.digits import digits
-
-    if own.get("factory") is None:
-        raise InputError("--corpus", "digits are images: give an image classifier with --model-factory")
-    _, _, x, y = digits(0)
-    desc = load_description(model, own["factory"], own.get("weights"), None, None, example=x[:1],
-                            output=Output("classes", tuple(str(i) for i in range(10)), None))
-    prof = class_profiles(desc, x.to(next(desc.module.parameters()).dtype), y)
-    summary = class_summary(prof, metric)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "profiles.npz", **{f"{layer}/{k}": v for layer, a in prof.arrays.items() for k, v in a.items()})
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    write_report(out, [class_profiles_section(prof, out, summary, metric)],
-                 title="introspeech: class activation profiles")
-    typer.echo(json.dumps({"findings": summary["findings"], "examples": summary["examples"]}, indent=1))
-
-
 @app.command()
 def patterns(
     out: Path = _PROFILE_OUT, model: Path = _MODEL, corpus: Path = _CORPUS, splits: str = _SPLITS,
@@ -428,31 +313,6 @@ def patterns(
     write_report(out, [patterns_section(acc, out, summary)], title="introspeech: letter patterns")
     _pattern_wavs(acc, corpus, splits, out)
     typer.echo(json.dumps(summary["findings"], indent=1))
-
-
-def _pattern_wavs(acc, corpus, splits: str, out: Path) -> None:
-    """OUT/audio/letter_X.wav for the aligned (else nominal) raw pattern of every letter seen ≥ 20 times."""
-    import numpy as np
-
-    from .corpus.load import load_corpus
-    from .featvis.run import pattern_audio
-    from .profiles import results
-    from .profiles.labels import GROUPS
-
-    align = "aligned" if "pattern/letters/aligned/sum" in acc.arrays else "nominal"
-    raw, _ = results.patterns(acc, "letters", align)
-    spoken = {" ": "space", "'": "apostrophe"}
-    pats = {f"letter_{spoken.get(GROUPS['letters'][i], GROUPS['letters'][i])}": raw[i]
-            for i in results.present(acc, "letters", 20) if not np.isnan(raw[i]).any()}
-    data = load_corpus(corpus)
-    utts = [u for name in (list(data) if splits == "all" else splits.split(",")) if name in data for u in data[name]]
-    if pats and utts:
-        from .errors import InputError
-
-        try:
-            pattern_audio(pats, acc.features, utts, out / "audio")
-        except InputError as e:  # e.g. a corpus of cached features without audio: the results are saved
-            typer.echo(f"no pattern audio: {e}", err=True)
 
 
 @app.command()
@@ -510,26 +370,6 @@ def sanity(
 featvis_app = typer.Typer(help="Feature visualization: inputs that maximize letters, channels or neurons.",
                           add_completion=False)
 app.add_typer(featvis_app, name="featvis")
-
-
-def _speech_data(model, corpus, split: str, window: int | None, own: dict | None = None):
-    from .corpus.load import load_corpus
-    from .featvis.run import SpeechData
-
-    own = own or {}
-    desc = _description(model, own.get("factory"), own.get("weights"), own.get("alphabet"), own.get("features"))
-    data = load_corpus(corpus)
-    if split not in data:
-        raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
-    rf = desc.output_geometry.rf
-    return desc, SpeechData(desc.features, data[split], window or -(-rf // 4) * 4)
-
-
-def _default_prior(model: Path | None) -> Path:
-    """A prior is saved with its model (``MODEL.prior.*``); the built-in model's lives in out/featvis."""
-    if model is None:
-        return Path("out/featvis/prior")
-    return model.with_name(model.name.removesuffix(".safetensors").removesuffix(".json") + ".prior")
 
 
 @featvis_app.callback(invoke_without_command=True)

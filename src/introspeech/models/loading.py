@@ -18,7 +18,6 @@ from torch import nn
 from ..audio import PRESETS as FEATURE_PRESETS
 from ..audio import FeatureConfig
 from ..errors import InputError
-from ..text import SYMBOLS
 from .description import ModelDescription, Output, describe
 
 
@@ -135,4 +134,4 @@ def load_description(model: str | Path | None = None, factory: str | None = None
     return desc
 
 
-__all__ = ["load_description", "import_factory", "load_weights", "parse_alphabet", "parse_features", "SYMBOLS"]
+__all__ = ["load_description", "import_factory", "load_weights", "parse_alphabet", "parse_features"]
