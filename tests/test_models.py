@@ -231,3 +231,11 @@ def test_a_users_model_gives_the_same_bits_on_every_engine_and_after_resume(tmp_
         assert other.arrays.keys() == local.arrays.keys()
         for k in local.arrays:
             np.testing.assert_array_equal(other.arrays[k], local.arrays[k], err_msg=k)
+
+
+def test_describing_a_model_leaves_its_modes_as_they_were():
+    net = _micro().train()
+    net.blocks[0].eval()  # a mixed state must come back exactly
+    modes = [(n, m.training) for n, m in net.named_modules()]
+    describe(net)
+    assert [(n, m.training) for n, m in net.named_modules()] == modes

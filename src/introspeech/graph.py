@@ -87,6 +87,7 @@ class Traced:
     operations: list[str] = field(default_factory=list)  # operations between modules on traced tensors
     modules: dict[str, tuple[FrameGeometry | None, tuple[int, ...]]] = field(default_factory=dict)
     """Every module that ran (leaves and containers): its output's geometry (None: not local) and shape."""
+    output_shape: tuple[int, ...] = ()  # the model's output (empty: not a tensor)
 
     def frame_geometry(self) -> FrameGeometry:
         if self.geometry is None:
@@ -249,7 +250,6 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
                 produced[id(out)] = name
             if isinstance(out, torch.Tensor):
                 src = s.geo.get(id(inp[0]), None) if inp and s.known(inp[0]) else None
-                seen_later.append((name, out))
                 if inp and s.known(inp[0]) and src is None:
                     s.set(out, None, s.why[id(inp[0])])
                 elif src is not None:
@@ -257,9 +257,9 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
                     s.set(out, g, f"{why} ({name!r})" if why else "")
                 else:
                     s.set(out, None, f"layer {name!r} does not take the traced input")
+                seen[name] = (s.geo[id(out)], tuple(out.shape))
         return fn
 
-    seen_later: list[tuple[str, torch.Tensor]] = []
     leaf_names = {name for name, _ in leaves(model)}
     try:
         for name, m in leaves(model):
@@ -273,13 +273,12 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
     finally:
         for h in handles:
             h.remove()
-    for name, out in seen_later:
-        seen[name] = (s.geo.get(id(out)), tuple(out.shape))
     folded = {bn: produced[src] for bn, src in pending if s.uses.get(src, 0) == 1 and src != id(final)}
     geo = s.geo.get(id(final)) if isinstance(final, torch.Tensor) else None
     why = s.why.get(id(final), "the output is not a tensor computed from the input")
     chain = bool(order) and last[1] and final is last[0] and not s.ops
-    return Traced(order, folded, chain, geo, "" if geo is not None else why, s.ops, seen)
+    shape = tuple(final.shape) if isinstance(final, torch.Tensor) else ()
+    return Traced(order, folded, chain, geo, "" if geo is not None else why, s.ops, seen, shape)
 
 
 def output_length_fn(model: nn.Module, channels: int, stride: int, dtype: torch.dtype = torch.float32,

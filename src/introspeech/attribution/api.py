@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from . import methods as m
-from .definitions import ALIASES, LOCAL_METHODS, METHODS, Method, resolve_predicted
+from .definitions import ALIASES, LOCAL_METHODS, METHODS, Method
 from .definitions import method as lookup
 from .hooks import preserved
 from .targets import Target, output_gradient
@@ -17,9 +17,8 @@ __all__ = ["attribute", "selection", "expected_total", "METHODS", "LOCAL_METHODS
 def selection(model: nn.Module, x: torch.Tensor, target: Target) -> tuple[torch.Tensor, bool]:
     """The output-shaped selector of the target scores at ``x`` and whether the user gave it
     explicitly (an output gradient: then it is the initial relevance as given, not scaled)."""
-    target = resolve_predicted(model, x, target)
     with torch.no_grad():
-        out = model(x.detach())
+        out = model(x.detach())  # "predicted" targets are resolved on this output (output_gradient)
     explicit = isinstance(target, torch.Tensor) and target.shape == out.shape and target.dtype.is_floating_point
     return output_gradient(out, target).detach(), explicit
 

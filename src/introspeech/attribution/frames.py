@@ -149,7 +149,7 @@ def _expand(plan: m.Plan, n: int) -> m.Plan:
     def rep(t):
         return None if t is None else t.expand(n, *t.shape[1:])
     points = [m.Point(rep(p.input), p.weight, rep(p.multiplier)) for p in plan.points]
-    return m.Plan(plan.backward, points, rep(plan.post), plan.finish, None if plan.rows is None else plan.rows)
+    return m.Plan(plan.backward, points, rep(plan.post), plan.finish, plan.rows)
 
 
 def _colored(model, x, todo, cls, plan: m.Plan, geo: FrameGeometry, chunk: int, progress,

@@ -10,6 +10,7 @@ weights computed on the fly, and the BatchNorm is bypassed by a hook.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -50,8 +51,7 @@ class Backward:
 
     def recording(self, record: Callable) -> Backward:
         """The same pass, reporting each ruled layer's relevance to ``record`` (see deltas.py)."""
-        return Backward(self.method, self.rules, self.traced, self.canonize, self.relevance, self.activation,
-                        self.addition, record)
+        return dataclasses.replace(self, record=record)
 
     @property
     def plain(self) -> bool:

@@ -123,17 +123,15 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
     finally:
         for m, mode in modes.items():
             m.training = mode
-    with torch.no_grad():
-        was = module.training
-        module.eval()
-        try:
-            out = module(example)
-        finally:
-            module.train(was)
+    out_shape = traced.output_shape
+    if len(out_shape) < 2:
+        raise InputError(name, f"the model's output is not a (batch, scores, ...) tensor (shape {out_shape})")
+    sequence = len(out_shape) == 3
+    n_scores = out_shape[1]
     if output is None:
-        output = Output() if out.dim() == 3 else Output("classes", tuple(str(i) for i in range(out.shape[1])), None)
-    if out.dim() >= 2 and out.shape[1] != len(output.alphabet):
-        raise InputError(name, f"the model gives {out.shape[1]} scores per frame, its alphabet has "
+        output = Output() if sequence else Output("classes", tuple(str(i) for i in range(n_scores)), None)
+    if n_scores != len(output.alphabet):
+        raise InputError(name, f"the model gives {n_scores} scores per frame, its alphabet has "
                                f"{len(output.alphabet)} symbols (pass --alphabet)")
     paths = layers or _block_paths(module)
     named = dict(module.named_modules())
@@ -146,11 +144,11 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
             raise InputError(name, f"module {path!r} ({kind}) gave no tensor in the forward pass (it did not run, or "
                                    "it returns a tuple, as recurrent layers do); profile modules that return tensors")
         geo, shape = traced.modules[path]
-        if out.dim() == 3 and geo is None:
+        if sequence and geo is None:
             raise InputError(name, f"module {path!r} has no frame geometry: {traced.not_local or 'not local in time'}")
-        result.append(Layer(path, path, int(shape[1]), geo if out.dim() == 3 else None))
-    if out.dim() == 3 and (not result or result[-1].geometry != traced.geometry or result[-1].channels != out.shape[1]):
-        result.append(Layer("output", "", int(out.shape[1]), traced.frame_geometry()))
+        result.append(Layer(path, path, int(shape[1]), geo if sequence else None))
+    if sequence and (not result or result[-1].geometry != traced.geometry or result[-1].channels != n_scores):
+        result.append(Layer("output", "", int(n_scores), traced.frame_geometry()))
     return ModelDescription(module, tuple(result), output, features, int(example.shape[1]), name)
 
 
