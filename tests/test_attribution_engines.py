@@ -177,3 +177,29 @@ def test_explicit_classes_must_match_the_output_frames():
     for engine in ("cone", "colour", "auto"):
         with pytest.raises(ValueError, match="one per output frame"):
             attribute_frames(net, x, [0], torch.zeros(n + 3, dtype=torch.long), "gradient", engine=engine)
+
+
+class LaterInPlace(nn.Module):
+    """A tensor read by an addition and changed in place afterwards (the cone engine must keep what
+    the addition read)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv1d(6, 8, 3, padding=1), nn.Conv1d(6, 8, 5, padding=2)
+        self.head = nn.Conv1d(8, 5, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        z = y + self.b(x)
+        y.relu_()
+        return self.head(z + y)
+
+
+@pytest.mark.parametrize("method,opts", [("gradient", {}), ("lrp", {"composite": "epsilon"})])
+def test_cone_engine_keeps_values_read_before_an_in_place_change(method, opts):
+    torch.manual_seed(2)
+    net = LaterInPlace().double().eval()
+    x = _x(21)
+    want = attribute_frames(net, x, "all", "predicted", method, engine="loop", **opts)
+    got = attribute_frames(net, x, "all", "predicted", method, engine="cone", **opts)
+    torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)

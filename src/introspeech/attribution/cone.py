@@ -61,6 +61,14 @@ class _Recorder(TorchFunctionMode):
         self.keep = [x]
         self.next = 1
 
+    def protect(self, t: torch.Tensor) -> torch.Tensor:
+        """Copy-on-write before ``t`` is changed in place: the nodes that already read it keep the
+        value they read (a snapshot), and so does the caller."""
+        snapshot = t.clone()
+        for node in self.nodes:
+            node.values = [snapshot if v is t else v for v in node.values]
+        return snapshot
+
     def produce(self, t: torch.Tensor) -> int:
         k = self.next
         self.next += 1
@@ -77,7 +85,8 @@ class _Recorder(TorchFunctionMode):
         if not flat:
             return func(*args, **kwargs)
         ins = [self.key[id(t)] for t in flat]
-        values = [t.clone() for t in flat]  # before an in-place operation overwrites them
+        in_place = name.endswith("_") or name.startswith("__i")  # changes its first argument
+        values = [self.protect(t) if in_place and k == 0 else t for k, t in enumerate(flat)]
         out = func(*args, **kwargs)
         if not isinstance(out, torch.Tensor):
             return out  # sizes, shapes
@@ -103,7 +112,8 @@ def record(model: nn.Module, x: torch.Tensor) -> tuple[list[Node], int, torch.Te
         known = [t for t in inp if isinstance(t, torch.Tensor) and id(t) in rec.key]
         if len(known) != 1 or len(inp) != 1:
             raise NotCone(f"layer {type(m).__name__} does not take one traced tensor")
-        pending[id(m)] = ([rec.key[id(known[0])]], [known[0].clone() if getattr(m, "inplace", False) else known[0]])
+        t = known[0]
+        pending[id(m)] = ([rec.key[id(t)]], [rec.protect(t) if getattr(m, "inplace", False) else t])
 
     def post(name):
         def fn(m, inp, out):

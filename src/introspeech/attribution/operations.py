@@ -43,7 +43,8 @@ class _Sum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, rule):
-        ctx.save_for_backward(a, b)
+        # copies, not saved tensors: a plain addition keeps nothing, so code may change a or b in place later
+        ctx.a, ctx.b = a.detach().clone(), b.detach().clone()
         ctx.rule = rule
         return a + b
 
@@ -51,7 +52,7 @@ class _Sum(torch.autograd.Function):
     def backward(ctx, grad):
         from .hooks import lrp_backward
 
-        a, b = ctx.saved_tensors
+        a, b = ctx.a, ctx.b
         x = torch.stack(torch.broadcast_tensors(a, b))
         r = lrp_backward(ctx.rule, lambda s, w, bias: s.sum(0), x, None, None, grad)
         ra, rb = r[0], r[1]
@@ -94,6 +95,15 @@ def _unbroadcast(r: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return r
 
 
+def _result(target: torch.Tensor, value: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """An in-place operation changes its argument (code may not use the returned tensor), so the
+    rule-driven value is copied into it (autograd follows the copy to the rule); else returned."""
+    if not in_place:
+        return value
+    target.copy_(value)
+    return target
+
+
 class Between(TorchFunctionMode):
     """The mode described in the module docstring; ``depth`` > 0 while a leaf module runs."""
 
@@ -111,20 +121,23 @@ class Between(TorchFunctionMode):
         name = getattr(func, "__name__", str(func))
         if not tensors or name in PASS_OPS:
             return func(*args, **kwargs)
+        in_place = name.endswith("_") or name.startswith("__i")  # the first argument changes
         if name in RELU_OPS and self.activation is not None:
             x = tensors[0]
-            return ActivationFn.apply(x, torch.relu(x.detach()), self.activation)
+            xin = x.clone() if in_place else x  # the rule reads the values before the change
+            return _result(x, ActivationFn.apply(xin, torch.relu(xin.detach()), self.activation), in_place)
         if not self.relevance and name in ADD_OPS | SCALE_OPS:
             return func(*args, **kwargs)  # guided backprop / deconvnet: the ordinary gradient of a linear operation
         if name in ADD_OPS and len(args) >= 2 and all(isinstance(a, torch.Tensor) and a.requires_grad
                                                       for a in args[:2]) and "alpha" not in kwargs:
-            return _Sum.apply(args[0], args[1], self.addition)
+            a = args[0].clone() if in_place else args[0]
+            return _result(args[0], _Sum.apply(a, args[1], self.addition), in_place)
         constants = [a for a in flat if isinstance(a, torch.Tensor) and not a.requires_grad and a.numel() > 1]
         if name in SCALE_OPS and len(tensors) == 1 and not constants:
             detached = [a.detach().clone() if a is tensors[0] else a for a in args]
             with torch.no_grad():
                 out = func(*detached, **kwargs)
-            return _Pass.apply(tensors[0], out)
+            return _result(tensors[0], _Pass.apply(tensors[0], out), in_place and args[0] is tensors[0])
         out = func(*args, **kwargs)
         if not isinstance(out, torch.Tensor) or not out.requires_grad:  # sizes, shapes, comparisons
             return out
