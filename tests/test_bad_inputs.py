@@ -173,3 +173,48 @@ def test_an_alignment_of_other_audio_is_skipped_and_named(tmp_path):
     res = runner.invoke(app, ["naps", "--corpus", corpus, "--out", str(tmp_path / "n"), "--window", "0"])
     assert res.exit_code == 2 and "no utterance could be profiled (1 skipped" in res.output  # it was the only one
     assert "phones alignment ends at 9.000 s, after the audio" in (tmp_path / "n" / "skipped.tsv").read_text()
+
+
+def test_a_ten_minute_recording_is_transcribed_in_pieces(tmp_path, monkeypatch):
+    from introspeech.asr import evaluate
+
+    calls = []
+    real = evaluate.run_in_pieces
+    monkeypatch.setattr(evaluate, "run_in_pieces", lambda *a, **k: calls.append(a[1].shape[-1]) or real(*a, **k))
+    path = _write(tmp_path, "long.flac", np.tile(_speech(2.0), 300), format="FLAC")
+    res = runner.invoke(app, ["transcribe", str(path)])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"{path}\t") and calls == [60001]  # 10 min of 10 ms frames, in pieces
+
+
+def _librispeech(tmp_path, textgrid_seconds: dict[str, float]):
+    import textgrid
+
+    root = tmp_path / "libri" / "84" / "121"
+    root.mkdir(parents=True)
+    lines = []
+    for uid, span in textgrid_seconds.items():
+        _write(root, f"{uid}.flac", _speech(1.0), format="FLAC")
+        lines.append(f"{uid} HELLO THERE")
+        tg = textgrid.TextGrid(minTime=0, maxTime=span)
+        words, phones = (textgrid.IntervalTier(name=n, minTime=0, maxTime=span) for n in ("words", "phones"))
+        words.add(0.1, 0.5, "hello")
+        words.add(0.5, 0.9, "there")
+        for k, ph in enumerate(["HH", "AH0", "L", "OW1", "DH", "EH1", "R"]):
+            phones.add(round(0.1 + k * 0.1, 3), round(0.2 + k * 0.1, 3), ph)
+        tg.append(words)
+        tg.append(phones)
+        tg.write(str(root / f"{uid}.TextGrid"))
+    (root / "84-121.trans.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path / "libri"
+
+
+def test_a_textgrid_of_another_recording_is_skipped_and_named(tmp_path):
+    corpus = _librispeech(tmp_path, {"84-121-0000": 1.0, "84-121-0001": 3.5})
+    res = runner.invoke(app, ["naps", "--corpus", str(corpus), "--splits", "all", "--out", str(tmp_path / "n"),
+                              "--window", "0", "--groups", "phonemes"])
+    assert res.exit_code == 0, res.output
+    skipped = (tmp_path / "n" / "skipped.tsv").read_text()
+    assert "84-121-0001.TextGrid" in skipped and "spans 3.500 s but the audio lasts 1.0" in skipped
+    assert "84-121-0000" not in skipped
+    assert json.loads((tmp_path / "n" / "summary.json").read_text())["utterances"] == 1

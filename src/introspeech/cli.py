@@ -14,6 +14,7 @@ from .cli_support import (
     _CORPUS,
     _ENGINE,
     _FEATURES,
+    _MAX_FRAMES,
     _MODEL,
     _MODEL_FACTORY,
     _PROFILE_OUT,
@@ -184,8 +185,9 @@ def transcribe(
     audio: list[Path] = typer.Argument(..., help="Audio files (any format soundfile reads; resampled to 16 kHz)."),
     model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+    max_frames: int = _MAX_FRAMES,
 ) -> None:
-    """Print the greedy CTC transcript of each audio file."""
+    """Print the greedy CTC transcript of each audio file (long recordings in exact overlapping pieces)."""
     from .asr.evaluate import transcribe as run
     from .audio import features as compute_features
 
@@ -193,7 +195,7 @@ def transcribe(
     failed = 0
     for path in audio:
         try:
-            typer.echo(f"{path}\t{run(net, compute_features(path, cfg))}")
+            typer.echo(f"{path}\t{run(net, compute_features(path, cfg), max_frames)}")
         except InputError as e:
             failed += 1
             typer.echo(f"error: {e}", err=True)
@@ -270,6 +272,7 @@ def naps(
     engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
     resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS, strict: bool = _STRICT,
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+    max_frames: int = _MAX_FRAMES,
 ) -> None:
     """Neuron Activation Profiles of letters and phonemes in every layer, clustered and scored."""
     from .profiles import results
@@ -281,7 +284,8 @@ def naps(
     if corpus is not None and str(corpus) == "digits":
         return _class_naps(out, model, own, metric)
     settings = _settings(ProfileSettings, groups=tuple(g for g in groups.split(",") if g), letters_from=letters_from,
-                         nap_window=window, relevance="", gradient_adjusted=gradient_adjusted, threads=threads)
+                         nap_window=window, relevance="", gradient_adjusted=gradient_adjusted, threads=threads,
+                         max_frames=max_frames)
     acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot, own)
     summary = results.summary(acc, metric)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -298,6 +302,7 @@ def patterns(
     engine: str = _ENGINE, workers: int = _WORKERS, scheduler: str = _SCHEDULER, save_every: int = _SAVE_EVERY,
     resume: bool = _RESUME, replot: bool = _REPLOT, threads: int = _THREADS, strict: bool = _STRICT,
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+    max_frames: int = _MAX_FRAMES,
 ) -> None:
     """Letter-specific input patterns: aligned windows averaged per letter (and phoneme), normalized."""
     from .profiles import results
@@ -305,7 +310,8 @@ def patterns(
     from .report.html import write_report
     from .report.sections.profiles import patterns_section
 
-    settings = _settings(ProfileSettings, pattern_window=window, relevance=method, align_by=align_by, threads=threads)
+    settings = _settings(ProfileSettings, pattern_window=window, relevance=method, align_by=align_by, threads=threads,
+                         max_frames=max_frames)
     own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features, "strict": strict}
     acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot, own)
     summary = results.summary(acc)

@@ -123,6 +123,8 @@ _SCHEDULER = typer.Option(None, "--scheduler", help="Dask: address of an existin
 _SAVE_EVERY = typer.Option(64, "--save-every", help="Utterances per shard; the state is saved after shards.")
 _RESUME = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/state (bit-identical result).")
 _REPLOT = typer.Option(False, "--replot", help="Only redraw figures and summary from OUT/profiles.* (no model run).")
+_MAX_FRAMES = typer.Option(6000, "--max-frames", help="Longer recordings run in overlapping pieces of this many "
+                           "feature frames (the same results, memory bounded; 0: always whole).")
 _THREADS = typer.Option(1, "--threads", help="Torch threads per process (results depend on it bit-wise).")
 _STRICT = typer.Option(False, "--strict", help="Stop at the first bad utterance (default: skip it and list it in "
                        "OUT/skipped.tsv).")

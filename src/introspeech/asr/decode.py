@@ -77,7 +77,11 @@ def forced_align_arrays(log_probs: torch.Tensor | np.ndarray, text: str) -> tupl
         raise ValueError(f"transcript of {lab.size} letters needs {need} frames, only {n_frames} available")
     skip_ok = np.zeros(n_states, dtype=bool)  # may jump from s-2 to s (different letters)
     skip_ok[3::2] = ext_arr[3::2] != ext_arr[1:-2:2]
-    path = ctc_viterbi(np.ascontiguousarray(lp, dtype=np.float64), ext_arr, skip_ok)
+    lp = np.ascontiguousarray(lp, dtype=np.float64)
+    if n_frames * n_states <= VITERBI_CELLS:
+        path = ctc_viterbi(lp, ext_arr, skip_ok)
+    else:  # a long recording: the same path, backpointers recomputed block by block
+        path = ctc_viterbi_blocks(lp, ext_arr, skip_ok, max(1, int(np.sqrt(n_frames))))
     on = np.flatnonzero(path % 2 == 1)  # frames on a letter state
     if on.size == 0:
         return (np.zeros(0, dtype=np.int64),) * 3
@@ -87,33 +91,82 @@ def forced_align_arrays(log_probs: torch.Tensor | np.ndarray, text: str) -> tupl
     return lab[k[first]], on[first], on[last]
 
 
+VITERBI_CELLS = 1 << 26
+"""Frames × states above which the Viterbi backpointers (one byte a cell) are kept per block only."""
+
+
+@njit(inline="always", nogil=True)
+def _viterbi_step(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray, t: int, score: np.ndarray,
+                  new: np.ndarray, back_row: np.ndarray) -> None:
+    for s in range(ext.shape[0]):
+        best, arg = score[s], 0
+        if s >= 1 and score[s - 1] > best:
+            best, arg = score[s - 1], 1
+        if s >= 2 and skip_ok[s] and score[s - 2] > best:
+            best, arg = score[s - 2], 2
+        back_row[s] = arg
+        new[s] = best + lp[ext[s], t]
+    score[:] = new
+
+
+@njit(inline="always", nogil=True)
+def _viterbi_start(lp: np.ndarray, ext: np.ndarray) -> np.ndarray:
+    score = np.full(ext.shape[0], -np.inf)
+    score[0] = lp[ext[0], 0]
+    if ext.shape[0] > 1:
+        score[1] = lp[ext[1], 0]
+    return score
+
+
+@njit(inline="always", nogil=True)
+def _viterbi_end(score: np.ndarray) -> int:
+    n_states = score.shape[0]
+    if n_states > 1 and score[n_states - 2] > score[n_states - 1]:
+        return n_states - 2
+    return n_states - 1
+
+
+@njit(cache=True, nogil=True)
+def ctc_viterbi_blocks(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray, block: int) -> np.ndarray:
+    """`ctc_viterbi` in O((frames / block + block) · states) memory: the forward pass keeps the
+    scores at the start of every block of ``block`` frames; the backtrace recomputes one block's
+    backpointers at a time from them (the same arithmetic, so the same path)."""
+    n_frames, n_states = lp.shape[1], ext.shape[0]
+    n_blocks = (n_frames - 1 + block - 1) // block  # blocks of transitions t = 1 … n_frames-1
+    marks = np.empty((max(n_blocks, 1), n_states))
+    score = _viterbi_start(lp, ext)
+    new = np.empty(n_states)
+    back = np.zeros((block, n_states), dtype=np.int8)
+    for k in range(n_blocks):
+        marks[k] = score
+        for t in range(1 + k * block, min(1 + (k + 1) * block, n_frames)):
+            _viterbi_step(lp, ext, skip_ok, t, score, new, back[0])
+    s = _viterbi_end(score)
+    path = np.empty(n_frames, dtype=np.int64)
+    for k in range(n_blocks - 1, -1, -1):
+        a, b = 1 + k * block, min(1 + (k + 1) * block, n_frames)
+        score[:] = marks[k]
+        for t in range(a, b):
+            _viterbi_step(lp, ext, skip_ok, t, score, new, back[t - a])
+        for t in range(b - 1, a - 1, -1):
+            path[t] = s
+            s -= back[t - a, s]
+    path[0] = s
+    return path
+
+
 @njit(cache=True, nogil=True)
 def ctc_viterbi(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray) -> np.ndarray:
     """Best CTC state path through the extended label sequence ``ext`` (blank, l1, blank, …).
 
     ``lp``: ``(symbols, frames)`` log-probabilities (float64); returns the state index per frame."""
-    n_frames = lp.shape[1]
-    n_states = ext.shape[0]
-    neg = -np.inf
-    score = np.full(n_states, neg)
-    score[0] = lp[ext[0], 0]
-    if n_states > 1:
-        score[1] = lp[ext[1], 0]
+    n_frames, n_states = lp.shape[1], ext.shape[0]
+    score = _viterbi_start(lp, ext)
     back = np.zeros((n_frames, n_states), dtype=np.int8)
     new = np.empty(n_states)
     for t in range(1, n_frames):
-        for s in range(n_states):
-            best, arg = score[s], 0
-            if s >= 1 and score[s - 1] > best:
-                best, arg = score[s - 1], 1
-            if s >= 2 and skip_ok[s] and score[s - 2] > best:
-                best, arg = score[s - 2], 2
-            back[t, s] = arg
-            new[s] = best + lp[ext[s], t]
-        score[:] = new
-    s = n_states - 1
-    if n_states > 1 and score[n_states - 2] > score[n_states - 1]:
-        s = n_states - 2
+        _viterbi_step(lp, ext, skip_ok, t, score, new, back[t])
+    s = _viterbi_end(score)
     path = np.empty(n_frames, dtype=np.int64)
     for t in range(n_frames - 1, -1, -1):
         path[t] = s

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..audio import FeatureConfig
+from ..chunking import MAX_FRAMES, model_geometry, run_in_pieces
 from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
@@ -17,15 +18,19 @@ from .model import Wav2Letter
 
 
 @torch.no_grad()
-def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor) -> torch.Tensor:
+def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int = MAX_FRAMES) -> torch.Tensor:
     """Letter scores ``(n_symbols, frames)`` of one utterance's features ``(n_mels, time)``.
 
-    One utterance at a time: batching with padding would change the frames near the end."""
+    One utterance at a time: batching with padding would change the frames near the end. Inputs
+    longer than ``max_frames`` run in overlapping pieces (`introspeech.chunking`: the same scores,
+    memory bounded by the piece length; 0: always whole)."""
     p = next(model.parameters())
     x = torch.as_tensor(feats, dtype=p.dtype, device=p.device).unsqueeze(0)
     was = model.training
     model.eval()
     try:
+        if max_frames and x.shape[-1] > max_frames:
+            return run_in_pieces(model, x, model_geometry(model, x), max_frames)[0].cpu()
         return model(x)[0].cpu()
     except RuntimeError as e:  # e.g. an unpadded model on an input shorter than its receptive field
         raise InputError("input", f"the model cannot run on these {x.shape[-1]} frames ({str(e).splitlines()[0]})") \
@@ -34,9 +39,9 @@ def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor) -> torch.Tensor:
         model.train(was)
 
 
-def transcribe(model: Wav2Letter, feats: np.ndarray | torch.Tensor) -> str:
-    """Greedy CTC transcript of one utterance."""
-    return greedy_decode(scores(model, feats).unsqueeze(0))[0]
+def transcribe(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int = MAX_FRAMES) -> str:
+    """Greedy CTC transcript of one utterance (long ones in pieces, see `scores`)."""
+    return greedy_decode(scores(model, feats, max_frames).unsqueeze(0))[0]
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:

@@ -30,6 +30,7 @@ from .hooks import Backward, affine_params, folded_params
 from .methods import Plan
 from .operations import ADD_OPS, PASS_OPS, RELU_OPS
 from .rules import ActivationRule, DeconvReLU, Gradient, GuidedReLU, LinearRule, Pass
+from .windows import Windows
 
 SUPPORTED = (nn.Conv1d, nn.BatchNorm1d, nn.ReLU, nn.ConstantPad1d, nn.Dropout, nn.Identity)
 
@@ -334,8 +335,9 @@ def backward_frames(steps: list[Step], out_key: int, seeds: torch.Tensor, frames
 
 
 def cone_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torch.Tensor, plan: Plan, chunk: int,
-                progress=None) -> torch.Tensor:
-    """`attribute_frames` on the cone engine (see the module docstring); ``chunk`` frames per step."""
+                progress=None) -> Windows:
+    """`attribute_frames` on the cone engine (see the module docstring); ``chunk`` frames per step;
+    each map on its frame's cone at the input."""
     if x.dim() != 3:
         raise NotCone("the cone engine needs (batch, channels, time) inputs")
     frames = torch.as_tensor(todo, device=x.device)
@@ -363,11 +365,9 @@ def cone_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torch.T
         total = r if total is None else total + r
         if progress:
             progress(k_point + 1, len(plan.points))
-    result = torch.zeros(len(todo), *x.shape[1:], dtype=x.dtype, device=x.device)
-    for j in range(total.shape[0]):
-        a = int(starts[j])
-        lo, hi = max(a, 0), min(a + total.shape[-1], n_in)
-        result[j, :, lo:hi] = total[j, :, lo - a:hi - a]
     if plan.post is not None:
-        result = result * plan.post
-    return plan.finish(result) if plan.finish is not None else result
+        total = total * gather(plan.post, starts, total.shape[-1])
+    total = plan.finish(total) if plan.finish is not None else total
+    cols = starts[:, None] + torch.arange(total.shape[-1], device=starts.device)[None]
+    outside = ((cols < 0) | (cols >= n_in)).reshape(len(todo), *([1] * (total.dim() - 2)), total.shape[-1])
+    return Windows(total.masked_fill(outside, 0), starts, n_in)

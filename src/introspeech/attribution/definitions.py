@@ -60,6 +60,12 @@ class Method:
     needs: Callable[[dict], set[str]] = lambda o: set()  # context the options still need: "layer", "bounds"
     modulated_by: str = ""  # a CAM map multiplied by this local method's map (guided Grad-CAM)
     frames_note: str = ""  # what the all-frames engines do with it, beyond cone/colour/loop
+    draws: Callable[[dict, torch.Tensor], dict] = lambda o, x: {}  # its random draws for input x, as options
+
+    def for_input(self, options: dict, x: torch.Tensor) -> dict:
+        """``options`` with the method's random draws for the whole input ``x`` made explicit, so that
+        a piece of the input (a long recording explained in pieces) sees its slice of the same draw."""
+        return {**options, **self.draws(self.resolve(options), x)}
 
     def resolve(self, options: dict) -> dict:
         """The options with defaults filled in; unknown names and wrong types raise."""
@@ -159,7 +165,9 @@ METHODS: dict[str, Method] = {d.name: d for d in (
         Option("seed", 0, (int,), "seed of the noise"),
         Option("noise", None, (torch.Tensor,), "explicit noise (samples·B, ...), replaces the seeded draw"),
         Option("inner", "gradient", (str,), "gradient or gradient_x_input"),
-    ), True, False, "any differentiable layer", m.smoothgrad),
+    ), True, False, "any differentiable layer", m.smoothgrad,
+        draws=lambda o, x: {} if o["noise"] is not None else {"noise": m.smoothgrad_noise(x, o["stdev"], o["samples"],
+                                                                                           o["seed"])}),
     Method("guided_backprop", "gradient, ReLUs pass positive signal where their input was positive", (), True,
            False, _RELU_ONLY, m.guided_backprop, aliases=("guided",)),
     Method("deconvnet", "gradient, ReLUs pass positive signal", (), True, False, _RELU_ONLY, m.deconvnet),

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..chunking import MAX_FRAMES, model_geometry
 from ..graph import FrameGeometry, trace
 from . import methods as m
 from .api import attribute
@@ -35,10 +36,11 @@ from .cone import NotCone, cone_frames
 from .definitions import Method
 from .definitions import method as lookup
 from .hooks import preserved
+from .windows import Windows, cut, explain_in_pieces
 
 ENGINES = ("auto", "cone", "colour", "loop")
 ENGINE_ALIASES = {"chain": "cone", "color": "colour"}
-__all__ = ["attribute_frames", "FrameGeometry", "chain_geometry", "ENGINES"]
+__all__ = ["attribute_frames", "FrameGeometry", "Windows", "chain_geometry", "ENGINES"]
 
 
 def chain_geometry(model: nn.Module, example: torch.Tensor) -> FrameGeometry:
@@ -56,16 +58,20 @@ def _selector(out: torch.Tensor, frames: list[int], classes: torch.Tensor) -> to
 def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[int] = "all",
                      classes: str | torch.Tensor = "predicted", method: str = "gradient", chunk: int = 16,
                      geometry: FrameGeometry | None = None, progress: Callable[[int, int], None] | None = None,
-                     engine: str = "auto", **options) -> torch.Tensor | list[torch.Tensor]:
+                     engine: str = "auto", output: str = "dense", max_frames: int = MAX_FRAMES,
+                     **options) -> torch.Tensor | Windows | list:
     """One map per requested output frame of a ``(B, C_out, T_out)`` model.
 
-    Returns ``(n_frames, *inputs.shape[1:])`` for one utterance (a list for several). ``classes``:
-    ``"predicted"`` (best class per frame) or a tensor of one class per output frame. ``chunk``
-    bounds the rows of one batched pass (memory ∝ chunk): colours per pass for the colouring engine,
-    8·chunk frames per step for the cone engine (whose rows are receptive-field windows, not whole
-    utterances). Every engine equals `attribute` called per frame, for every method and option
-    (see the module docstring); ``engine`` forces one, and one that cannot honour the method, the
-    options or the model raises an error that says why.
+    Returns ``(n_frames, *inputs.shape[1:])`` for one utterance (a list for several), or with
+    ``output="windows"`` a `Windows` (each map cut to its receptive field: what a long recording
+    needs). ``classes``: ``"predicted"`` (best class per frame) or a tensor of one class per output
+    frame. ``chunk`` bounds the rows of one batched pass (memory ∝ chunk): colours per pass for the
+    colouring engine, 8·chunk frames per step for the cone engine (whose rows are receptive-field
+    windows, not whole utterances). Inputs longer than ``max_frames`` are explained in overlapping
+    pieces (`introspeech.chunking`; the same maps, working memory bounded by the piece; 0: whole).
+    Every engine equals `attribute` called per frame, for every method and option (see the module
+    docstring); ``engine`` forces one, and one that cannot honour the method, the options or the
+    model raises an error that says why.
 
     >>> maps = attribute_frames(model, x, "all", "predicted", "lrp", composite="epsilon-plus")
     """
@@ -73,54 +79,91 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
         raise ValueError(f"inputs must be (batch, channels, time[, ...]) sequences, got {tuple(inputs.shape)}")
     if inputs.shape[0] > 1:
         return [attribute_frames(model, inputs[b:b + 1], frames, classes if isinstance(classes, str) else classes[b],
-                                 method, chunk, geometry, progress, engine, **options) for b in range(inputs.shape[0])]
+                                 method, chunk, geometry, progress, engine, output, max_frames, **options)
+                for b in range(inputs.shape[0])]
+    if output not in ("dense", "windows"):
+        raise ValueError(f"output must be 'dense' or 'windows', not {output!r}")
     spec = lookup(method)
     opts = spec.resolve(options)
     engine = ENGINE_ALIASES.get(engine, engine)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     x = inputs.detach()
-    with preserved(model):
-        out = None
-        if isinstance(classes, str) or not spec.local:  # explicit classes: the local engines need no forward here
-            with torch.no_grad():
-                out = model(x)
-            if out.dim() != 3:
-                raise ValueError(f"attribute_frames needs (batch, classes, frames) outputs, the model gives "
-                                 f"{tuple(out.shape)}")
-        n_out = out.shape[2] if out is not None else len(classes)
-        cls = out[0].argmax(0) if isinstance(classes, str) else torch.as_tensor(classes, device=x.device).long()
-        if cls.shape != (n_out,):
-            raise ValueError(f"classes must be 'predicted' or one class per output frame ({n_out}), got {tuple(cls.shape)}")
-        todo = list(range(n_out)) if isinstance(frames, str) else [int(t) for t in frames]
-        if any(t < 0 or t >= n_out for t in todo):
-            raise ValueError(f"frames must lie in [0, {n_out}), got {todo}")
-        if engine == "loop":
-            return _loop(model, x, todo, cls, spec, options, progress)
-        if not spec.linear_in_target(opts):
-            if engine != "auto":
-                raise ValueError(f"{spec.name} with these options ({_nonlinear_why(spec, opts)}) is not linear in the "
-                                 f"target: engine={engine!r} cannot share passes between frames; use engine='loop' or 'auto'")
-            return _loop(model, x, todo, cls, spec, options, progress)
+    if max_frames and x.shape[-1] > max_frames:
         if not spec.local:
-            if "layer" in spec.needs(opts):
-                raise ValueError(f"{spec.name} needs layer= (the module path of the layer whose activations it weighs)")
-            geo = geometry or chain_geometry(model, x)
-            return _cam_frames(model, x, out, todo, cls, spec, geo, chunk, progress, **opts)
-        plan = spec.plan(model, x, None, **opts)
-        if engine in ("auto", "cone"):
-            try:
-                return cone_frames(model, x, todo, cls, plan, chunk * 8, progress)
-            except NotCone as e:
-                if engine == "cone":
-                    raise ValueError(f"engine='cone' cannot run this: {e}") from None
+            raise ValueError(f"{spec.name} is not local in time: an input of {x.shape[-1]} frames cannot be explained "
+                             "in pieces; pass max_frames=0 to run it whole")
+        with preserved(model):
+            geo = geometry or model_geometry(model, x)
+            todo = None if isinstance(frames, str) else [int(t) for t in frames]
+            whole = spec.for_input(options, x)
+
+            def explain(piece, local, local_cls):
+                sliced = {k: _slice_along(v, x, piece.start, piece.stop) for k, v in whole.items()}
+                return attribute_frames(model, x[..., piece.start:piece.stop], local, local_cls, method, chunk, geo,
+                                        None, engine, "windows", 0, **sliced)
+            w = explain_in_pieces(model, x, todo, classes, geo, max_frames, explain)
+        return w if output == "windows" else w.dense()
+    with preserved(model):
+        result = _explain(model, x, frames, classes, spec, opts, options, chunk, geometry, progress, engine,
+                          output == "windows")
+    if isinstance(result, Windows):
+        return result if output == "windows" else result.dense()
+    if output == "windows":
+        raise ValueError(f"{spec.name} maps are not local in time: output='windows' needs a local method")
+    return result
+
+
+def _explain(model, x, frames, classes, spec: Method, opts: dict, options: dict, chunk: int,
+             geometry: FrameGeometry | None, progress, engine: str, windows: bool) -> Windows | torch.Tensor:
+    """The engine's maps of one utterance: `Windows` for local methods, dense for the CAM family."""
+    out = None
+    if isinstance(classes, str) or not spec.local:  # explicit classes: the local engines need no forward here
+        with torch.no_grad():
+            out = model(x)
+        if out.dim() != 3:
+            raise ValueError(f"attribute_frames needs (batch, classes, frames) outputs, the model gives "
+                             f"{tuple(out.shape)}")
+    n_out = out.shape[2] if out is not None else len(classes)
+    cls = out[0].argmax(0) if isinstance(classes, str) else torch.as_tensor(classes, device=x.device).long()
+    if cls.shape != (n_out,):
+        raise ValueError(f"classes must be 'predicted' or one class per output frame ({n_out}), got {tuple(cls.shape)}")
+    todo = list(range(n_out)) if isinstance(frames, str) else [int(t) for t in frames]
+    if any(t < 0 or t >= n_out for t in todo):
+        raise ValueError(f"frames must lie in [0, {n_out}), got {todo}")
+    if engine == "loop" or not spec.linear_in_target(opts):
+        if engine not in ("loop", "auto"):
+            raise ValueError(f"{spec.name} with these options ({_nonlinear_why(spec, opts)}) is not linear in the "
+                             f"target: engine={engine!r} cannot share passes between frames; use engine='loop' or 'auto'")
+        return _loop(model, x, todo, cls, spec, options, progress, (geometry or chain_geometry(model, x)) if windows
+                     else geometry)
+    if not spec.local:
+        if "layer" in spec.needs(opts):
+            raise ValueError(f"{spec.name} needs layer= (the module path of the layer whose activations it weighs)")
         geo = geometry or chain_geometry(model, x)
-        if out is None:
-            with torch.no_grad():
-                out = model(x)
-            if out.shape[-1] != n_out:
-                raise ValueError(f"classes must be one per output frame ({out.shape[-1]}), got {n_out}")
-        return _colored(model, x, todo, cls, plan, geo, chunk, progress, out)
+        return _cam_frames(model, x, out, todo, cls, spec, geo, chunk, progress, **opts)
+    plan = spec.plan(model, x, None, **opts)
+    if engine in ("auto", "cone"):
+        try:
+            return cone_frames(model, x, todo, cls, plan, chunk * 8, progress)
+        except NotCone as e:
+            if engine == "cone":
+                raise ValueError(f"engine='cone' cannot run this: {e}") from None
+    geo = geometry or chain_geometry(model, x)
+    if out is None:
+        with torch.no_grad():
+            out = model(x)
+        if out.shape[-1] != n_out:
+            raise ValueError(f"classes must be one per output frame ({out.shape[-1]}), got {n_out}")
+    return _colored(model, x, todo, cls, plan, geo, chunk, progress, out)
+
+
+def _slice_along(value, x: torch.Tensor, start: int, stop: int):
+    """An option's part for input frames ``[start, stop)``: tensors that follow the input's time axis
+    (baselines, roots, bounds, noise) are sliced; everything else applies as it is."""
+    if isinstance(value, torch.Tensor) and value.dim() == x.dim() and value.shape[-1] == x.shape[-1] > 1:
+        return value[..., start:stop]
+    return value
 
 
 def _nonlinear_why(spec: Method, opts: dict) -> str:
@@ -128,13 +171,17 @@ def _nonlinear_why(spec: Method, opts: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in opts.items() if spec.linear_in_target({**opts, k: spec.defaults()[k]}))
 
 
-def _loop(model, x, todo, cls, spec: Method, options: dict, progress) -> torch.Tensor:
-    maps = []
+def _loop(model, x, todo, cls, spec: Method, options: dict, progress, geo: FrameGeometry | None) -> Windows:
+    """`attribute` per frame, each map cut to its window (the whole map without a geometry)."""
+    parts = []
     for i, t in enumerate(todo):
-        maps.append(attribute(model, x, (int(cls[t]), t), spec.name, **options)[0])
+        parts.append(cut(attribute(model, x, (int(cls[t]), t), spec.name, **options), [t], geo))
         if progress:
             progress(i + 1, len(todo))
-    return torch.stack(maps) if maps else torch.zeros(0, *x.shape[1:], dtype=x.dtype)
+    if not parts:
+        return Windows(torch.zeros(0, *x.shape[1:-1], geo.rf if geo else x.shape[-1], dtype=x.dtype),
+                       torch.zeros(0, dtype=torch.long), x.shape[-1])
+    return Windows.join(parts, x.shape[-1])
 
 
 def _colour_rows(todo: list[int], spacing: int) -> list[list[int]]:
@@ -153,25 +200,27 @@ def _expand(plan: m.Plan, n: int) -> m.Plan:
 
 
 def _colored(model, x, todo, cls, plan: m.Plan, geo: FrameGeometry, chunk: int, progress,
-             out: torch.Tensor | None = None) -> torch.Tensor:
+             out: torch.Tensor | None = None) -> Windows:
     if out is None:
         with torch.no_grad():
             out = model(x)
-    result = torch.zeros(len(todo), *x.shape[1:], dtype=x.dtype, device=x.device)
+    n_in = x.shape[-1]
+    result = torch.zeros(len(todo), *x.shape[1:-1], geo.rf, dtype=x.dtype, device=x.device)
+    starts = torch.tensor([geo.window(t)[0] for t in todo], dtype=torch.long)
     where = {t: i for i, t in enumerate(todo)}
     rows = _colour_rows(todo, geo.spacing)
-    n_in = x.shape[-1]
     for k in range(0, len(rows), max(1, chunk)):
         block = rows[k:k + chunk]
         selector = torch.cat([_selector(out, r, cls) for r in block])
         maps = m.evaluate(model, _expand(plan, len(block)), selector, plan.backward.relevance)
         for r, frames in enumerate(block):
             for t in frames:
+                a0 = geo.window(t)[0]
                 a, b = geo.window(t, n_in)
-                result[where[t], ..., a:b] = maps[r, ..., a:b]
+                result[where[t], ..., a - a0:b - a0] = maps[r, ..., a:b]
         if progress:
             progress(min(k + chunk, len(rows)), len(rows))
-    return result
+    return Windows(result, starts, n_in)
 
 
 def _cam_frames(model, x, out, todo, cls, spec: Method, geo: FrameGeometry, chunk: int, progress, layer,
@@ -207,5 +256,5 @@ def _cam_frames(model, x, out, todo, cls, spec: Method, geo: FrameGeometry, chun
     if spec.modulated_by:
         local = lookup(spec.modulated_by)
         guided = _colored(model, x, todo, cls, local.plan(model, x, None, **local.defaults()), geo, chunk, None, out)
-        return guided * maps
+        return guided.dense() * maps
     return maps.contiguous()

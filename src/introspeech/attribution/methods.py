@@ -116,6 +116,12 @@ def integrated_gradients(model, x, selector, baselines=None, steps: int = 50, in
     return Plan(plain("integrated_gradients"), points, post=x - base, rows=internal_batch_size)
 
 
+def smoothgrad_noise(x: torch.Tensor, stdev: float = 0.15, samples: int = 25, seed: int = 0) -> torch.Tensor:
+    """SmoothGrad's seeded draw for input ``x``: ``(samples·B, *x.shape[1:])``."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn((x.shape[0] * samples, *x.shape[1:]), generator=gen, dtype=x.dtype) * stdev
+
+
 def smoothgrad(model, x, selector, stdev: float = 0.15, samples: int = 25, seed: int = 0,
                noise: torch.Tensor | None = None, inner: str = "gradient") -> Plan:
     """Mean of gradients (or gradient×input, ``inner``) at noisy copies x + 𝒩(0, stdev²).
@@ -126,8 +132,7 @@ def smoothgrad(model, x, selector, stdev: float = 0.15, samples: int = 25, seed:
         raise ValueError(f"smoothgrad inner must be 'gradient' or 'gradient_x_input', not {inner!r}")
     b = x.shape[0]
     if noise is None:
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn((b * samples, *x.shape[1:]), generator=gen, dtype=x.dtype) * stdev
+        noise = smoothgrad_noise(x, stdev, samples, seed)
     elif noise.shape[0] % b or noise.shape[1:] != x.shape[1:]:
         raise ValueError(f"smoothgrad noise must be (samples·{b}, {', '.join(map(str, x.shape[1:]))}), "
                          f"got {tuple(noise.shape)}")

@@ -33,7 +33,15 @@ def read_librispeech(root: str | Path, textgrids: str | Path | None = None) -> l
         for utt in out:
             if utt.id in index:
                 utt.words, utt.phones = read_textgrid(index[utt.id])
+                utt.extra["alignment_extent"] = [str(index[utt.id]), textgrid_extent(index[utt.id])]
     return out
+
+
+def textgrid_extent(path: str | Path) -> float:
+    """The time a TextGrid spans (its ``xmax``): an aligner's output spans the whole recording."""
+    import textgrid
+
+    return float(textgrid.TextGrid.fromFile(str(path)).maxTime)
 
 
 def _tier(tg, name: str):

@@ -28,7 +28,8 @@ def builtin_corpus() -> Path:
 
 def load_corpus(path: str | Path | None = None) -> dict[str, list[Utterance]]:
     """Utterances per split. ``None``: the built-in demo corpus; a ``.jsonl`` file: one split named
-    after the file; a folder with ``*.jsonl``: one split per manifest; else a LibriSpeech tree."""
+    after the file; a folder with ``*.jsonl``: one split per manifest; else a LibriSpeech tree (with
+    the word and phone alignments of any ``ID.TextGrid`` inside it, e.g. Montreal Forced Aligner's)."""
     p = Path(path) if path is not None else builtin_corpus()
     if p.is_file():
         return {p.stem: read_manifest(p)}
@@ -38,7 +39,7 @@ def load_corpus(path: str | Path | None = None) -> dict[str, list[Utterance]]:
     manifests = sorted(p.glob("*.jsonl"))
     if manifests:
         return {m.stem: read_manifest(m) for m in manifests}
-    utts = read_librispeech(p)
+    utts = read_librispeech(p, textgrids=p if next(p.rglob("*.TextGrid"), None) else None)
     if not utts:
         raise InputError(p, "no *.jsonl manifests and no LibriSpeech *.trans.txt files in this folder")
     return {"all": utts}

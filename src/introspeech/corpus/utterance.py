@@ -35,8 +35,13 @@ class Utterance:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check_alignment(self, duration: float | None = None, tolerance: float = 0.02) -> None:
-        """Raise `InputError` if an alignment is unordered or ends after the audio."""
+        """Raise `InputError` if an alignment is unordered, ends after the audio, or comes from a
+        TextGrid that spans another length than the audio (``extra["alignment_extent"]``)."""
         dur = duration if duration is not None else self.duration
+        extent = self.extra.get("alignment_extent")
+        if extent and dur is not None and abs(float(extent[1]) - dur) > max(tolerance, 0.05):
+            raise InputError(extent[0], f"utterance {self.id}: the TextGrid spans {float(extent[1]):.3f} s but the "
+                                        f"audio lasts {dur:.3f} s: it aligns another recording")
         for name, segs in (("words", self.words), ("phones", self.phones)):
             if not segs:
                 continue

@@ -15,7 +15,8 @@ from numba import njit
 from torch import nn
 
 from ..asr.model import Geometry
-from ..attribution.frames import FrameGeometry, attribute_frames
+from ..attribution.frames import FrameGeometry, Windows, attribute_frames
+from ..chunking import MAX_FRAMES
 from ..text import BLANK
 
 
@@ -71,7 +72,8 @@ def emission_frames(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out_geo: Geometry,
-                    method: str = "gradient", by: str = "max", **options) -> AlignedEmissions:
+                    method: str = "gradient", by: str = "max", max_frames: int = MAX_FRAMES,
+                    **options) -> AlignedEmissions:
     """Every letter of the greedy CTC path of ``scores`` ``(n_symbols, frames)`` for input
     ``x`` ``(1, n_mels, time)``, with its nominal and relevance-aligned input frame.
 
@@ -84,7 +86,20 @@ def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out
     if not method:
         return AlignedEmissions(symbol, frames, nominal, nominal)
     geo = FrameGeometry(out_geo.rf, out_geo.stride, out_geo.offset)
-    maps = attribute_frames(model, x, frames=frames.tolist(), classes=scores.argmax(0), method=method, geometry=geo,
-                            **options)  # the classes of the scores given: no second forward pass
-    aligned = np.array([evidence_frame(m.numpy(), by) for m in maps], dtype=np.int64)
-    return AlignedEmissions(symbol, frames, nominal, aligned)
+    windows = attribute_frames(model, x, frames=frames.tolist(), classes=scores.argmax(0), method=method, geometry=geo,
+                               output="windows", max_frames=max_frames, **options)  # classes given: no second forward
+    return AlignedEmissions(symbol, frames, nominal, evidence_frames(windows, by))
+
+
+def evidence_frames(windows: Windows, by: str = "max") -> np.ndarray:
+    """`evidence_frame` of every map of `Windows` (the input frame, not the column)."""
+    prof, cols = windows.profile()
+    prof, cols = prof.double().numpy(), cols.numpy()
+    if not len(prof):
+        return np.zeros(0, dtype=np.int64)
+    total = prof.sum(1)
+    best = np.where(total > 0, cols[np.arange(len(prof)), prof.argmax(1)], 0)  # a zero map: frame 0, as evidence_frame
+    if by == "max":
+        return best.astype(np.int64)
+    mass = np.rint((prof * cols).sum(1) / np.where(total > 0, total, 1))
+    return np.where(total > 0, mass, best).astype(np.int64)

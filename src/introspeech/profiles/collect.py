@@ -13,12 +13,13 @@ from torch import nn
 
 from ..asr.decode import forced_align_arrays, greedy_runs
 from ..asr.model import Geometry
+from ..chunking import owned_exactly, pieces, run_in_pieces
 from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..text import normalize_text
 from .accumulators import add_total
 from .alignment import align_emissions
-from .capture import Capture, capture
+from .capture import Capture
 from .kernels import Labelling, accumulate_layer, add_windows, frame_targets
 from .labels import layer_frame, map_letters, map_phone_table, phone_table
 from .settings import KINDS, Layout, ProfileSettings
@@ -100,31 +101,56 @@ def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, frames: np.
 def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: ProfileSettings, utt: Utterance,
                          feats: np.ndarray, frame_rate: float, hooks: Capture | None = None) -> None:
     """Add one utterance (normalized features ``(n_mels, time)``) to the accumulators ``acc``;
-    ``hooks``: a `Capture` already registered on ``model`` (else one is made for this call)."""
+    ``hooks``: a `Capture` already registered on ``model`` (else one is made for this call).
+
+    An utterance longer than ``s.max_frames`` runs in overlapping pieces (`introspeech.chunking`):
+    a first pass gives the scores (and checks the model may run in pieces), a second adds each
+    layer's frames from the piece that owns them, in frame order, so the sums are those of the
+    whole run while memory stays that of a piece."""
+    if hooks is None:
+        with Capture(model, layout) as cap:
+            return accumulate_utterance(acc, model, layout, s, utt, feats, frame_rate, cap)
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
+    parts = pieces(x.shape[-1], layout.geometry, s.max_frames)
     try:  # the forward pass comes before any sum, so a failure leaves the accumulators as they were
-        if hooks is None:
-            acts, out = capture(model, layout, x, keep_graph=s.gradient_adjusted)
-        else:
+        if len(parts) == 1:
             acts, out = hooks(x, keep_graph=s.gradient_adjusted)
-    except RuntimeError as e:  # e.g. an unpadded model on an input shorter than its receptive field
+            lengths = {name: acts[name].shape[-1] for name in layout.layers}
+        else:
+            if s.gradient_adjusted:
+                raise InputError(utt.audio_path or utt.id, f"gradient-adjusted NAPs need the whole utterance's graph: "
+                                                           f"{x.shape[-1]} frames > max_frames={s.max_frames}")
+            acts, seen = None, []
+            with torch.no_grad():
+                out = run_in_pieces(lambda xp: hooks(xp)[1], x, layout.output, s.max_frames,
+                                    on_piece=lambda p, _o: seen.append(
+                                        (p, {n: hooks.acts[n].shape[-1] for n in layout.layers})))
+            last, n_local = seen[-1]
+            lengths = {name: last.start // geo.stride + n_local[name] for name, geo in zip(layout.layers, layout.geometry)}
+    except (RuntimeError, ValueError) as e:  # e.g. an unpadded model on an input shorter than its receptive field
         raise InputError(utt.audio_path or utt.id, f"the model cannot run on these {x.shape[-1]} frames "
                                                    f"({str(e).splitlines()[0]})") from None
     scores = out[0].detach()
     rows = np.ascontiguousarray(feats.T, dtype=np.float32)  # (time, mel)
     kinds = _kinds(layout, s, utt, scores, frame_rate, feats.shape[1] / frame_rate)
     per_geometry: dict = {}  # labels and window targets, shared by layers whose frames sit at the same places
-    time_major: dict[str, np.ndarray] = {}
+    labellings: dict[str, list[Labelling]] = {}
     for name, geo in zip(layout.layers, layout.geometry):
-        a = time_major[name] = np.ascontiguousarray(acts[name][0].detach().numpy().T)  # (time, channels)
-        key = (geo.centre(0), geo.stride, a.shape[0])
+        n = lengths[name]
+        key = (geo.centre(0), geo.stride, n)
         if key not in per_geometry:
-            per_geometry[key] = [_frame_labels(kinds.get(k), geo, a.shape[0], s.nap_window) for k in KINDS]
-        parts = []
+            per_geometry[key] = [_frame_labels(kinds.get(k), geo, n, s.nap_window) for k in KINDS]
+        labellings[name] = []
         for kind, (labels, targets) in zip(KINDS, per_geometry[key]):
             nap, win = _kernel_accumulators(acc, name, kind)
-            parts.append(Labelling(labels, *nap, *targets, *win))
-        accumulate_layer(a, *parts)
+            labellings[name].append(Labelling(labels, *nap, *targets, *win))
+    time_major: dict[str, np.ndarray] = {}
+    if acts is not None:
+        for name in layout.layers:
+            a = time_major[name] = np.ascontiguousarray(acts[name][0].detach().numpy().T)  # (time, channels)
+            accumulate_layer(a, *labellings[name])
+    else:
+        _accumulate_pieces(hooks, layout, x, parts, labellings)
     for kind, v in kinds.items():
         add_total(acc, kind, len(v.groups))
     if "phonemes" in kinds:
@@ -138,10 +164,30 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     add_total(acc, "input_frames", feats.shape[1])
 
 
+def _slice(lab: Labelling, a: int, b: int) -> Labelling:
+    """A labelling's frames ``[a, b)`` (the window targets index the same arrays)."""
+    return lab._replace(labels=lab.labels[a:b], ptr=lab.ptr[a:b + 1])
+
+
+def _accumulate_pieces(hooks: Capture, layout: Layout, x: torch.Tensor, parts: list, labellings: dict) -> None:
+    """The second pass over a long utterance: each layer's frames from the piece that owns them."""
+    end = dict.fromkeys(layout.layers, 0)
+    with torch.no_grad():
+        for piece in parts:
+            acts, _ = hooks(x[..., piece.start:piece.stop])
+            for name, geo in zip(layout.layers, layout.geometry):
+                act = acts[name][0]
+                a, b, local = owned_exactly(piece, geo, act.shape[-1], end[name])
+                end[name] = b
+                if b > a:
+                    rows = np.ascontiguousarray(act[:, local:local + b - a].numpy().T)
+                    accumulate_layer(rows, *(_slice(lab, a, b) for lab in labellings[name]))
+
+
 def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, rows) -> None:
     """Input windows around each emitted letter: at the nominal position of its output frame, and
     at the position its relevance points to."""
-    em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by)
+    em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by, s.max_frames)
     if not len(em):
         return
     _windows(acc, "pattern/letters/nominal", rows, em.symbol, em.nominal, s.pattern_window)

@@ -54,6 +54,8 @@ def present(acc: Accumulated, kind: str, min_count: int = 1) -> np.ndarray:
 
 def contrastive(nap: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
     """NAP_g − mean_h NAP_h over the groups present (rows without NaN); size-weighted with ``counts``."""
+    if nap.shape[0] == 0:  # no group has frames enough (a tiny corpus)
+        return nap
     ok = ~np.isnan(nap.reshape(nap.shape[0], -1)).any(1)
     w = np.where(ok, 1.0 if counts is None else counts, 0.0)
     mean = np.tensordot(w / w.sum(), np.nan_to_num(nap), axes=1)

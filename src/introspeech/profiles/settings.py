@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..asr.model import Geometry
+from ..chunking import MAX_FRAMES
 from ..models.description import ModelDescription, describe
 
 KINDS = ("letters", "phonemes")
@@ -26,6 +27,7 @@ class ProfileSettings:
     align_by: str = "max"  # max | centre  (of the summed |relevance| over time)
     gradient_adjusted: bool = False
     threads: int = 1  # torch threads for the forward pass (results depend on it bit-wise)
+    max_frames: int = MAX_FRAMES  # longer utterances run in overlapping pieces (memory bounded; 0: whole)
 
     def __post_init__(self) -> None:
         bad = [g for g in self.groups if g not in KINDS]
@@ -35,8 +37,8 @@ class ProfileSettings:
             raise ValueError(f"letters_from must be 'reference' or 'prediction', not {self.letters_from!r}")
         if self.align_by not in ("max", "centre"):
             raise ValueError(f"align_by must be 'max' or 'centre', not {self.align_by!r}")
-        if self.nap_window < 0 or self.pattern_window < 0 or self.threads < 1:
-            raise ValueError("nap_window and pattern_window must be ≥ 0 and threads ≥ 1")
+        if self.nap_window < 0 or self.pattern_window < 0 or self.threads < 1 or self.max_frames < 0:
+            raise ValueError("nap_window, pattern_window and max_frames must be ≥ 0 and threads ≥ 1")
         if self.gradient_adjusted and not self.nap_window:
             raise ValueError("gradient-adjusted NAPs are windowed: they need nap_window > 0")
 

@@ -103,6 +103,8 @@ def naps_section(acc: Accumulated, out_dir: Path, summary: dict, layers: list[st
     for layer in layers or list(acc.layout.layers):
         for kind in acc.settings.groups:
             idx = R.present(acc, kind, min_count)
+            if len(idx) < 2:  # a heatmap and a tree need two groups with frames enough
+                continue
             nap = R.contrastive(R.naps(acc, layer, kind)[idx])
             z, order = tree(nap, metric)
             names = [group_label(kind, GROUPS[kind][i]) for i in idx]
