@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -54,9 +53,23 @@ def make_recording(folder: Path, minutes: float) -> Path:
     (folder / "audio").mkdir(parents=True, exist_ok=True)
     path = folder / "audio" / "long.flac"
     sf.write(path, np.concatenate(waves), SAMPLE_RATE)
-    write_manifest(folder / "test.jsonl", [Utterance("long", path, " ".join(texts), duration=t, phones=phones)])
+    utt = Utterance("long", path, " ".join(texts), duration=t, phones=phones)
+    write_manifest(folder / "test.jsonl", [utt])
     (folder / "corpus.json").write_text(json.dumps({"splits": {"test": 1}}))
+    from introspeech.asr.checkpoint import load_model
+    from introspeech.corpus.load import utterance_features
+
+    np.save(folder / "features.npy", utterance_features(utt, load_model()[1]))  # computed once, outside the children
     return folder
+
+
+def _status(key: str) -> int:
+    """A /proc/self/status entry in kB (VmHWM starts anew at exec, unlike ru_maxrss, which a child
+    inherits from the process it was forked from)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
 
 
 def child(what: str, folder: Path, max_frames: int) -> dict:
@@ -66,15 +79,15 @@ def child(what: str, folder: Path, max_frames: int) -> dict:
     from introspeech.asr.checkpoint import load_model
     from introspeech.asr.evaluate import scores
     from introspeech.attribution.frames import attribute_frames
-    from introspeech.corpus.load import load_corpus, utterance_features
+    from introspeech.corpus.load import load_corpus
     from introspeech.profiles.engine import profile_corpus
     from introspeech.profiles.settings import ProfileSettings
 
     torch.set_num_threads(1)
     model, cfg = load_model()[:2]
     utt = load_corpus(folder)["test"][0]
-    feats = utterance_features(utt, cfg)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    feats = np.load(folder / "features.npy")
+    base = _status("VmRSS")
     t0 = time.perf_counter()
     if what == "transcribe":
         s = scores(model, feats, max_frames)
@@ -90,10 +103,11 @@ def child(what: str, folder: Path, max_frames: int) -> dict:
             w = attribute_frames(model, x, sample, "predicted", "gradient", output="windows", max_frames=0)
             out = {"digest": w.maps.numpy(), "starts": w.starts.numpy(), "frames": len(w)}
     else:
-        acc = profile_corpus(model, cfg, [utt], ProfileSettings(max_frames=max_frames, relevance=""), strict=True)
+        acc = profile_corpus(model, cfg, [utt], ProfileSettings(max_frames=max_frames, relevance=""), strict=True,
+                             loader=lambda _u, _c: feats)
         out = {"digest": np.concatenate([acc.arrays[k].ravel() for k in sorted(acc.arrays)])}
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status("VmHWM")
     np.save(folder / f"{what}-{max_frames}.npy", out.pop("digest"))
     for k in ("starts",):
         if k in out:

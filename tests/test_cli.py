@@ -142,3 +142,19 @@ def test_batch_runs_skip_bad_files_list_them_and_strict_stops(tmp_path):
     assert json.loads((tmp_path / "n" / "summary.json").read_text())["utterances"] == 8
     res = runner.invoke(app, ["naps", "--corpus", str(corpus), "--out", str(tmp_path / "s"), "--strict"])
     assert res.exit_code == 2 and "error:" in res.output
+
+
+def test_sanity_and_demo_skip_bad_files_and_list_them(tmp_path):
+    corpus = _mixed_corpus(tmp_path)
+    res = runner.invoke(app, ["sanity", "--corpus", str(corpus), "--out", str(tmp_path / "s"), "--methods", "gradient",
+                              "--examples", "2", "--random-label-steps", "2", "--no-image", "--no-independent"])
+    assert res.exit_code == 0, res.output
+    rows = (tmp_path / "s" / "skipped.tsv").read_text().splitlines()
+    assert len(rows) == 4 and all(n in "".join(rows) for n in ("nan.wav", "text.wav", "missing.wav"))
+    res = runner.invoke(app, ["sanity", "--corpus", str(corpus), "--out", str(tmp_path / "s2"), "--methods", "gradient",
+                              "--examples", "2", "--random-label-steps", "2", "--no-image", "--strict"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    res = runner.invoke(app, ["demo", "--corpus", str(corpus), "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    rows = (tmp_path / "d" / "skipped.tsv").read_text().splitlines()
+    assert len(rows) == 4 and (tmp_path / "d" / "index.html").is_file()

@@ -252,13 +252,14 @@ def demo(
     corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
     model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+    strict: bool = _STRICT,
 ) -> None:
     """Run every analysis on the built-in model and corpus (or on your own model) and write an HTML report."""
     from .report.demo import run_demo
 
     if model_factory is not None:
         model = _recognizer_description(model, model_factory, weights, alphabet, features)
-    run_demo(out, corpus, model, log=lambda m: typer.echo(m, err=True))
+    run_demo(out, corpus, model, log=lambda m: typer.echo(m, err=True), strict=strict)
 
 
 @app.command()
@@ -336,6 +337,7 @@ def sanity(
     independent: bool = typer.Option(True, "--independent/--no-independent", help="Also one-layer-at-a-time randomization."),
     seed: int = typer.Option(0, "--seed", help="Seed of the re-initializations and of the permutations."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+    strict: bool = _STRICT,
 ) -> None:
     """Sanity checks of every attribution method: parameter and data randomization (Adebayo et al.)."""
     from .corpus.load import load_corpus
@@ -367,8 +369,11 @@ def sanity(
     data = load_corpus(corpus)
     if split not in data:
         raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
+    skipped: list[str] = []
     results, summary = run_sanity(desc, desc.features, data[split], chosen, out, examples, seed, random_label_steps, image,
-                                  independent, progress=lambda m: typer.echo(m, err=True))
+                                  independent, progress=lambda m: typer.echo(m, err=True),
+                                  on_error=None if strict else lambda _u, e: skipped.append(str(e)))
+    report_skipped(out, list(dict.fromkeys(skipped)), lambda m: typer.echo(m, err=True))
     write_report(out, [sanity_section(results, out, n_examples=examples)], title="introspeech: sanity checks")
     typer.echo(json.dumps(summary["verdicts"], indent=1))
 

@@ -88,7 +88,9 @@ def explain_in_pieces(model, x: torch.Tensor, todo: list[int] | None, classes, g
     if any(t < 0 or t >= n_out for t in todo):
         raise ValueError(f"frames must lie in [0, {n_out}), got frames outside")
     order = torch.as_tensor(todo, dtype=torch.long)
-    parts, positions, end = [], [], 0
+    maps: torch.Tensor | None = None  # filled piece by piece: memory is the result plus one piece's windows
+    starts = torch.zeros(len(todo), dtype=torch.long)
+    end = 0
     for piece, n_local in seen:
         a, b, _ = owned_exactly(piece, geo, n_local, end)
         end = b
@@ -97,18 +99,15 @@ def explain_in_pieces(model, x: torch.Tensor, todo: list[int] | None, classes, g
             continue
         shift = piece.start // geo.stride
         w = explain(piece, (order[mine] - shift).tolist(), cls[shift:shift + n_local])
-        parts.append(Windows(w.maps, w.starts + piece.start, x.shape[-1]))
-        positions.append(mine)
-    joined = Windows.join(parts, x.shape[-1])
-    del parts
-    if not len(joined):
-        return joined
-    rows = torch.cat(positions)
-    if torch.equal(rows, torch.arange(len(todo))):
-        return joined  # frames in increasing order: the joined rows are already in place
-    where = torch.empty(len(todo), dtype=torch.long)
-    where[rows] = torch.arange(len(todo))
-    return Windows(joined.maps[where], joined.starts[where], x.shape[-1])
+        if maps is None:
+            maps = w.maps.new_zeros(len(todo), *w.maps.shape[1:-1], max(geo.rf, w.maps.shape[-1]))
+        elif w.maps.shape[-1] > maps.shape[-1]:  # a wider cone than any before (not for a plain geometry)
+            maps = F.pad(maps, (0, w.maps.shape[-1] - maps.shape[-1]))
+        maps[mine, ..., :w.maps.shape[-1]] = w.maps
+        starts[mine] = w.starts + piece.start
+    if maps is None:
+        return Windows(torch.zeros(0, *x.shape[1:-1], geo.rf, dtype=x.dtype), starts, x.shape[-1])
+    return Windows(maps, starts, x.shape[-1])
 
 
 __all__ = ["Windows", "cut", "explain_in_pieces", "pieces"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..asr.checkpoint import load_model
 from ..audio import PRESETS
-from ..corpus.load import load_corpus, utterance_features
-from ..errors import InputError
+from ..corpus.load import load_corpus, load_features
+from ..errors import InputError, report_skipped
 from ..models.description import ModelDescription, describe
 from .html import Section, write_report
 from .sections.asr import asr_section
@@ -19,7 +19,7 @@ from .sections.corpus import corpus_section, sample_utterance
 from .sections.profiles import naps_section, patterns_section
 
 
-def sanity_demo(net, cfg, splits: dict, out: Path, log) -> Section:
+def sanity_demo(net, cfg, splits: dict, out: Path, log, on_error=None) -> Section:
     """Every method on 2 speech examples (a twin trained 20 steps on permuted transcripts) and on the
     digits CNN, cascading randomization (the CLI adds independent randomization); results in OUT/sanity."""
     from ..sanity.check import METHODS
@@ -28,14 +28,15 @@ def sanity_demo(net, cfg, splits: dict, out: Path, log) -> Section:
 
     utts = splits.get("test") or next(iter(splits.values()))
     results, _ = run_sanity(net, cfg, utts, list(METHODS), out / "sanity", examples=2, random_label_steps=20,
-                            independent=False, image_epochs=12)
+                            independent=False, image_epochs=12, on_error=on_error)
     return sanity_section(results, out, n_examples=2)
 
 
 DEMO_NAP_LAYERS = ("layer1", "layer4", "layer7", "layer10", "output")
 
 
-def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None) -> tuple[list[Section], object]:
+def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None,
+                     strict: bool = False) -> tuple[list[Section], object]:
     """Patterns and NAPs over the corpus' test split (or its first split); sums saved in OUT/profiles."""
     import torch
 
@@ -45,7 +46,7 @@ def profile_sections(net, cfg, meta: dict, splits: dict, out: Path, loader=None)
 
     utts = splits.get("test") or next(iter(splits.values()))
     settings = ProfileSettings(threads=torch.get_num_threads())
-    acc = profile_corpus(net, cfg, utts, settings, **({"loader": loader} if loader else {}))
+    acc = profile_corpus(net, cfg, utts, settings, strict=strict, **({"loader": loader} if loader else {}))
     results.save(acc, out / "profiles", meta.get("model"))
     summary = results.summary(acc)
     (out / "profiles" / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -81,19 +82,18 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Sec
 
 
 def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str | Path | ModelDescription | None = None,
-             log: Callable[[str], None] = print) -> Path:
+             log: Callable[[str], None] = print, strict: bool = False) -> Path:
     """Build the report into ``out_dir``; returns the path of ``index.html``. ``model``: a checkpoint
-    (default: the built-in model) or the description of any CTC model over the built-in alphabet."""
+    (default: the built-in model) or the description of any CTC model over the built-in alphabet.
+
+    A bad utterance (unreadable audio, an empty transcript, an alignment of other audio) is left out
+    of every section and listed with its reason in ``OUT/skipped.tsv``; ``strict``: it is fatal."""
     out = Path(out_dir)
     t0 = time.perf_counter()
     say = log
     log = lambda m: say(f"[{time.perf_counter() - t0:6.1f} s] {m}")  # noqa: E731
     splits = load_corpus(corpus)
     cfg = PRESETS["default"]
-    sample = sample_utterance(splits)
-    sections: list[Section] = []
-    log("corpus statistics and sample alignment")
-    sections.append(corpus_section(splits, out, cfg, sample))
     try:
         if isinstance(model, ModelDescription):
             net, cfg, meta = model, model.features, {"model": {"factory": model.factory or model.name}}
@@ -105,19 +105,33 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
             raise
         log(f"no built-in model yet ({e}); model sections skipped")
         net = None
+    skipped: list[str] = []
+    keep = None if strict else (lambda _u, e: skipped.append(str(e)))
+    feats: dict = {}
+    if net is not None:  # every utterance read once; the bad ones go no further
+        for us in splits.values():
+            feats.update((u.id, f) for u, f in load_features(us, cfg, on_error=keep))
+        splits = {name: [u for u in us if u.id in feats] for name, us in splits.items()}
+        if not any(splits.values()):
+            raise InputError(corpus or "corpus", f"no utterance could be read ({len(skipped)} skipped)")
+    sample = sample_utterance(splits)
+    sections: list[Section] = []
+    log("corpus statistics and sample alignment")
+    sections.append(corpus_section(splits, out, cfg, sample))
     if net is not None:
         log("speech recognizer: error rates and sample posteriors")
-        sections.append(asr_section(net, cfg, meta, splits, sample, out)[0])
+        sections.append(asr_section(net, cfg, meta, splits, sample, out, on_error=keep)[0])
         log("local introspection: every method, all frames at once")
-        feats = {u.id: utterance_features(u, cfg) for us in splits.values() for u in us}
         sections.append(attribution_section(net, cfg, sample, corpus_bounds(list(feats.values())), out))
         log("global introspection: letter patterns and neuron activation profiles")
-        profile, acc = profile_sections(net, cfg, meta, splits, out, lambda u, _cfg: feats[u.id])
+        profile, acc = profile_sections(net, cfg, meta, splits, out, lambda u, _cfg: feats[u.id], strict)
+        skipped += acc.errors
         sections += profile
         log("feature visualization: letters, regularized and with a learned prior, audible")
         sections.append(featvis_demo(net, cfg, splits, out, acc))
         log("sanity checks: parameter and data randomization, speech and digits")
-        sections.append(sanity_demo(net, cfg, splits, out, log))
+        sections.append(sanity_demo(net, cfg, splits, out, log, keep))
+    report_skipped(out, list(dict.fromkeys(skipped)), log)
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
     log(f"report written to {path}")

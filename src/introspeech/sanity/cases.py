@@ -36,8 +36,9 @@ def _cropped_example(desc: ModelDescription, feats: np.ndarray) -> tuple[torch.T
     e = em[len(em) // 2]
     geo = desc.output_geometry
     a, b = geo.window(e.start, x.shape[2])
+    a = a // geo.stride * geo.stride  # a crop at a multiple of the stride keeps the frames where they were
     crop = x[:, :, a:b]
-    t = int(round((geo.centre(e.start) - a - geo.centre(0)) / geo.stride))
+    t = e.start - a // geo.stride
     with preserved(model), torch.no_grad():
         try:
             scores = model(crop)[0]
@@ -55,14 +56,15 @@ def default_cam_layer(desc: ModelDescription) -> str:
 
 
 def speech_case(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: list[Utterance], n_examples: int = 4,
-                random_labels: nn.Module | None = None, cam_layer: str | None = None) -> Case:
-    """Examples: the middle letter of evenly spaced utterances, attributed on its receptive field."""
+                random_labels: nn.Module | None = None, cam_layer: str | None = None, on_error=None) -> Case:
+    """Examples: the middle letter of evenly spaced utterances, attributed on its receptive field;
+    ``on_error(utterance, error)`` hears of unreadable ones (None: raise)."""
     desc = model if isinstance(model, ModelDescription) else describe(model, features=cfg)
     model = desc.module
     cam_layer = cam_layer or default_cam_layer(desc)
     pick = [utts[int(i)] for i in np.linspace(0, len(utts) - 1, min(len(utts), 3 * n_examples))]
     inputs, targets = [], []
-    for _, f in load_features(pick, cfg, on_error=lambda u, e: None):
+    for _, f in load_features(pick, cfg, on_error=on_error):
         ex = _cropped_example(desc, f)
         if ex is not None:
             inputs.append(ex[0])
@@ -105,7 +107,7 @@ def image_case(n_examples: int = 8, seed: int = 0, epochs: int = 25,
 
 
 def random_label_speech_model(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: list[Utterance], out: str | Path,
-                              steps: int = 60, seed: int = 0) -> nn.Module:
+                              steps: int = 60, seed: int = 0, on_error=None) -> nn.Module:
     """The recognizer's architecture trained for ``steps`` CTC steps on transcripts shuffled across
     utterances (data randomization); cached in ``out`` (a finished run is loaded, not retrained)."""
     from ..asr.checkpoint import load_model
@@ -132,7 +134,7 @@ def random_label_speech_model(model: nn.Module | ModelDescription, cfg: FeatureC
     texts = [normalize_text(u.text).text for u in utts]
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed + 1)).tolist()
     shuffled = {u.id: texts[order[k]] for k, u in enumerate(utts)}
-    pairs = [(f, encode(shuffled[u.id])) for u, f in load_features(utts, cfg, on_error=lambda u, e: None)
+    pairs = [(f, encode(shuffled[u.id])) for u, f in load_features(utts, cfg, on_error=on_error)
              if shuffled[u.id]]
     summary = {"note": "transcripts permuted across utterances (data randomization)", "utterances": len(pairs)}
     train_arrays(pairs, [], summary, out, tcfg, max_steps=steps, resume=last.is_file())

@@ -20,8 +20,11 @@ def run_sanity(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: li
                out: str | Path, examples: int = 4, seed: int = 0, random_label_steps: int = 60, image: bool = True,
                independent: bool = True, progress: Callable[[str], None] | None = None,
                image_epochs: int = 25, image_model: ModelDescription | None = None,
-               speech: bool = True) -> tuple[dict, dict]:
+               speech: bool = True, on_error: Callable | None = None) -> tuple[dict, dict]:
     """Run the checks; returns (results per model, summary) and writes ``OUT/summary.json``.
+
+    ``on_error(utterance, error)`` hears of every utterance that cannot be read (it is skipped);
+    None: the first one raises.
 
     ``random_label_steps = 0`` skips the speech data randomization (training a twin on permuted
     transcripts is the slow part; its checkpoint is cached in ``OUT/random_labels``)."""
@@ -34,8 +37,10 @@ def run_sanity(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: li
     if speech:
         if random_label_steps:
             say(f"speech: training the architecture on permuted transcripts ({random_label_steps} steps)")
-            shuffled = random_label_speech_model(model, cfg, utts, out / "random_labels", random_label_steps, seed)
-        results["speech"] = run_case(speech_case(model, cfg, utts, examples, shuffled), methods, seed, independent, say)
+            shuffled = random_label_speech_model(model, cfg, utts, out / "random_labels", random_label_steps, seed,
+                                                 on_error)
+        results["speech"] = run_case(speech_case(model, cfg, utts, examples, shuffled, on_error=on_error), methods,
+                                     seed, independent, say)
         info["speech"] = {"examples": examples, "random_label_steps": random_label_steps}
     if image or image_model is not None:
         say("image: training the digits model's permuted-label twin" if image_model is not None

@@ -33,15 +33,16 @@ greedy CTC path emits each letter.</figcaption></figure>
 
 def asr_section(desc: ModelDescription, cfg: FeatureConfig, meta: dict, splits: dict[str, list[Utterance]],
                 sample: Utterance, out_dir: Path, max_per_split: int = 0,
-                metrics: dict | None = None) -> tuple[Section, dict]:
+                metrics: dict | None = None, on_error=lambda u, e: None) -> tuple[Section, dict]:
     """Error rates per split (``metrics`` if already measured) and the sample's posteriors; returns
-    the section and the metrics."""
+    the section and the metrics. ``on_error(utterance, error)`` hears of the utterances skipped
+    (None: the first one raises)."""
     out_dir = Path(out_dir)
     model = desc.module if isinstance(desc, ModelDescription) else desc
     desc = desc if isinstance(desc, ModelDescription) else describe(model, features=cfg)
     g = desc.output_geometry
     if metrics is None:
-        metrics = {name: evaluate_split(model, cfg, utts[: max_per_split or None], on_error=lambda u, e: None)[0]
+        metrics = {name: evaluate_split(model, cfg, utts[: max_per_split or None], on_error=on_error)[0]
                    for name, utts in splits.items()}
     s = scores(model, utterance_features(sample, cfg))
     lp = torch.log_softmax(s.double(), 0).numpy()
