@@ -31,6 +31,7 @@ bench: env
 	$(PY) benchmarks/attribution_frames.py --quick --json out/bench/attribution_frames.json
 	$(PY) benchmarks/forced_alignment.py --json out/bench/forced_alignment.json
 	$(PY) benchmarks/profiles.py --quick --json out/bench/profiles.json
+	$(PY) benchmarks/long_recording.py --minutes 2 --json out/bench/long_recording.json
 
 clean-env:
 	rm -rf $(VENV)
