@@ -86,13 +86,51 @@ def test_profiles_of_a_foreign_model_equal_the_planted_values(tmp_path):
     np.testing.assert_allclose(nap[g], expected_nap(0), atol=1e-6)
 
 
-def test_letters_with_another_alphabet_are_refused_by_name(tmp_path):
+OTHER_ALPHABET = ("<b>",) + tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + ("|", "'")
+"""Blank first, upper case, ``|`` between words (wav2vec 2.0's convention)."""
+
+
+class OtherAlphabet(nn.Module):
+    """The planted recognizer with its outputs reordered to `OTHER_ALPHABET`."""
+
+    def __init__(self, planted: nn.Module):
+        super().__init__()
+        self.inner = Foreign(planted)
+        self.register_buffer("order", torch.tensor([28] + list(range(28))))  # new index j reads old index order[j]
+
+    def forward(self, x):
+        return self.inner(x)[:, self.order]
+
+
+@pytest.mark.parametrize("letters_from", ["reference", "prediction"])
+def test_letters_in_the_models_own_alphabet_equal_the_builtin_ones(tmp_path, letters_from):
     planted = planted_model()
-    desc = describe(Foreign(planted).eval(), features=FEATURES, layers=["body", "head"])
-    other = Output("ctc", tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ '<"), 28)
-    desc.output = other
-    with pytest.raises(InputError, match="letter profiles use the built-in alphabet"):
-        profile_corpus(desc, FEATURES, planted_corpus(tmp_path), ProfileSettings(relevance=""))
+    utts = planted_corpus(tmp_path)
+    settings = ProfileSettings(relevance="gradient", letters_from=letters_from, nap_window=2, pattern_window=3)
+    ours = profile_corpus(describe(Foreign(planted).eval(), features=FEATURES, layers=["body", "head"]), FEATURES,
+                          utts, settings)
+    desc = describe(OtherAlphabet(planted).eval(), features=FEATURES, layers=["inner.body", "inner.head"])
+    desc.output = Output("ctc", OTHER_ALPHABET, 0)
+    theirs = profile_corpus(desc, FEATURES, utts, settings, strict=True)
+    assert theirs.layout.groups("letters") == OTHER_ALPHABET[1:] and theirs.layout.blank == 0
+    assert theirs.arrays["nap/inner.body/letters/count"].sum() > 0
+    for key, value in ours.arrays.items():
+        other = key.replace("/body/", "/inner.body/")
+        if "/head/" in key:  # the output layer's channels are the reordered scores
+            continue
+        np.testing.assert_array_equal(theirs.arrays[other], value, err_msg=key)
+    saved = R.load(R.save(theirs, tmp_path / "saved"))
+    assert saved.layout.groups("letters") == OTHER_ALPHABET[1:] and saved.layout.blank == 0
+
+
+def test_an_alphabet_encodes_and_decodes_transcripts():
+    out = Output("ctc", OTHER_ALPHABET, 0)
+    assert out.encode("it's a") == [9, 20, 28, 19, 27, 1]
+    assert out.decode([0, 9, 9, 0, 20, 20, 27, 0, 1, 0]) == "it a"
+    no_apostrophe = Output("ctc", OTHER_ALPHABET[:-1], 0)
+    assert no_apostrophe.encode("it's") == [9, 20, 19]  # left out, as such a model never emits it
+    with pytest.raises(ValueError, match="'z' of the transcript is not in the model's alphabet"):
+        Output("ctc", ("_", "a", "b", " "), 0).encode("a z")
 
 
 def test_factory_with_safetensors_weights_round_trip(tmp_path, monkeypatch):
@@ -239,3 +277,15 @@ def test_describing_a_model_leaves_its_modes_as_they_were():
     modes = [(n, m.training) for n, m in net.named_modules()]
     describe(net)
     assert [(n, m.training) for n, m in net.named_modules()] == modes
+
+
+def test_transcripts_in_the_models_own_alphabet_equal_the_builtin_ones(tmp_path):
+    from introspeech.asr.evaluate import evaluate_split
+
+    planted = planted_model()
+    utts = planted_corpus(tmp_path)
+    ours, rows = evaluate_split(Foreign(planted).eval(), FEATURES, utts)
+    theirs, their_rows = evaluate_split(OtherAlphabet(planted).eval(), FEATURES, utts,
+                                        decode=Output("ctc", OTHER_ALPHABET, 0).decode)
+    assert [r["hypothesis"] for r in their_rows] == [" ".join(r["hypothesis"].split()) for r in rows]
+    assert theirs["utterances"] == ours["utterances"] == len(utts) and rows[0]["hypothesis"]

@@ -28,6 +28,7 @@ from .cli_support import (
     _WEIGHTS,
     _WORKERS,
     _class_naps,
+    _decoder,
     _default_prior,
     _description,
     _evaluate_report,
@@ -191,11 +192,11 @@ def transcribe(
     from .asr.evaluate import transcribe as run
     from .audio import features as compute_features
 
-    net, cfg = _recognizer(model, model_factory, weights, alphabet, features)
+    net, cfg, decode = _recognizer(model, model_factory, weights, alphabet, features)
     failed = 0
     for path in audio:
         try:
-            typer.echo(f"{path}\t{run(net, compute_features(path, cfg), max_frames)}")
+            typer.echo(f"{path}\t{run(net, compute_features(path, cfg), max_frames, decode)}")
         except InputError as e:
             failed += 1
             typer.echo(f"error: {e}", err=True)
@@ -231,7 +232,8 @@ def evaluate(
         if name not in data:
             raise typer.BadParameter(f"corpus has no split {name!r} (has {sorted(data)})", param_hint="--splits")
         metrics, rows[name] = evaluate_split(net, cfg, data[name],
-                                             on_error=None if strict else lambda u, e: errors.append(str(e)))
+                                             on_error=None if strict else lambda u, e: errors.append(str(e)),
+                                             decode=_decoder(desc))
         result["splits"][name] = metrics
     if out:
         report_skipped(out.parent, errors, lambda m: typer.echo(m, err=True))
@@ -258,7 +260,7 @@ def demo(
     from .report.demo import run_demo
 
     if model_factory is not None:
-        model = _recognizer_description(model, model_factory, weights, alphabet, features)
+        model = _recognizer_description(model, model_factory, weights, alphabet, features, builtin_alphabet=True)
     run_demo(out, corpus, model, log=lambda m: typer.echo(m, err=True), strict=strict)
 
 

@@ -39,16 +39,24 @@ def _description(model, factory=None, weights=None, alphabet=None, features=None
     return load_description(model, factory, weights, alphabet, features, layers)
 
 
-def _recognizer_description(model, factory, weights, alphabet, features):
-    """A CTC recognizer over the built-in alphabet (transcripts are decoded and scored with it)."""
+def _recognizer_description(model, factory, weights, alphabet, features, builtin_alphabet: bool = False):
+    """A CTC recognizer (``builtin_alphabet``: over the built-in 29 symbols, as the demo's sections need)."""
     from .text import SYMBOLS
 
     desc = _description(model, factory, weights, alphabet, features)
-    if desc.output.kind != "ctc" or desc.output.alphabet != SYMBOLS:
-        raise InputError("--alphabet", "transcripts are decoded and scored with the built-in alphabet (29 symbols, "
-                                       f"blank last); this model's output is {desc.output.kind} over "
-                                       f"{len(desc.output.alphabet)} symbols")
+    if desc.output.kind != "ctc":
+        raise InputError("--model-factory", f"a recognizer has a CTC output; this model's output is {desc.output.kind}")
+    if builtin_alphabet and desc.output.alphabet != SYMBOLS:
+        raise InputError("--alphabet", "the demo's sections decode with the built-in alphabet (29 symbols, blank "
+                                       f"last); this model's output has {len(desc.output.alphabet)} symbols")
     return desc
+
+
+def _decoder(desc):
+    """The greedy decoder of a recognizer's alphabet (None: the built-in one)."""
+    from .text import SYMBOLS
+
+    return None if desc.output.alphabet == SYMBOLS else desc.output.decode
 
 
 def _evaluate_report(folder: Path, desc, data: dict, names: list[str], metrics: dict, rows: dict) -> None:
@@ -66,7 +74,7 @@ def _evaluate_report(folder: Path, desc, data: dict, names: list[str], metrics: 
 
 def _recognizer(model, factory, weights, alphabet, features):
     desc = _recognizer_description(model, factory, weights, alphabet, features)
-    return desc.module, desc.features
+    return desc.module, desc.features, _decoder(desc)
 
 
 def _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot,
@@ -164,12 +172,12 @@ def _pattern_wavs(acc, corpus, splits: str, out: Path) -> None:
     from .corpus.load import load_corpus
     from .featvis.run import pattern_audio
     from .profiles import results
-    from .profiles.labels import GROUPS
 
     align = "aligned" if "pattern/letters/aligned/sum" in acc.arrays else "nominal"
     raw, _ = results.patterns(acc, "letters", align)
     spoken = {" ": "space", "'": "apostrophe"}
-    pats = {f"letter_{spoken.get(GROUPS['letters'][i], GROUPS['letters'][i])}": raw[i]
+    names = acc.layout.groups("letters")
+    pats = {f"letter_{spoken.get(names[i], names[i])}": raw[i]
             for i in results.present(acc, "letters", 20) if not np.isnan(raw[i]).any()}
     data = load_corpus(corpus)
     utts = [u for name in (list(data) if splits == "all" else splits.split(",")) if name in data for u in data[name]]

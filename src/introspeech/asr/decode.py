@@ -24,13 +24,13 @@ class Emission:
         return LETTERS[self.symbol]
 
 
-def greedy_runs(best: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def greedy_runs(best: np.ndarray, blank: int = BLANK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Emitted letters of a best-symbol-per-frame path as arrays: symbol, first and last frame."""
     if best.size == 0:
         return (np.zeros(0, dtype=np.int64),) * 3
     starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
     ends = np.r_[starts[1:] - 1, best.size - 1]
-    keep = best[starts] != BLANK
+    keep = best[starts] != blank
     return best[starts][keep].astype(np.int64), starts[keep], ends[keep]
 
 
@@ -64,12 +64,14 @@ def forced_align(log_probs: torch.Tensor, text: str) -> list[LetterSpan]:
     return [LetterSpan(int(s), int(a), int(b)) for s, a, b in zip(*forced_align_arrays(log_probs, text))]
 
 
-def forced_align_arrays(log_probs: torch.Tensor | np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`forced_align` as arrays (symbol, first and last frame of each letter), for bulk use."""
-    lab = np.asarray(encode(text), dtype=np.int64)
+def forced_align_arrays(log_probs: torch.Tensor | np.ndarray, text: str | list[int], blank: int = BLANK
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`forced_align` as arrays (symbol, first and last frame of each letter), for bulk use;
+    ``text`` may be given as output indices already (another alphabet, its ``blank``)."""
+    lab = np.asarray(encode(text) if isinstance(text, str) else text, dtype=np.int64)
     lp = log_probs.detach().double().cpu().numpy() if isinstance(log_probs, torch.Tensor) else log_probs
     n_frames = lp.shape[1]
-    ext_arr = np.full(2 * lab.size + 1, BLANK, dtype=np.int64)
+    ext_arr = np.full(2 * lab.size + 1, blank, dtype=np.int64)
     ext_arr[1::2] = lab
     n_states = ext_arr.size
     need = lab.size + int((lab[1:] == lab[:-1]).sum())

@@ -39,9 +39,12 @@ def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int 
         model.train(was)
 
 
-def transcribe(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int = MAX_FRAMES) -> str:
-    """Greedy CTC transcript of one utterance (long ones in pieces, see `scores`)."""
-    return greedy_decode(scores(model, feats, max_frames).unsqueeze(0))[0]
+def transcribe(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int = MAX_FRAMES,
+               decode: Callable[[np.ndarray], str] | None = None) -> str:
+    """Greedy CTC transcript of one utterance (long ones in pieces, see `scores`); ``decode`` maps
+    the best symbol per frame to text for another alphabet (`models.Output.decode`)."""
+    s = scores(model, feats, max_frames)
+    return greedy_decode(s.unsqueeze(0))[0] if decode is None else decode(s.argmax(0).numpy())
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
@@ -55,8 +58,10 @@ def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
 
 def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utterance],
                    on_error: Callable[[Utterance, Exception], None] | None = None,
-                   progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
-    """CER/WER of a split and per-utterance results; unreadable files are reported and skipped."""
+                   progress: Callable[[int], None] | None = None,
+                   decode: Callable[[np.ndarray], str] | None = None) -> tuple[dict, list[dict]]:
+    """CER/WER of a split and per-utterance results; unreadable files are reported and skipped
+    (``decode``: see `transcribe`)."""
     refs, hyps, rows = [], [], []
     for k, u in enumerate(utts):
         ref = normalize_text(u.text).text
@@ -65,7 +70,7 @@ def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utteran
                 on_error(u, InputError(u.audio_path, f"utterance {u.id} has an empty transcript"))
             continue
         try:
-            hyp = transcribe(model, utterance_features(u, cfg))
+            hyp = transcribe(model, utterance_features(u, cfg), decode=decode)
         except InputError as e:
             if e.source == "input":  # name the utterance's file
                 e = InputError(u.audio_path or u.id, str(e).removeprefix("input: "))

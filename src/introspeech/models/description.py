@@ -9,6 +9,7 @@ describes itself from its config; any other model is described by tracing one fo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +44,40 @@ class Output:
     def letters(self) -> tuple[str, ...]:
         """The symbols a CTC path can emit (the alphabet without the blank)."""
         return tuple(s for i, s in enumerate(self.alphabet) if i != self.blank)
+
+    def decode(self, best: Sequence[int]) -> str:
+        """The transcript of a best-symbol-per-frame path: repeats collapsed, blanks dropped, ``|`` and
+        ``▁`` read as spaces, letters in lower case (the text normalization's alphabet)."""
+        out, prev = [], None
+        for s in best:
+            s = int(s)
+            if s != prev and s != self.blank:
+                c = self.alphabet[s]
+                out.append(" " if c in ("|", "▁") else c.lower())
+            prev = s
+        return " ".join("".join(out).split())
+
+    def encode(self, text: str) -> list[int]:
+        """Output indices of a normalized transcript (a–z, space, apostrophe) in this alphabet: each
+        character as it is, else its upper case; a space as ``|`` or ``▁`` when the alphabet has no
+        space (wav2vec 2.0, SentencePiece); an apostrophe the alphabet lacks is left out (a model
+        trained without it never emits one). Any other missing character is an error naming it."""
+        index = {s: i for i, s in enumerate(self.alphabet) if i != self.blank}
+        space = next((c for c in (" ", "|", "▁") if c in index), None)
+        out = []
+        for c in text:
+            if c in index:
+                out.append(index[c])
+            elif c.upper() in index:
+                out.append(index[c.upper()])
+            elif c == " " and space is not None:
+                out.append(index[space])
+            elif c == "'":
+                continue
+            else:
+                raise ValueError(f"character {c!r} of the transcript is not in the model's alphabet "
+                                 f"{''.join(self.letters)!r}")
+        return out
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import GROUPS
 from .settings import Layout, ProfileSettings
 
 TOTALS = ("utterances", "input_frames", "letters", "phonemes")
@@ -43,7 +42,7 @@ def empty(layout: Layout, s: ProfileSettings) -> dict[str, np.ndarray]:
     z = {}
     wn, wp = 2 * s.nap_window + 1, 2 * s.pattern_window + 1
     for kind in s.groups:
-        g = len(GROUPS[kind])
+        g = len(layout.groups(kind))
         for name, c in zip(layout.layers, layout.channels):
             z[f"nap/{name}/{kind}/sum"] = np.zeros((g, c))
             z[f"nap/{name}/{kind}/sumsq"] = np.zeros(c)

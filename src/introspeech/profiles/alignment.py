@@ -48,7 +48,7 @@ def evidence_frame(relevance: np.ndarray, by: str = "max") -> int:
 
 
 @njit(cache=True, nogil=True)
-def emission_frames(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def emission_frames(scores: np.ndarray, blank: int = BLANK) -> tuple[np.ndarray, np.ndarray]:
     """Letters of the greedy CTC path of ``scores`` ``(n_symbols, frames)`` and, for each, the frame
     of its run where its score is highest (the earliest on ties)."""
     n_sym, n_t = scores.shape
@@ -62,10 +62,10 @@ def emission_frames(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 s, v = k, scores[k, t]
         if s != prev:
             prev, best = s, -np.inf
-            if s != BLANK:
+            if s != blank:
                 symbol[n], frame[n] = s, t
                 n += 1
-        if s != BLANK and v > best:
+        if s != blank and v > best:
             best = v
             frame[n - 1] = t
     return symbol[:n], frame[:n]
@@ -73,13 +73,13 @@ def emission_frames(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out_geo: Geometry,
                     method: str = "gradient", by: str = "max", max_frames: int = MAX_FRAMES,
-                    **options) -> AlignedEmissions:
+                    blank: int = BLANK, **options) -> AlignedEmissions:
     """Every letter of the greedy CTC path of ``scores`` ``(n_symbols, frames)`` for input
     ``x`` ``(1, n_mels, time)``, with its nominal and relevance-aligned input frame.
 
     The emission's frame is the frame of its run where its own score is highest (the earliest on
     ties); the relevance map is that of that score (``attribute_frames``, all emissions in one call)."""
-    symbol, frames = emission_frames(np.ascontiguousarray(scores.detach().cpu().numpy()))
+    symbol, frames = emission_frames(np.ascontiguousarray(scores.detach().cpu().numpy()), blank)
     if symbol.size == 0:
         return AlignedEmissions(symbol, frames, frames, frames)
     nominal = np.clip(np.rint(out_geo.centre(0) + out_geo.stride * frames), 0, x.shape[2] - 1).astype(np.int64)

@@ -16,7 +16,7 @@ from ..asr.model import Geometry
 from ..chunking import owned_exactly, pieces, run_in_pieces
 from ..corpus.utterance import Utterance
 from ..errors import InputError
-from ..text import normalize_text
+from ..text import BLANK, normalize_text
 from .accumulators import add_total
 from .alignment import align_emissions
 from .capture import Capture
@@ -25,14 +25,17 @@ from .labels import layer_frame, map_letters, map_phone_table, phone_table
 from .settings import KINDS, Layout, ProfileSettings
 
 
-def letter_runs(scores: torch.Tensor, text: str, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Letters on output frames as arrays (symbol, first, last frame): forced alignment of ``text``
-    or the greedy CTC path."""
+def letter_runs(scores: torch.Tensor, text: str, source: str, layout: Layout | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Letters on output frames as arrays (output index, first, last frame): forced alignment of
+    ``text`` or the greedy CTC path, in the alphabet of ``layout`` (default: the built-in one)."""
+    blank = BLANK if layout is None else layout.blank
     if source == "prediction":
-        return greedy_runs(scores.argmax(dim=0).numpy())
+        return greedy_runs(scores.argmax(dim=0).numpy(), blank)
     # Raw scores: log-softmax subtracts one constant per frame, the same for every path, so the
     # Viterbi path is that of the log-probabilities (and this runs once per utterance).
-    return forced_align_arrays(scores.numpy().astype(np.float64), text)
+    return forced_align_arrays(scores.numpy().astype(np.float64), text if layout is None else layout.encode(text),
+                               blank)
 
 
 def run_labels(symbol: np.ndarray, first: np.ndarray, last: np.ndarray, n: int) -> np.ndarray:
@@ -48,18 +51,23 @@ def run_labels(symbol: np.ndarray, first: np.ndarray, last: np.ndarray, n: int) 
 class _Kind:
     """One labelling of an utterance: letters on output frames, or phones in seconds."""
 
-    def __init__(self, groups: np.ndarray, centre: np.ndarray, label_at):
+    def __init__(self, groups: np.ndarray, centre: np.ndarray, label_at, symbols: np.ndarray | None = None):
         self.groups, self.centre, self.label_at = groups, centre, label_at
+        self.symbols = groups if symbols is None else symbols  # letters: output indices of the groups
 
 
 def _kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: torch.Tensor,
            frame_rate: float, duration: float) -> dict[str, _Kind]:
     kinds = {}
     if "letters" in s.groups:
-        sym, first, last = letter_runs(scores, normalize_text(utt.text).text, s.letters_from)
-        out_lab = run_labels(sym, first, last, scores.shape[1])
-        kinds["letters"] = _Kind(sym, layout.output.centre((first + last) // 2),
-                                 lambda geo, n: map_letters(out_lab, layout.output, geo, n))
+        try:
+            sym, first, last = letter_runs(scores, normalize_text(utt.text).text, s.letters_from, layout)
+        except ValueError as e:  # a transcript the alphabet cannot spell, or longer than the frames allow
+            raise InputError(utt.audio_path or utt.id, f"utterance {utt.id}: {e}") from None
+        groups = layout.letter_groups(sym)
+        out_lab = run_labels(groups, first, last, scores.shape[1])
+        kinds["letters"] = _Kind(groups, layout.output.centre((first + last) // 2),
+                                 lambda geo, n: map_letters(out_lab, layout.output, geo, n), sym)
     if "phonemes" in s.groups and utt.phones:
         utt.check_alignment(duration)  # an alignment of other audio (or a TextGrid of another file) is an error
         table = phone_table(utt.phones)
@@ -158,7 +166,7 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
         _windows(acc, "pattern/phonemes/aligned", rows, v.groups, np.rint(v.centre).astype(np.int64), s.pattern_window)
     if "letters" in kinds:
         if s.gradient_adjusted and len(kinds["letters"].groups):
-            _adjusted(acc, layout, s, acts, time_major, out, kinds["letters"].groups, kinds["letters"].centre)
+            _adjusted(acc, layout, s, acts, time_major, out, kinds["letters"], kinds["letters"].centre)
         _letter_patterns(acc, model, layout, s, x, scores, rows)
     add_total(acc, "utterances", 1)
     add_total(acc, "input_frames", feats.shape[1])
@@ -187,24 +195,26 @@ def _accumulate_pieces(hooks: Capture, layout: Layout, x: torch.Tensor, parts: l
 def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, rows) -> None:
     """Input windows around each emitted letter: at the nominal position of its output frame, and
     at the position its relevance points to."""
-    em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by, s.max_frames)
+    em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by, s.max_frames, layout.blank)
     if not len(em):
         return
-    _windows(acc, "pattern/letters/nominal", rows, em.symbol, em.nominal, s.pattern_window)
+    groups = layout.letter_groups(em.symbol)
+    _windows(acc, "pattern/letters/nominal", rows, groups, em.nominal, s.pattern_window)
     if s.relevance:
-        _windows(acc, "pattern/letters/aligned", rows, em.symbol, em.aligned, s.pattern_window)
+        _windows(acc, "pattern/letters/aligned", rows, groups, em.aligned, s.pattern_window)
         half = layout.shift_bins()
         shift = np.clip(em.aligned - em.nominal, -half, half) + half
         acc["shift/hist"] += np.bincount(shift, minlength=2 * half + 1)
 
 
-def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, time_major, out, groups: np.ndarray,
+def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, time_major, out, letters: _Kind,
               centre: np.ndarray) -> None:
     """Gradient-adjusted windowed NAPs: each letter occurrence's window is centred, per layer, on the
     frame where the mean |∂score/∂activation| over channels is largest."""
+    groups = letters.groups
     t_out = layer_frame(layout.output, centre).clip(0, out.shape[2] - 1)
     seeds = torch.zeros((len(groups),) + tuple(out.shape), dtype=out.dtype)
-    seeds[torch.arange(len(groups)), 0, torch.as_tensor(groups), torch.as_tensor(t_out)] = 1.0
+    seeds[torch.arange(len(groups)), 0, torch.as_tensor(letters.symbols), torch.as_tensor(t_out)] = 1.0
     tensors = [acts[name] for name in layout.layers]
     grads = torch.autograd.grad(out, tensors, grad_outputs=seeds, is_grads_batched=True, retain_graph=False)
     for name, g in zip(layout.layers, grads):

@@ -29,7 +29,6 @@ from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..models.description import ModelDescription, describe
-from ..text import SYMBOLS
 from .accumulators import empty, merge, total
 from .capture import Capture
 from .collect import accumulate_utterance
@@ -160,9 +159,9 @@ def profile_corpus(model: nn.Module | ModelDescription, features: FeatureConfig,
     ``strict``: the first bad utterance raises (default: it is skipped and listed in ``errors``)."""
     desc = model if isinstance(model, ModelDescription) else describe(model, features=features)
     model = desc.module
-    if "letters" in settings.groups and desc.output.alphabet != SYMBOLS:
-        raise InputError(desc.name, "letter profiles use the built-in alphabet (29 symbols, blank last) for the "
-                                    "forced alignment; this model's alphabet differs (profile --groups phonemes)")
+    if "letters" in settings.groups and desc.output.kind != "ctc":
+        raise InputError(desc.name, f"letter profiles need a CTC output over letters; this model's output is "
+                                    f"{desc.output.kind!r} (profile --groups phonemes)")
     if engine not in ("local", "dask"):
         raise ValueError(f"engine must be 'local' or 'dask', not {engine!r}")
     if shard_size < 1:

@@ -15,10 +15,10 @@ import numpy as np
 from ..asr.model import Geometry
 from ..audio import FeatureConfig
 from ..errors import InputError
+from ..text import BLANK, LETTERS
 from .accumulators import total
 from .cluster import cluster_quality, mean_pairwise_cosine
 from .engine import Accumulated
-from .labels import GROUPS
 from .settings import Layout, ProfileSettings
 
 FORMAT = "introspeech-profiles/1"
@@ -100,7 +100,8 @@ def layer_scores(acc: Accumulated, metric: str = "cosine", min_count: int = 20) 
         for kind in acc.settings.groups:
             row[f"{kind}_eta2"] = separation(acc, layer, kind)
             idx = present(acc, kind, min_count)
-            q = cluster_quality(contrastive(naps(acc, layer, kind)[idx]), [GROUPS[kind][i] for i in idx], kind, metric)
+            names = [acc.layout.groups(kind)[i] for i in idx]
+            q = cluster_quality(contrastive(naps(acc, layer, kind)[idx]), names, kind, metric)
             row.update({f"{kind}_{k}": v for k, v in q.items()})
         row["letters"] = row.get("letters_eta2", float("nan"))
         row["phonemes"] = row.get("phonemes_silhouette", float("nan"))
@@ -146,7 +147,8 @@ def save(acc: Accumulated, folder: str | Path, model_config: dict | None = None)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "profiles.npz", **acc.arrays)
-    meta = {"format": FORMAT, "axes": AXES, "groups": {k: list(GROUPS[k]) for k in acc.settings.groups},
+    meta = {"format": FORMAT, "axes": AXES, "groups": {k: list(acc.layout.groups(k)) for k in acc.settings.groups},
+            "blank": acc.layout.blank,
             "layers": list(acc.layout.layers), "channels": list(acc.layout.channels),
             "geometry": [[g.rf, g.stride, g.offset] for g in acc.layout.geometry], "n_mels": acc.layout.n_mels,
             "paths": list(acc.layout.paths),
@@ -168,8 +170,9 @@ def load(folder: str | Path) -> Accumulated:
     with np.load(folder / "profiles.npz") as z:
         arrays = {k: z[k] for k in z.files}
     try:
+        letters = tuple(meta["groups"].get("letters", LETTERS))
         layout = Layout(tuple(meta["layers"]), tuple(meta["channels"]), tuple(Geometry(*g) for g in meta["geometry"]),
-                        meta["n_mels"], tuple(meta.get("paths", ())))
+                        meta["n_mels"], tuple(meta.get("paths", ())), letters, meta.get("blank", BLANK))
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(meta_path, f"inconsistent profile metadata ({e}); recompute without --replot") from None
     return Accumulated(arrays, layout, ProfileSettings.from_dict(meta["settings"]),

@@ -6,11 +6,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 from torch import nn
 
 from ..asr.model import Geometry
 from ..chunking import MAX_FRAMES
-from ..models.description import ModelDescription, describe
+from ..models.description import ModelDescription, Output, describe
+from ..text import BLANK, LETTERS
+from .labels import PHONEME_GROUPS
 
 KINDS = ("letters", "phonemes")
 
@@ -59,6 +62,8 @@ class Layout:
     geometry: tuple[Geometry, ...]
     n_mels: int
     paths: tuple[str, ...] = ()  # module paths ("" = the model's output); default: the built-in model's
+    letters: tuple[str, ...] = LETTERS  # the letter groups: the model's CTC alphabet without its blank
+    blank: int = BLANK  # the blank's output index
 
     def __post_init__(self) -> None:
         if not len(self.layers) == len(self.channels) == len(self.geometry) or len(set(self.layers)) != len(self.layers):
@@ -74,9 +79,24 @@ class Layout:
         desc = model if isinstance(model, ModelDescription) else describe(model)
         if any(layer.geometry is None for layer in desc.layers):
             raise ValueError(f"{desc.name}: profiles of letters and phonemes need a model with a time axis")
+        ctc = desc.output.kind == "ctc"
         return cls(tuple(layer.name for layer in desc.layers), tuple(layer.channels for layer in desc.layers),
                    tuple(layer.geometry for layer in desc.layers), desc.input_channels,
-                   tuple(layer.path for layer in desc.layers))
+                   tuple(layer.path for layer in desc.layers), desc.output.letters if ctc else (),
+                   desc.output.blank if ctc else -1)
+
+    def groups(self, kind: str) -> tuple[str, ...]:
+        """The group names of a labelling: the model's letters, or the phonemes (ARPAbet + silence)."""
+        return self.letters if kind == "letters" else PHONEME_GROUPS
+
+    def encode(self, text: str) -> list[int]:
+        """Output indices of a normalized transcript in the model's alphabet (`Output.encode`)."""
+        alphabet = self.letters[:self.blank] + ("<blank>",) + self.letters[self.blank:]
+        return Output("ctc", alphabet, self.blank).encode(text)
+
+    def letter_groups(self, symbols: np.ndarray) -> np.ndarray:
+        """Letter group of each output index (the alphabet's order, the blank left out)."""
+        return np.where(symbols > self.blank, symbols - 1, symbols)
 
     @property
     def output(self) -> Geometry:

@@ -64,7 +64,6 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Sec
     from ..featvis.prior import PriorConfig, sample_windows, train_prior
     from ..featvis.run import SpeechData, run_featvis
     from ..profiles import results as profile_results
-    from ..profiles.labels import GROUPS
     from .sections.featvis import featvis_section
 
     utts = splits.get("test") or next(iter(splits.values()))
@@ -76,8 +75,8 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Sec
     patterns = {}
     if "pattern/letters/aligned/sum" in acc.arrays:
         raw, _ = profile_results.patterns(acc, "letters", "aligned")
-        patterns = {c: raw[GROUPS["letters"].index(c)] for c in DEMO_LETTERS
-                    if not np.isnan(raw[GROUPS["letters"].index(c)]).any()}
+        names = acc.layout.groups("letters")
+        patterns = {c: raw[names.index(c)] for c in DEMO_LETTERS if c in names and not np.isnan(raw[names.index(c)]).any()}
     return featvis_section(res, folder, out, patterns, data.audio, cfg.sample_rate, steps)
 
 

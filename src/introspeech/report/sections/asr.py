@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from ...asr.decode import greedy_path
+from ...asr.decode import greedy_runs
 from ...asr.evaluate import evaluate_split, scores
 from ...audio import FeatureConfig
 from ...corpus.load import utterance_features
 from ...corpus.utterance import Utterance
 from ...models.description import ModelDescription, describe
-from ...text import SYMBOLS, normalize_text
+from ...text import normalize_text
 from ..figures import posteriors
 from ..html import Section, fragment
 
@@ -47,11 +47,12 @@ def asr_section(desc: ModelDescription, cfg: FeatureConfig, meta: dict, splits: 
     s = scores(model, utterance_features(sample, cfg))
     lp = torch.log_softmax(s.double(), 0).numpy()
     frame_s = g.stride / cfg.frame_rate
-    emitted = greedy_path(s)
-    hyp = "".join(e.letter for e in emitted)
-    image = posteriors(lp, list(SYMBOLS), frame_s, out_dir / "assets" / f"{sample.id}_posteriors.png",
+    out = desc.output
+    emitted = [(int(a), out.decode([k])) for k, a, _ in zip(*greedy_runs(s.argmax(0).numpy(), out.blank))]
+    hyp = out.decode(s.argmax(0).numpy())
+    image = posteriors(lp, list(out.alphabet), frame_s, out_dir / "assets" / f"{sample.id}_posteriors.png",
                        title=f"{sample.id}: {hyp}",
-                       letters=[((e.start + 0.5) * frame_s, e.letter) for e in emitted if e.letter != " "])
+                       letters=[((a + 0.5) * frame_s, c) for a, c in emitted if c.strip()])
     hist = meta.get("state", {}).get("history", [])
     training = (f"Trained {hist[-1]['epoch']} epochs on {meta.get('corpus', {}).get('train_hours', '?')} h "
                 f"(best validation CER {100 * meta['state']['best_cer']:.2f} %)." if hist else "")

@@ -13,7 +13,7 @@ from ...profiles import results as R
 from ...profiles.accumulators import total
 from ...profiles.cluster import tree
 from ...profiles.engine import Accumulated
-from ...profiles.labels import GROUPS, group_label
+from ...profiles.labels import group_label
 from ..html import Section, fragment
 from ..profile_figures import nap_heatmap, pattern_grid, quality_plot, shift_histogram
 
@@ -56,8 +56,9 @@ PATTERN_PHONES = ("IY", "AA", "UW", "S", "SH", "F", "M", "N", "T", "K", "R", "si
 def patterns_section(acc: Accumulated, out_dir: Path, summary: dict, min_count: int = 20) -> Section:
     out_dir = Path(out_dir)
     ms = 1000 / acc.features.frame_rate
-    letters = [i for i in R.present(acc, "letters", min_count) if GROUPS["letters"][i] in PATTERN_LETTERS]
-    names = [group_label("letters", GROUPS["letters"][i]) for i in letters]
+    letter_names = acc.layout.groups("letters")
+    letters = [i for i in R.present(acc, "letters", min_count) if letter_names[i].lower() in PATTERN_LETTERS]
+    names = [group_label("letters", letter_names[i]) for i in letters]
     rows = []
     has_aligned = "pattern/letters/aligned/sum" in acc.arrays
     for align in (("aligned", "nominal") if has_aligned else ("nominal",)):
@@ -82,10 +83,10 @@ def patterns_section(acc: Accumulated, out_dir: Path, summary: dict, min_count: 
             verdict.append(f"Median shift of the evidence: {f['shift_input_frames']['median'] * ms:.0f} ms.")
     phones = None
     if "pattern/phonemes/aligned/sum" in acc.arrays:
-        idx = [i for i in R.present(acc, "phonemes", min_count) if GROUPS["phonemes"][i] in PATTERN_PHONES]
+        idx = [i for i in R.present(acc, "phonemes", min_count) if acc.layout.groups("phonemes")[i] in PATTERN_PHONES]
         if idx:
             _, norm = R.patterns(acc, "phonemes", "aligned")
-            phones = pattern_grid([("normalized", norm[idx])], [GROUPS["phonemes"][i] for i in idx],
+            phones = pattern_grid([("normalized", norm[idx])], [acc.layout.groups("phonemes")[i] for i in idx],
                                   out_dir / "figures" / "phoneme_patterns.png", ms).relative_to(out_dir)
     html = fragment(PATTERNS, half_ms=int(acc.settings.pattern_window * ms), n_letters=int(acc.arrays["shift/hist"].sum()),
                     n_phones=total(acc.arrays, "phonemes"), n_utts=acc.utterances, method=acc.settings.relevance or "no",
@@ -107,7 +108,7 @@ def naps_section(acc: Accumulated, out_dir: Path, summary: dict, layers: list[st
                 continue
             nap = R.contrastive(R.naps(acc, layer, kind)[idx])
             z, order = tree(nap, metric)
-            names = [group_label(kind, GROUPS[kind][i]) for i in idx]
+            names = [group_label(kind, acc.layout.groups(kind)[i]) for i in idx]
             title = f"{layer}: {kind} ({len(idx)} groups)"
             img = nap_heatmap(nap, names, z, order, out_dir / "figures" / f"nap_{layer}_{kind}.png", title)
             heatmaps.append((title, img.relative_to(out_dir)))
