@@ -159,7 +159,7 @@ def test_methods_say_what_context_they_need():
     assert method("deep_taylor").with_context({"root": "search"}, **ctx) == {"root": "search"}
     assert method("gradient").with_context({}, **ctx) == {}
     assert set(METHODS) == {"gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop",
-                            "deconvnet", "lrp", "deep_taylor", "grad_cam", "guided_grad_cam"}
+                            "deconvnet", "lrp", "deep_taylor", "grad_cam", "guided_grad_cam", "occlusion", "segments"}
 
 
 def test_readme_method_table_is_generated_from_the_definitions():

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from . import methods as m
+from . import perturbation as pt
 from .cam import GradCAM
 from .composites import Composite
 
@@ -61,6 +62,7 @@ class Method:
     modulated_by: str = ""  # a CAM map multiplied by this local method's map (guided Grad-CAM)
     frames_note: str = ""  # what the all-frames engines do with it, beyond cone/colour/loop
     draws: Callable[[dict, torch.Tensor], dict] = lambda o, x: {}  # its random draws for input x, as options
+    frames: Callable | None = None  # perturbation methods: (model, x, frames, classes, **options) -> dense maps
 
     def for_input(self, options: dict, x: torch.Tensor) -> dict:
         """``options`` with the method's random draws for the whole input ``x`` made explicit, so that
@@ -147,6 +149,9 @@ _LRP_LAYERS = ("Conv1d/2d (grouped, dilated, 'same' padding), Linear: composite'
                "ε rule); additions: shared ε; avg pools: proportional; max pools: winner; ReLU: composite's "
                "activation rule; LayerNorm/GroupNorm/other activations: error")
 
+_PERTURB_BASELINE = Option("baseline", 0.0, TENSORISH, "replacement value (0: the corpus mean of z-normalized features)")
+_BATCH = Option("batch", 32, (int,), "perturbed inputs per forward pass")
+_ANY_FORWARD = "any layer (forward passes only)"
 METHODS: dict[str, Method] = {d.name: d for d in (
     Method("gradient", "∂f/∂x", (Option("abs", False, (bool,), "magnitude of the gradient"),), True, False,
            "any differentiable layer", m.gradient, aliases=("saliency",)),
@@ -189,6 +194,23 @@ METHODS: dict[str, Method] = {d.name: d for d in (
     ), False, False, "any differentiable layer", compute=_grad_cam, aliases=("gradcam",), needs=_needs_layer),
     Method("guided_grad_cam", "guided backprop ⊙ Grad-CAM", (_LAYER, _MODE), False, False, _RELU_ONLY,
            compute=_guided_grad_cam, aliases=("guided_gradcam",), needs=_needs_layer, modulated_by="guided_backprop"),
+    Method("occlusion", "mean over covering patches of f(x) − f(x with the patch at the baseline)", (
+        Option("window", (8, 10), (tuple, list), "patch over the non-batch axes (a shorter tuple: leading axes whole)"),
+        Option("strides", None, (tuple, list), "patch steps (default: the window, no overlap)"),
+        _PERTURB_BASELINE, _BATCH,
+    ), False, False, _ANY_FORWARD, compute=pt.occlusion, frames=pt.frames_occlusion,
+        frames_note="perturbation: one pass per patch, all frames at once"),
+    Method("segments", "time spans scored by leaving each out or by random masking, spread over the span", (
+        Option("segments", None, (list, tuple), "(start, end) input frames (default: fixed windows)"),
+        Option("window", 10, (int,), "frames of a fixed window"),
+        Option("mode", "leave_one_out", (str,), "leave_one_out or random"),
+        _PERTURB_BASELINE,
+        Option("samples", 200, (int,), "random masks"),
+        Option("keep", 0.5, NUMBER, "probability a span is kept in a random mask"),
+        Option("seed", 0, (int,), "seed of the masks"),
+        _BATCH,
+    ), False, False, _ANY_FORWARD, compute=pt.segments, frames=pt.frames_segments,
+        frames_note="perturbation: one pass per mask, all frames at once"),
 )}
 ALIASES = {a: d.name for d in METHODS.values() for a in d.aliases}
 LOCAL_METHODS = tuple(n for n, d in METHODS.items() if d.local)
@@ -215,7 +237,9 @@ def method_table() -> str:
         opts = ", ".join(f"`{o.name}`={_default(o.default)}" for o in d.options) or "—"
         name = f"`{d.name}`" + (f" ({', '.join(f'`{a}`' for a in d.aliases)})" if d.aliases else "")
         engines = "cone, colour, loop" if d.local else "exact CAM path (per-frame gradient cones, coloured)"
-        if d.frames_note:
+        if d.frames is not None:
+            engines = d.frames_note
+        elif d.frames_note:
             engines += f" ({d.frames_note})"
         rows.append(f"| {name} | {d.summary} | {opts} | {'yes' if d.local else 'no'} | "
                     f"{'yes' if d.times_input else 'no'} | {d.layers} | {engines} |")

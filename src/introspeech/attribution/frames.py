@@ -131,12 +131,17 @@ def _explain(model, x, frames, classes, spec: Method, opts: dict, options: dict,
     todo = list(range(n_out)) if isinstance(frames, str) else [int(t) for t in frames]
     if any(t < 0 or t >= n_out for t in todo):
         raise ValueError(f"frames must lie in [0, {n_out}), got {todo}")
+    if spec.frames is not None:  # perturbation methods: every frame from the same forward passes
+        if engine not in ("auto", "loop"):
+            raise ValueError(f"{spec.name} is a perturbation method: it has no engine={engine!r} (use 'auto')")
+        if engine == "auto":  # a patch or span that meets the receptive field spreads beyond it: dense maps
+            return spec.frames(model, x, todo, cls, **opts)
     if engine == "loop" or not spec.linear_in_target(opts):
         if engine not in ("loop", "auto"):
             raise ValueError(f"{spec.name} with these options ({_nonlinear_why(spec, opts)}) is not linear in the "
                              f"target: engine={engine!r} cannot share passes between frames; use engine='loop' or 'auto'")
-        return _loop(model, x, todo, cls, spec, options, progress, (geometry or chain_geometry(model, x)) if windows
-                     else geometry)
+        cut_to = (geometry or chain_geometry(model, x)) if windows and spec.local else None  # non-local: whole maps
+        return _loop(model, x, todo, cls, spec, options, progress, cut_to)
     if not spec.local:
         if "layer" in spec.needs(opts):
             raise ValueError(f"{spec.name} needs layer= (the module path of the layer whose activations it weighs)")
