@@ -212,6 +212,24 @@ METHODS: dict[str, Method] = {d.name: d for d in (
     ), False, False, _ANY_FORWARD, compute=pt.segments, frames=pt.frames_segments,
         frames_note="perturbation: one pass per mask, all frames at once"),
 )}
+NAMED: dict[str, tuple[str, dict]] = {
+    "gradient": ("gradient", {}),
+    "gradient_x_input": ("gradient_x_input", {}),
+    "integrated_gradients": ("integrated_gradients", {"steps": 16}),
+    "smoothgrad": ("smoothgrad", {"samples": 8, "stdev": 0.15}),
+    "guided_backprop": ("guided_backprop", {}),
+    "deconvnet": ("deconvnet", {}),
+    "lrp_epsilon": ("lrp", {"composite": "epsilon"}),
+    "lrp_zplus": ("lrp", {"composite": "epsilon-plus"}),
+    "lrp_alpha2_beta1": ("lrp", {"composite": "alpha2-beta1"}),
+    "deep_taylor": ("deep_taylor", {}),
+    "grad_cam": ("grad_cam", {}),
+    "guided_grad_cam": ("guided_grad_cam", {}),
+    "occlusion": ("occlusion", {"window": (8, 10)}),
+    "segments": ("segments", {"window": 10}),
+}
+"""The method configurations that the sanity checks and the explanation table compare, by the
+names the reports and summaries use: (method, options)."""
 ALIASES = {a: d.name for d in METHODS.values() for a in d.aliases}
 LOCAL_METHODS = tuple(n for n, d in METHODS.items() if d.local)
 """Methods whose map for an output frame depends only on that frame's receptive field."""

@@ -197,3 +197,9 @@ def describe_wav2letter(model: nn.Module, features: FeatureConfig | None = None,
     layers = tuple(Layer(n, f"layers.{n}", c, geo[n]) for n, c in zip(cfg.layer_names, channels))
     return ModelDescription(model, layers, Output(), features or FEATURE_PRESETS["default"], cfg.n_mels, name,
                             cfg.to_dict())
+
+
+def default_cam_layer(desc: ModelDescription) -> str:
+    """Grad-CAM's layer: the built-in model's ``layer9``, else the block two before the output."""
+    names = [layer.name for layer in desc.layers]
+    return "layer9" if "layer9" in names else desc.layers[max(0, len(desc.layers) - 3)].path

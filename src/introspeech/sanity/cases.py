@@ -15,7 +15,7 @@ from ..attribution.hooks import preserved
 from ..audio import FeatureConfig
 from ..corpus.load import load_features
 from ..corpus.utterance import Utterance
-from ..models.description import ModelDescription, describe
+from ..models.description import ModelDescription, default_cam_layer, describe
 from ..text import encode, normalize_text
 from .check import Case
 from .digits import DigitsCNN, accuracy, digits, permuted, train_digits
@@ -47,12 +47,6 @@ def _cropped_example(desc: ModelDescription, feats: np.ndarray) -> tuple[torch.T
         if not 0 <= t < scores.shape[-1] or not torch.allclose(scores[e.symbol, t], s[e.symbol, e.start], atol=1e-4):
             return None  # the window was clipped in a way that changes the score: skip this example
     return crop, (e.symbol, t)
-
-
-def default_cam_layer(desc: ModelDescription) -> str:
-    """Grad-CAM's layer: the built-in model's ``layer9``, else the block two before the output."""
-    names = [layer.name for layer in desc.layers]
-    return "layer9" if "layer9" in names else desc.layers[max(0, len(desc.layers) - 3)].path
 
 
 def speech_case(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: list[Utterance], n_examples: int = 4,

@@ -12,24 +12,13 @@ from torch import nn
 
 from ..attribution import attribute
 from ..attribution import method as method_record
+from ..attribution.definitions import NAMED
 from .randomize import cascading, independent, randomizable_layers
 from .similarity import similarity, summarize
 
-METHODS: dict[str, tuple[str, dict]] = {
-    "gradient": ("gradient", {}),
-    "gradient_x_input": ("gradient_x_input", {}),
-    "integrated_gradients": ("integrated_gradients", {"steps": 16}),
-    "smoothgrad": ("smoothgrad", {"samples": 8, "stdev": 0.15}),
-    "guided_backprop": ("guided_backprop", {}),
-    "deconvnet": ("deconvnet", {}),
-    "lrp_epsilon": ("lrp", {"composite": "epsilon"}),
-    "lrp_zplus": ("lrp", {"composite": "epsilon-plus"}),
-    "lrp_alpha2_beta1": ("lrp", {"composite": "alpha2-beta1"}),
-    "deep_taylor": ("deep_taylor", {}),
-    "grad_cam": ("grad_cam", {}),
-    "guided_grad_cam": ("guided_grad_cam", {}),
-}
-"""The methods checked, with the options used (names as in the report and summary.json)."""
+METHODS: dict[str, tuple[str, dict]] = {k: v for k, v in NAMED.items() if method_record(v[0]).frames is None}
+"""The methods checked, with the options used (names as in the report and summary.json): the
+named configurations (`attribution.definitions.NAMED`) but the perturbation methods."""
 
 SENSITIVE = 0.5
 """A method passes (its maps depend on the learned parameters) when the mean Spearman correlation

@@ -16,8 +16,7 @@ from ...attribution.frames import FrameGeometry, attribute_frames
 from ...audio import FeatureConfig
 from ...corpus.load import utterance_features
 from ...corpus.utterance import Utterance
-from ...models.description import ModelDescription, describe
-from ...sanity.cases import default_cam_layer
+from ...models.description import ModelDescription, default_cam_layer, describe
 from ..figures import map_grid, relevance_over_time
 from ..html import Section, fragment
 

@@ -1,0 +1,181 @@
+"""Which explanation to trust: every named method on the same letters, one row of the verdict table each.
+
+The letters are those of the reference transcripts, placed by CTC forced alignment, each explained
+at the frame of its span where its score is highest; spaces are left out. Per method: the mean
+deletion, insertion and ROAD areas (faithfulness.py), the mean share of |relevance| inside the
+letter's phones and word (localization.py), the median time from the phone span's centre to the
+input frame of largest Σ|relevance|, the sanity checks' Spearman |map| after full cascading
+randomization when their summary is given, and the seconds the maps of one utterance took.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..asr.decode import forced_align_arrays
+from ..attribution.definitions import NAMED
+from ..attribution.definitions import method as method_record
+from ..attribution.frames import attribute_frames
+from ..corpus.load import utterance_features
+from ..corpus.utterance import Utterance
+from ..errors import InputError
+from ..models.description import ModelDescription, default_cam_layer
+from ..text import normalize_text
+from .faithfulness import Curves, letter_curves
+from .localization import chance_share, letter_spans, share
+
+LOWER_IS_BETTER = {"deletion_auc", "road", "sanity_spearman_abs"}
+COLUMNS = ("sanity_spearman_abs", "deletion_auc", "insertion_auc", "road", "phone_share", "word_share",
+           "shift_ms", "seconds_per_utterance")
+
+
+@dataclass
+class Letter:
+    """A reference letter to explain: class and output frame, its phone and word spans (input frames)."""
+
+    utterance: str
+    symbol: int
+    frame: int
+    phone: tuple[int, int] | None
+    word: tuple[int, int] | None
+
+
+def utterance_letters(desc: ModelDescription, x: torch.Tensor, utt: Utterance, frame_rate: float,
+                      limit: int = 0) -> list[Letter]:
+    """The reference letters of an utterance (at most ``limit``, evenly spaced; 0: all)."""
+    out = desc.output
+    with torch.no_grad():
+        scores = desc.module(x)[0].double()
+    text = normalize_text(utt.text).text
+    kept = [k for k, c in enumerate(text) if out.encode(c)]  # characters the alphabet spells
+    sym, first, last = forced_align_arrays(scores.numpy(), [out.encode(text[k])[0] for k in kept], out.blank)
+    spans = letter_spans(utt.words, utt.phones, text) if utt.words and utt.phones else [None] * len(text)
+
+    def frames(span, i, j):
+        return (int(np.floor(span[i] * frame_rate)), int(np.ceil(span[j] * frame_rate))) if span else None
+    letters = []
+    for k, s, a, b in zip(kept, sym, first, last):
+        if text[k] == " ":
+            continue
+        t = int(a + scores[int(s), a:b + 1].argmax())
+        letters.append(Letter(utt.id, int(s), t, frames(spans[k], 0, 1), frames(spans[k], 2, 3)))
+    if limit and len(letters) > limit:
+        letters = [letters[int(i)] for i in np.linspace(0, len(letters) - 1, limit)]
+    return letters
+
+
+def _options(desc: ModelDescription, name: str, x: torch.Tensor) -> tuple[str, dict]:
+    method, opts = NAMED[name]
+    low, high = x.min(-1, keepdim=True).values, x.max(-1, keepdim=True).values  # z^B bounds per band
+    return method, method_record(method).with_context(opts, layer=default_cam_layer(desc), low=low, high=high)
+
+
+def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods: list[str] | None = None,
+                          letters_per_utterance: int = 0, steps: int = 10, patch: tuple[int, int] = (8, 4),
+                          baseline: str = "mean", sanity: dict | None = None,
+                          on_error: Callable[[Utterance, Exception], None] | None = None,
+                          progress: Callable[[str], None] | None = None) -> dict:
+    """The verdict table as `summary.json` holds it (see the module docstring); ``sanity``: the
+    sanity checks' ``summary.json`` (its speech means give the sanity column)."""
+    methods = methods or list(NAMED)
+    unknown = [m for m in methods if m not in NAMED]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(NAMED)}")
+    cfg, geo, model = desc.features, desc.output_geometry, desc.module
+    cases = []
+    for u in utts:
+        try:
+            feats = utterance_features(u, cfg)
+            x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
+            cases.append((u, x, utterance_letters(desc, x, u, cfg.frame_rate, letters_per_utterance)))
+        except (InputError, ValueError) as e:
+            if on_error is None:
+                raise
+            on_error(u, e if isinstance(e, InputError) else InputError(u.audio_path or u.id, str(e)))
+    rows: dict[str, dict] = {}
+    curves: dict[str, list[Curves]] = {}
+    chance = {"phone_share": [], "word_share": [], "deletion_auc": []}
+    for name in methods:
+        if progress:
+            progress(f"explanations: {name}")
+        got = {k: [] for k in ("deletion_auc", "insertion_auc", "road", "phone_share", "word_share", "shift_ms")}
+        seconds, curves[name] = [], []
+        for _u, x, letters in cases:
+            if not letters:
+                continue
+            method, opts = _options(desc, name, x)
+            frames = [c.frame for c in letters]
+            cls = _classes(model, x, letters)
+            t0 = time.perf_counter()
+            maps = attribute_frames(model, x, frames, cls, method, max_frames=0, **opts)
+            seconds.append(time.perf_counter() - t0)
+            for k, (c, m) in enumerate(zip(letters, maps)):
+                cv = letter_curves(model, x, geo, c.symbol, c.frame, m, steps, patch, baseline, seed=k)
+                curves[name].append(cv)
+                got["deletion_auc"].append(cv.auc("deletion"))
+                got["insertion_auc"].append(cv.auc("insertion"))
+                got["road"].append(cv.auc("road"))
+                if name == methods[0]:
+                    chance["deletion_auc"].append(cv.auc("random"))
+                arr = m.detach().double().numpy()
+                if c.phone:
+                    got["phone_share"].append(share(arr, *c.phone))
+                    prof = np.abs(arr).reshape(-1, arr.shape[-1]).sum(0)
+                    got["shift_ms"].append((int(prof.argmax()) - 0.5 * sum(c.phone)) * 1000 / desc.features.frame_rate)
+                    if name == methods[0]:
+                        chance["phone_share"].append(chance_share(geo.window(c.frame, x.shape[-1]), *c.phone))
+                if c.word:
+                    got["word_share"].append(share(arr, *c.word))
+                    if name == methods[0]:
+                        chance["word_share"].append(chance_share(geo.window(c.frame, x.shape[-1]), *c.word))
+        row = {k: _mean(v) for k, v in got.items() if k != "shift_ms"}
+        row["shift_ms"] = float(np.median(got["shift_ms"])) if got["shift_ms"] else float("nan")
+        row["seconds_per_utterance"] = _mean(seconds)
+        row["sanity_spearman_abs"] = float((sanity or {}).get("speech", {}).get(name, {}).get("spearman_abs", np.nan))
+        row["letters"] = len(got["deletion_auc"])
+        rows[name] = row
+    return {"methods": rows, "chance": {k: _mean(v) for k, v in chance.items()}, "best": best(rows),
+            "utterances": len(cases), "letters": sum(len(c[2]) for c in cases),
+            "settings": {"steps": steps, "patch": list(patch), "baseline": baseline,
+                         "letters_per_utterance": letters_per_utterance}, "curves": _mean_curves(curves)}
+
+
+def _classes(model, x, letters: list[Letter]) -> torch.Tensor:
+    with torch.no_grad():
+        cls = model(x)[0].argmax(0)
+    for c in letters:
+        cls[c.frame] = c.symbol
+    return cls
+
+
+def _mean(values) -> float:
+    v = [x for x in values if x == x]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _mean_curves(curves: dict[str, list[Curves]]) -> dict:
+    out = {}
+    for name, cs in curves.items():
+        if cs:
+            out[name] = {"fractions": cs[0].fractions.tolist(),
+                         **{k: np.mean([getattr(c, k) for c in cs], 0).tolist()
+                            for k in ("deletion", "insertion", "random", "road")}}
+    return out
+
+
+def best(rows: dict[str, dict]) -> dict[str, str]:
+    """The best method per column (lowest where lower is better; not for time)."""
+    out = {}
+    for col in COLUMNS[:-1]:
+        vals = {m: r[col] for m, r in rows.items() if r.get(col) == r.get(col)}
+        if col == "shift_ms":
+            vals = {m: abs(v) for m, v in vals.items()}
+        if vals:
+            pick = min if col in LOWER_IS_BETTER or col == "shift_ms" else max
+            out[col] = pick(vals, key=vals.get)
+    return out
