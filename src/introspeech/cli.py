@@ -325,6 +325,63 @@ def patterns(
 
 
 @app.command()
+def explanations(
+    out: Path = typer.Option(Path("out/explanations"), "--out", help="Output folder: summary.json, figures, index.html."),
+    model: Path = _MODEL, corpus: Path = _CORPUS,
+    split: str = typer.Option("test", "--split", help="Split whose utterances are explained."),
+    methods: str = typer.Option("all", "--methods", help="Comma-separated named methods, or 'all'."),
+    utterances: int = typer.Option(8, "--utterances", help="Utterances (evenly spaced over the split; 0: all)."),
+    letters: int = typer.Option(12, "--letters", help="Letters per utterance (evenly spaced; 0: all)."),
+    steps: int = typer.Option(10, "--steps", help="Steps of each deletion/insertion curve."),
+    baseline: str = typer.Option("mean", "--baseline", help="Replacement of removed patches: mean, noise or blur."),
+    sanity_dir: Path = typer.Option(None, "--sanity", help="A folder of `introspeech sanity` (its summary.json "
+                                    "gives the sanity column)."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+    strict: bool = _STRICT,
+) -> None:
+    """Which explanation to trust: faithfulness (deletion, insertion, ROAD) and localization against phone
+    timings, one row per method."""
+    import numpy as np
+
+    from .attribution.definitions import NAMED
+    from .corpus.load import load_corpus
+    from .explanations.faithfulness import BASELINES
+    from .explanations.run import evaluate_explanations
+    from .report.html import write_report
+    from .report.sections.explanations import explanations_section, findings
+
+    chosen = list(NAMED) if methods == "all" else [m for m in methods.split(",") if m]
+    bad = [m for m in chosen if m not in NAMED]
+    if bad:
+        raise typer.BadParameter(f"unknown method(s) {bad}; choose from {list(NAMED)}", param_hint="--methods")
+    if baseline not in BASELINES:
+        raise typer.BadParameter(f"choose from {BASELINES}", param_hint="--baseline")
+    sanity = None
+    if sanity_dir is not None:
+        path = sanity_dir / "summary.json"
+        if not path.is_file():
+            raise InputError(path, "no sanity summary here (run `introspeech sanity --out DIR` first)")
+        sanity = json.loads(path.read_text())
+    desc = _recognizer_description(model, model_factory, weights, alphabet, features)
+    data = load_corpus(corpus)
+    if split not in data:
+        raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
+    utts = data[split]
+    if utterances and len(utts) > utterances:
+        utts = [utts[int(i)] for i in np.linspace(0, len(utts) - 1, utterances)]
+    skipped: list[str] = []
+    summary = evaluate_explanations(desc, utts, chosen, letters, steps, baseline=baseline, sanity=sanity,
+                                    on_error=None if strict else lambda _u, e: skipped.append(str(e)),
+                                    progress=lambda m: typer.echo(m, err=True))
+    summary["findings"] = findings(summary)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    report_skipped(out, skipped, lambda m: typer.echo(m, err=True))
+    write_report(out, [explanations_section(summary, out)], title="introspeech: which explanation to trust")
+    typer.echo(summary["findings"])
+
+
+@app.command()
 def sanity(
     out: Path = typer.Option(Path("out/sanity"), "--out",
                              help="Output folder: summary.json, curves.json, figures, index.html."),

@@ -139,10 +139,19 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
         row["sanity_spearman_abs"] = float((sanity or {}).get("speech", {}).get(name, {}).get("spearman_abs", np.nan))
         row["letters"] = len(got["deletion_auc"])
         rows[name] = row
-    return {"methods": rows, "chance": {k: _mean(v) for k, v in chance.items()}, "best": best(rows),
+    return _finite({"methods": rows, "chance": {k: _mean(v) for k, v in chance.items()}, "best": best(rows),
             "utterances": len(cases), "letters": sum(len(c[2]) for c in cases),
             "settings": {"steps": steps, "patch": list(patch), "baseline": baseline,
-                         "letters_per_utterance": letters_per_utterance}, "curves": _mean_curves(curves)}
+                         "letters_per_utterance": letters_per_utterance}, "curves": _mean_curves(curves)})
+
+
+def _finite(obj):
+    """NaN (a column that does not apply) as None, so summary.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and obj != obj else obj
 
 
 def _classes(model, x, letters: list[Letter]) -> torch.Tensor:
@@ -172,7 +181,7 @@ def best(rows: dict[str, dict]) -> dict[str, str]:
     """The best method per column (lowest where lower is better; not for time)."""
     out = {}
     for col in COLUMNS[:-1]:
-        vals = {m: r[col] for m, r in rows.items() if r.get(col) == r.get(col)}
+        vals = {m: r[col] for m, r in rows.items() if r.get(col) is not None and r[col] == r[col]}
         if col == "shift_ms":
             vals = {m: abs(v) for m, v in vals.items()}
         if vals:

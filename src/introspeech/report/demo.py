@@ -19,7 +19,7 @@ from .sections.corpus import corpus_section, sample_utterance
 from .sections.profiles import naps_section, patterns_section
 
 
-def sanity_demo(net, cfg, splits: dict, out: Path, log, on_error=None) -> Section:
+def sanity_demo(net, cfg, splits: dict, out: Path, log, on_error=None) -> tuple[Section, dict]:
     """Every method on 2 speech examples (a twin trained 20 steps on permuted transcripts) and on the
     digits CNN, cascading randomization (the CLI adds independent randomization); results in OUT/sanity."""
     from ..sanity.check import METHODS
@@ -27,9 +27,25 @@ def sanity_demo(net, cfg, splits: dict, out: Path, log, on_error=None) -> Sectio
     from .sections.sanity import sanity_section
 
     utts = splits.get("test") or next(iter(splits.values()))
-    results, _ = run_sanity(net, cfg, utts, list(METHODS), out / "sanity", examples=2, random_label_steps=20,
-                            independent=False, image_epochs=12, on_error=on_error)
-    return sanity_section(results, out, n_examples=2)
+    results, summary = run_sanity(net, cfg, utts, list(METHODS), out / "sanity", examples=2, random_label_steps=20,
+                                  independent=False, image_epochs=12, on_error=on_error)
+    return sanity_section(results, out, n_examples=2), summary
+
+
+def explanations_demo(net, splits: dict, out: Path, sanity: dict, log) -> Section:
+    """Every named method on 4 letters of 2 test utterances (the CLI runs any number); OUT/explanations."""
+    import json
+
+    from ..explanations.run import evaluate_explanations
+    from .sections.explanations import explanations_section, findings
+
+    utts = splits.get("test") or next(iter(splits.values()))
+    utts = [utts[0], utts[len(utts) // 2]] if len(utts) > 1 else utts
+    summary = evaluate_explanations(net, utts, letters_per_utterance=4, sanity=sanity)
+    summary["findings"] = findings(summary)
+    (out / "explanations").mkdir(parents=True, exist_ok=True)
+    (out / "explanations" / "summary.json").write_text(json.dumps(summary, indent=1))
+    return explanations_section(summary, out)
 
 
 DEMO_NAP_LAYERS = ("layer1", "layer4", "layer7", "layer10", "output")
@@ -129,7 +145,10 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         log("feature visualization: letters, regularized and with a learned prior, audible")
         sections.append(featvis_demo(net, cfg, splits, out, acc))
         log("sanity checks: parameter and data randomization, speech and digits")
-        sections.append(sanity_demo(net, cfg, splits, out, log, keep))
+        section, sanity = sanity_demo(net, cfg, splits, out, log, keep)
+        sections.append(section)
+        log("which explanation to trust: faithfulness and localization per method")
+        sections.append(explanations_demo(net, splits, out, sanity, log))
     report_skipped(out, list(dict.fromkeys(skipped)), log)
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
