@@ -110,7 +110,8 @@ def test_the_explanations_command_writes_the_verdict_table(tmp_path):
     sanity.mkdir()
     (sanity / "summary.json").write_text(json.dumps({"speech": {"gradient": {"spearman_abs": 0.77}}}))
     res = runner.invoke(app, ["explanations", "--out", str(tmp_path / "x"), "--utterances", "2", "--letters", "3",
-                              "--methods", "gradient,lrp_zplus,occlusion", "--steps", "4", "--sanity", str(sanity)])
+                              "--methods", "gradient,lrp_zplus,occlusion", "--steps", "4", "--sanity", str(sanity),
+                              "--no-digits"])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "x" / "summary.json").read_text())
     assert set(summary["methods"]) == {"gradient", "lrp_zplus", "occlusion"} and summary["letters"] == 6
@@ -121,3 +122,29 @@ def test_the_explanations_command_writes_the_verdict_table(tmp_path):
     assert set(summary["chance"]) == {"deletion_auc", "phone_share", "word_share"}
     assert summary["best"]["deletion_auc"] in summary["methods"]
     assert "Which explanation to trust" in (tmp_path / "x" / "index.html").read_text()
+
+
+class PlantedImage(nn.Module):
+    """Class 1 = 8 × the sum of the top-left 2 × 2 pixels − 2; the other classes 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1, bias=False)
+        nn.init.ones_(self.conv.weight)
+
+    def forward(self, x):
+        s = self.conv(x)[:, 0, :2, :2].sum((1, 2))
+        return torch.stack([torch.zeros_like(s), 8 * s - 2, torch.zeros_like(s)], 1)
+
+
+def test_image_faithfulness_deletes_the_planted_pixels_first():
+    from introspeech.explanations.run import evaluate_image_explanations
+
+    images = 0.05 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    images[:, :, :2, :2] = 0.5
+    labels = torch.ones(6, dtype=torch.long)
+    res = evaluate_image_explanations(PlantedImage().eval(), images, labels, "conv",
+                                      ["gradient_x_input", "occlusion", "segments"], examples=4, steps=16)
+    assert set(res["methods"]) == {"gradient_x_input", "occlusion"}  # segments are time spans, not pixels
+    for row in res["methods"].values():
+        assert row["examples"] == 4 and row["deletion_auc"] < 0.5 * res["chance"]["deletion_auc"]

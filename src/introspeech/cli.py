@@ -31,6 +31,7 @@ from .cli_support import (
     _decoder,
     _default_prior,
     _description,
+    _digits_explanations,
     _evaluate_report,
     _pattern_wavs,
     _profile_run,
@@ -336,6 +337,8 @@ def explanations(
     baseline: str = typer.Option("mean", "--baseline", help="Replacement of removed patches: mean, noise or blur."),
     sanity_dir: Path = typer.Option(None, "--sanity", help="A folder of `introspeech sanity` (its summary.json "
                                     "gives the sanity column)."),
+    digits_too: bool = typer.Option(True, "--digits/--no-digits", help="Also faithfulness on the digits CNN "
+                                    "(trained by the command, seconds)."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
     strict: bool = _STRICT,
 ) -> None:
@@ -373,6 +376,8 @@ def explanations(
     summary = evaluate_explanations(desc, utts, chosen, letters, steps, baseline=baseline, sanity=sanity,
                                     on_error=None if strict else lambda _u, e: skipped.append(str(e)),
                                     progress=lambda m: typer.echo(m, err=True))
+    if digits_too:
+        summary["digits"] = _digits_explanations(chosen, steps, baseline, sanity)
     summary["findings"] = findings(summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

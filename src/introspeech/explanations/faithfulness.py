@@ -110,14 +110,11 @@ def replacement(x: np.ndarray, baseline: str, rng: np.random.Generator) -> np.nd
     raise ValueError(f"baseline must be one of {BASELINES}, not {baseline!r}")
 
 
-def letter_curves(model: nn.Module, x: torch.Tensor, geo: FrameGeometry, cls: int, frame: int, relevance: torch.Tensor,
-                  steps: int = 10, patch: tuple[int, int] = (8, 4), baseline: str = "mean", seed: int = 0,
-                  road_noise: float = 0.1) -> Curves:
-    """The four curves of one letter (class ``cls`` at output ``frame``) and its map ``relevance``
-    ``(n_mels, time)`` of input ``x`` ``(1, n_mels, time)``."""
-    a, b, t = crop(x, geo, frame)
-    window = x[0, :, a:b].detach().cpu().numpy().astype(np.float64)
-    rel = relevance[..., a:b].detach().cpu().double().numpy().reshape(window.shape)
+def perturbation_curves(window: np.ndarray, rel: np.ndarray, probability, steps: int = 10,
+                        patch: tuple[int, int] = (8, 4), baseline: str = "mean", seed: int = 0,
+                        road_noise: float = 0.1) -> Curves:
+    """The four curves of a 2-D input ``window`` and its map ``rel`` (same shape); ``probability``
+    maps a batch of perturbed windows ``(n, *window.shape)`` to the explained class's probability."""
     rng = np.random.default_rng(seed)
     fill = replacement(window, baseline, rng)
     patches = patch_grid(*window.shape, patch)
@@ -136,13 +133,43 @@ def letter_curves(model: nn.Module, x: torch.Tensor, geo: FrameGeometry, cls: in
         top = mask_of(ranked, n)
         inputs += [np.where(top, fill, window), np.where(top, window, fill),
                    np.where(mask_of(shuffled, n), fill, window), impute(window, top, road_noise, rng)]
+    prob = np.asarray(probability(np.stack(inputs))).reshape(steps + 1, 4)
+    return Curves(np.array(counts) / len(patches), prob[:, 0], prob[:, 1], prob[:, 2], prob[:, 3])
+
+
+def letter_curves(model: nn.Module, x: torch.Tensor, geo: FrameGeometry, cls: int, frame: int, relevance: torch.Tensor,
+                  steps: int = 10, patch: tuple[int, int] = (8, 4), baseline: str = "mean", seed: int = 0,
+                  road_noise: float = 0.1) -> Curves:
+    """The four curves of one letter (class ``cls`` at output ``frame``) and its map ``relevance``
+    ``(n_mels, time)`` of input ``x`` ``(1, n_mels, time)``, on the letter's receptive-field window."""
+    a, b, t = crop(x, geo, frame)
+    window = x[0, :, a:b].detach().cpu().numpy().astype(np.float64)
+    rel = relevance[..., a:b].detach().cpu().double().numpy().reshape(window.shape)
     p = next(model.parameters())
-    batch = torch.as_tensor(np.stack(inputs), dtype=p.dtype, device=p.device)
     with torch.no_grad():
         whole = model(x[..., a:b])[0, :, t].double()
         full = model(x)[0, :, frame].double()
-        if not torch.allclose(whole, full, rtol=1e-4, atol=1e-4 * float(full.abs().max())):
-            raise ValueError(f"the score of frame {frame} differs on its receptive-field window: the model is "
-                             "not shift-equivariant along time, so its curves cannot be cut to the window")
-        prob = torch.softmax(model(batch)[:, :, t].double(), dim=1)[:, cls].cpu().numpy().reshape(steps + 1, 4)
-    return Curves(np.array(counts) / len(patches), prob[:, 0], prob[:, 1], prob[:, 2], prob[:, 3])
+    if not torch.allclose(whole, full, rtol=1e-4, atol=1e-4 * float(full.abs().max())):
+        raise ValueError(f"the score of frame {frame} differs on its receptive-field window: the model is "
+                         "not shift-equivariant along time, so its curves cannot be cut to the window")
+
+    def probability(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = model(torch.as_tensor(batch, dtype=p.dtype, device=p.device))
+        return torch.softmax(out[:, :, t].double(), dim=1)[:, cls].cpu().numpy()
+    return perturbation_curves(window, rel, probability, steps, patch, baseline, seed, road_noise)
+
+
+def image_curves(model: nn.Module, x: torch.Tensor, cls: int, relevance: torch.Tensor, steps: int = 10,
+                 patch: tuple[int, int] = (2, 2), baseline: str = "mean", seed: int = 0,
+                 road_noise: float = 0.1) -> Curves:
+    """The four curves of an image classifier's class ``cls`` for one image ``x`` ``(1, 1, H, W)``."""
+    window = x[0, 0].detach().cpu().numpy().astype(np.float64)
+    rel = relevance.detach().cpu().double().numpy().reshape(window.shape)
+    p = next(model.parameters())
+
+    def probability(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = model(torch.as_tensor(batch[:, None], dtype=p.dtype, device=p.device))
+        return torch.softmax(out.double(), dim=1)[:, cls].cpu().numpy()
+    return perturbation_curves(window, rel, probability, steps, patch, baseline, seed, road_noise)

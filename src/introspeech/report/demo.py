@@ -42,6 +42,12 @@ def explanations_demo(net, splits: dict, out: Path, sanity: dict, log) -> Sectio
     utts = splits.get("test") or next(iter(splits.values()))
     utts = [utts[0], utts[len(utts) // 2]] if len(utts) > 1 else utts
     summary = evaluate_explanations(net, utts, letters_per_utterance=4, sanity=sanity)
+    from ..explanations.run import evaluate_image_explanations
+    from ..sanity.digits import digits, train_digits
+
+    xtr, ytr, xte, yte = digits(0)
+    cnn = train_digits(xtr, ytr, 12, 0).eval()
+    summary["digits"] = evaluate_image_explanations(cnn, xte, yte, "5", examples=4, sanity=sanity)
     summary["findings"] = findings(summary)
     (out / "explanations").mkdir(parents=True, exist_ok=True)
     (out / "explanations" / "summary.json").write_text(json.dumps(summary, indent=1))

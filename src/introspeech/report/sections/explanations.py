@@ -26,12 +26,20 @@ The best value of each column is in bold.</p>
 {% for m, cells in rows %}<tr><td>{{ m }}</td>{% for text, bold in cells %}
 <td>{% if bold %}<b>{{ text }}</b>{% else %}{{ text }}{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
+{% if digits %}<h3>The digits CNN</h3>
+<p>The same methods on {{ digits.n }} correctly classified test digits (patches of 2 × 2 pixels, removed pixels
+set to 0, the background; random order: {{ digits.chance }}); localization does not apply.</p>
+<table><tr><th>method</th>{% for c in digits.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for m, cells in digits.rows %}<tr><td>{{ m }}</td>{% for text, bold in cells %}
+<td>{% if bold %}<b>{{ text }}</b>{% else %}{{ text }}{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
 <p>{{ verdict }}</p>
 """
+DIGIT_COLUMNS = ("sanity_spearman_abs", "deletion_auc", "insertion_auc", "road", "seconds_per_example")
 
 HEADERS = {"sanity_spearman_abs": "sanity", "deletion_auc": "deletion ↓", "insertion_auc": "insertion ↑",
            "road": "ROAD ↓", "phone_share": "phone share", "word_share": "word share", "shift_ms": "shift (ms)",
-           "seconds_per_utterance": "s / utterance"}
+           "seconds_per_utterance": "s / utterance", "seconds_per_example": "s / example"}
 
 
 def curves_figure(curves: dict, path: Path) -> Path:
@@ -55,7 +63,7 @@ def curves_figure(curves: dict, path: Path) -> Path:
 def _cell(col: str, v: float | None) -> str:
     if v is None or v != v:
         return "—"
-    return f"{v:.0f}" if col == "shift_ms" else (f"{v:.3f}" if col != "seconds_per_utterance" else f"{v:.2f}")
+    return f"{v:.0f}" if col == "shift_ms" else (f"{v:.3f}" if not col.startswith("seconds") else f"{v:.3f}")
 
 
 def findings(summary: dict) -> str:
@@ -77,6 +85,11 @@ def findings(summary: dict) -> str:
         out.append(f"A letter's own phones hold {min(phone):.2f}–{max(phone):.2f} of its |relevance| (a map spread "
                    f"over the receptive field: {chance['phone_share']:.2f}); its word {min(word):.2f}–{max(word):.2f} "
                    f"({chance['word_share']:.2f}).")
+    d = summary.get("digits", {})
+    if d.get("methods") and d["chance"]["deletion_auc"] is not None:
+        worse = [m for m, r in d["methods"].items() if r["deletion_auc"] >= d["chance"]["deletion_auc"]]
+        out.append(f"On the digits CNN {len(d['methods']) - len(worse)} of {len(d['methods'])} methods beat the random "
+                   f"order on deletion ({d['chance']['deletion_auc']:.3f}); most faithful: {d['best']['deletion_auc']}.")
     return " ".join(out)
 
 
@@ -86,9 +99,17 @@ def explanations_section(summary: dict, out_dir: Path) -> Section:
     best = summary["best"]
     rows = [(m, [(_cell(c, r[c]), best.get(c) == m) for c in COLUMNS]) for m, r in summary["methods"].items()]
     s = summary["settings"]
+    digits = None
+    if summary.get("digits", {}).get("methods"):
+        d = summary["digits"]
+        first = next(iter(d["methods"].values()))
+        digits = {"n": first["examples"], "chance": _cell("deletion_auc", d["chance"]["deletion_auc"]),
+                  "columns": [HEADERS[c] for c in DIGIT_COLUMNS],
+                  "rows": [(m, [(_cell(c, r.get(c)), d["best"].get(c) == m) for c in DIGIT_COLUMNS])
+                           for m, r in d["methods"].items()]}
     html = fragment(TEMPLATE, letters=summary["letters"], utterances=summary["utterances"], patch=s["patch"],
                     baseline=s["baseline"], chance=summary["chance"], figure=fig.relative_to(out_dir),
-                    columns=[HEADERS[c] for c in COLUMNS], rows=rows, verdict=findings(summary))
+                    columns=[HEADERS[c] for c in COLUMNS], rows=rows, verdict=findings(summary), digits=digits)
     return Section("Which explanation to trust", html, [fig])
 
 
