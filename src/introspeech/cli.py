@@ -387,6 +387,44 @@ def explanations(
 
 
 @app.command()
+def representations(
+    out: Path = typer.Option(Path("out/representations"), "--out", help="Output folder: summary.json, figures, "
+                             "index.html."),
+    model: Path = _MODEL, corpus: Path = _CORPUS,
+    split: str = typer.Option("test", "--split", help="Split whose frames are sampled."),
+    per_utterance: int = typer.Option(40, "--per-utterance", help="Frames sampled per utterance."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of utterances."),
+    permutations: int = typer.Option(199, "--permutations", help="Label permutations (CKA, NAP silhouette)."),
+    probe_permutations: int = typer.Option(19, "--probe-permutations", help="Label permutations of the probes "
+                                           "(each refits a probe)."),
+    random_baseline: bool = typer.Option(True, "--random-network/--no-random-network",
+                                         help="Also probe a re-initialized copy of the model."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample, the splits, the control task and resamples."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+    strict: bool = _STRICT,
+) -> None:
+    """Where phones live: probes with control tasks, CKA and NAP silhouettes per layer, with intervals."""
+    from .corpus.load import load_corpus
+    from .report.html import write_report
+    from .report.sections.representations import representations_section
+    from .representations.run import analyse
+
+    desc = _recognizer_description(model, model_factory, weights, alphabet, features)
+    data = load_corpus(corpus)
+    if split not in data:
+        raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
+    skipped: list[str] = []
+    summary = analyse(desc, data[split], per_utterance, bootstrap, permutations, probe_permutations, random_baseline,
+                      seed, on_error=None if strict else lambda _u, e: skipped.append(str(e)),
+                      progress=lambda m: typer.echo(m, err=True))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    report_skipped(out, skipped, lambda m: typer.echo(m, err=True))
+    write_report(out, [representations_section(summary, out)], title="introspeech: where phones live")
+    typer.echo(json.dumps(summary["findings"], indent=1))
+
+
+@app.command()
 def sanity(
     out: Path = typer.Option(Path("out/sanity"), "--out",
                              help="Output folder: summary.json, curves.json, figures, index.html."),

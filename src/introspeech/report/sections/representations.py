@@ -1,0 +1,82 @@
+"""Report section: where phones live (scores per layer with intervals, CKA between layers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..figures import plt, save
+from ..html import Section, fragment
+
+TEMPLATE = """
+<p>{{ frames }} frames of {{ utterances }} utterances ({{ per }} per utterance, at the same times in every layer),
+labelled with the phone that contains the centre of their receptive field and the letter of the forced alignment.
+<em>Probes</em>: logistic regression on standardized activations, trained and tested on different utterances;
+<em>control</em>: each phone mapped to a random class (Hewitt &amp; Liang), <em>selectivity</em> = probe − control;
+<em>random network</em>: the same probe on a re-initialized copy. <em>CKA</em>: linear CKA with the phone one-hot
+labels. <em>NAP silhouette</em>: the phoneme NAPs of these frames grouped by manner. Bars: 95 % bootstrap
+intervals over utterances; p: permutation tests over labels.</p>
+<figure><img src="{{ scores }}" alt="scores per layer"></figure>
+<figure><img src="{{ cka }}" alt="CKA between layers"></figure>
+<table><tr><th>layer</th><th>probe phones</th><th>control</th><th>selectivity</th><th>random network</th>
+<th>probe letters</th><th>CKA phones</th><th>NAP silhouette</th><th>p (probe, CKA, silhouette)</th></tr>
+{% for name, r in rows %}<tr><td>{{ name }}</td>{% for v in r.values %}<td>{{ v }}</td>{% endfor %}<td>{{ r.p }}</td></tr>
+{% endfor %}</table>
+<p>{{ findings }}</p>
+"""
+KEYS = ("probe_phones", "control_phones", "selectivity_phones", "random_init_probe_phones", "probe_letters",
+        "cka_phones", "nap_silhouette")
+
+
+def _fmt(v) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def scores_figure(summary: dict, path: Path) -> Path:
+    names = list(summary["layers"])
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    for key, label in (("probe_phones", "probe phones"), ("selectivity_phones", "selectivity"),
+                       ("random_init_probe_phones", "random network"), ("probe_letters", "probe letters"),
+                       ("cka_phones", "CKA phones"), ("nap_silhouette", "NAP silhouette")):
+        y = np.array([np.nan if r[key] is None else r[key] for r in summary["layers"].values()], dtype=float)
+        ci = [r["ci"].get(key) for r in summary["layers"].values()]
+        if all(c is not None and None not in c for c in ci):
+            lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
+            ax.errorbar(x, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)], marker="o", ms=3, lw=1,
+                        capsize=2, label=label)
+        else:
+            ax.plot(x, y, marker="o", ms=3, lw=1, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=45, fontsize=7)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def cka_figure(summary: dict, path: Path) -> Path:
+    names, m = summary["cka_layers"]["layers"], np.array(summary["cka_layers"]["matrix"], dtype=float)
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=6)
+    fig.colorbar(im, ax=ax)
+    ax.set_title("linear CKA between layers", fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def representations_section(summary: dict, out_dir: Path) -> Section:
+    out_dir = Path(out_dir)
+    scores = scores_figure(summary, out_dir / "figures" / "representations.png")
+    cka = cka_figure(summary, out_dir / "figures" / "cka_layers.png")
+    rows = [(n, {"values": [_fmt(r[k]) for k in KEYS],
+                 "p": ", ".join(_fmt(r["p"].get(k)) for k in ("probe_phones", "cka_phones", "nap_silhouette"))})
+            for n, r in summary["layers"].items()]
+    html = fragment(TEMPLATE, frames=summary["frames"], utterances=summary["utterances"],
+                    per=summary["settings"]["per_utterance"], scores=scores.relative_to(out_dir),
+                    cka=cka.relative_to(out_dir), rows=rows, findings="; ".join(summary["findings"]) + ".")
+    return Section("Where phones live", html, [scores, cka])

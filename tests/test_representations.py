@@ -1,0 +1,66 @@
+"""Probes, CKA and their uncertainty on planted activations: a layer that is a function of the phone,
+and a layer of noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from introspeech.representations.measures import (
+    control_labels,
+    linear_cka,
+    majority_rate,
+    one_hot,
+    probe_accuracy,
+    rbf_cka,
+    split_by_utterance,
+)
+from introspeech.representations.run import cka_score, probe_score
+from introspeech.representations.uncertainty import bootstrap_interval, permutation_p
+
+
+@pytest.fixture(scope="module")
+def planted():
+    rng = np.random.default_rng(0)
+    n_utt, per = 30, 40
+    groups = np.repeat(np.arange(n_utt), per)
+    labels = rng.choice(8, size=n_utt * per, p=[0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+    codes = rng.normal(size=(8, 12))
+    phone_layer = codes[labels] + 0.05 * rng.normal(size=(labels.size, 12))
+    noise_layer = rng.normal(size=(labels.size, 12))
+    return phone_layer, noise_layer, labels, groups
+
+
+def test_probes_reach_one_on_the_planted_layer_and_chance_on_noise(planted):
+    phone_layer, noise_layer, labels, groups = planted
+    train, test = split_by_utterance(groups)
+    assert not set(groups[train]) & set(groups[test])
+    assert probe_accuracy(phone_layer, labels, train, test) > 0.98
+    chance = majority_rate(labels, train, test)
+    assert abs(probe_accuracy(noise_layer, labels, train, test) - chance) < 0.08
+    control = control_labels(labels)
+    assert all(len(set(control[labels == v])) == 1 for v in np.unique(labels))  # one class per type
+    assert abs(probe_accuracy(noise_layer, control, train, test) - majority_rate(control, train, test)) < 0.08
+
+
+def test_cka_of_a_layer_with_itself_is_one_and_invariant_to_rotation_and_scale(planted):
+    phone_layer, noise_layer, labels, _ = planted
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    assert linear_cka(phone_layer, phone_layer) == pytest.approx(1.0)
+    assert linear_cka(phone_layer, 3.7 * phone_layer @ q) == pytest.approx(1.0)
+    assert linear_cka(phone_layer, noise_layer) < 0.1
+    assert linear_cka(phone_layer, one_hot(labels)) > 5 * linear_cka(noise_layer, one_hot(labels))
+    sub = slice(0, 300)
+    assert rbf_cka(phone_layer[sub], phone_layer[sub]) == pytest.approx(1.0)
+    assert rbf_cka(phone_layer[sub], 2.0 * phone_layer[sub] @ q) == pytest.approx(1.0)
+
+
+def test_bootstrap_covers_the_planted_value_and_permutations_separate_signal_from_noise(planted):
+    phone_layer, noise_layer, labels, groups = planted
+    lo, hi = bootstrap_interval(cka_score, phone_layer, labels, groups, samples=100)
+    assert lo <= cka_score(phone_layer, labels, groups) <= hi and hi - lo < 0.2
+    assert permutation_p(cka_score, phone_layer, labels, groups, 49) == pytest.approx(1 / 50)
+    assert permutation_p(cka_score, noise_layer, labels, groups, 49) > 0.05
+    probe = probe_score()
+    assert permutation_p(probe, phone_layer, labels, groups, 9) == pytest.approx(1 / 10)
