@@ -10,8 +10,8 @@ from introspeech.cli import app
 from introspeech.corpus.load import builtin_corpus
 
 runner = CliRunner()
-COMMANDS = ["synth", "train", "pack", "transcribe", "evaluate", "patterns", "naps", "sanity", "explanations", "featvis",
-            "demo"]
+COMMANDS = ["synth", "train", "pack", "transcribe", "evaluate", "patterns", "naps", "sanity", "explanations",
+            "representations", "featvis", "demo"]
 HAS_MODEL = builtin_model().with_suffix(".json").is_file()
 
 
