@@ -64,3 +64,20 @@ def test_bootstrap_covers_the_planted_value_and_permutations_separate_signal_fro
     assert permutation_p(cka_score, noise_layer, labels, groups, 49) > 0.05
     probe = probe_score()
     assert permutation_p(probe, phone_layer, labels, groups, 9) == pytest.approx(1 / 10)
+
+
+def test_the_topographic_layout_puts_similar_channels_next_to_each_other():
+    from introspeech.representations.topography import layout, neighbour_p, neighbour_score, smooth_map
+
+    rng = np.random.default_rng(2)
+    prototypes = rng.normal(size=(3, 10))  # three kinds of channel profile over 10 phonemes
+    kinds = np.repeat(np.arange(3), 8)
+    profiles = (prototypes[kinds] + 0.1 * rng.normal(size=(24, 10))).T  # (phonemes, channels)
+    coords = layout(profiles)
+    d = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    assert np.mean(kinds[d.argmin(1)] == kinds) == 1.0  # every channel's nearest neighbour is of its kind
+    assert neighbour_score(profiles, coords) > 0.5
+    assert neighbour_p(profiles, coords, permutations=49) == pytest.approx(1 / 50)
+    img = smooth_map(coords, profiles[0])
+    assert img.shape == (32, 32) and np.isfinite(img).all()

@@ -417,10 +417,11 @@ def representations(
     summary = analyse(desc, data[split], per_utterance, bootstrap, permutations, probe_permutations, random_baseline,
                       seed, on_error=None if strict else lambda _u, e: skipped.append(str(e)),
                       progress=lambda m: typer.echo(m, err=True))
+    maps = summary.pop("maps")
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     report_skipped(out, skipped, lambda m: typer.echo(m, err=True))
-    write_report(out, [representations_section(summary, out)], title="introspeech: where phones live")
+    write_report(out, [representations_section(summary, out, maps)], title="introspeech: where phones live")
     typer.echo(json.dumps(summary["findings"], indent=1))
 
 

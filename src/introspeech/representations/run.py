@@ -15,6 +15,7 @@ from ..profiles.labels import PHONEME_GROUPS
 from ..text import CATEGORY
 from .measures import control_labels, linear_cka, majority_rate, one_hot, probe_accuracy, split_by_utterance
 from .sampling import Frames, randomized_copy, sample_frames
+from .topography import layout, neighbour_p, neighbour_score
 from .uncertainty import bootstrap_interval, permutation_p
 
 
@@ -91,10 +92,15 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
     sampling_s = time.perf_counter() - t0
     random_frames = (sample_frames(desc, utts, per_utterance, seed, randomized_copy(desc.module, seed), on_error=None)
                      if random_baseline else None)
-    layers = {}
+    layers, maps = {}, {}
     for name in frames.layers:
         say(f"representations: {name}")
         layers[name] = layer_scores(frames, random_frames, name, bootstrap, permutations, probe_permutations, seed)
+        maps[name] = topographic(frames.layers[name], frames.phones, seed)
+        if maps[name]:
+            layers[name]["topography_score"] = maps[name]["score"]
+            layers[name]["p"]["topography"] = neighbour_p(maps[name]["naps"], maps[name]["coords"],
+                                                          permutations=permutations, seed=seed)
     names = list(frames.layers)
     cka = [[linear_cka(frames.layers[a], frames.layers[b]) for b in names] for a in names]
     summary = {"layers": layers, "cka_layers": {"layers": names, "matrix": cka}, "frames": int(frames.phones.size),
@@ -103,7 +109,21 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
                "settings": {"per_utterance": per_utterance, "bootstrap": bootstrap, "permutations": permutations,
                             "probe_permutations": probe_permutations, "seed": seed}}
     summary["findings"] = findings(summary)
-    return _finite(summary)
+    summary = _finite(summary)
+    summary["maps"] = maps  # arrays for the figures; not part of summary.json
+    return summary
+
+
+def topographic(x: np.ndarray, labels: np.ndarray, seed: int = 0, min_frames: int = 5) -> dict:
+    """A layer's channel layout from the contrastive phoneme NAPs of the sampled frames."""
+    groups = [g for g in np.unique(labels) if (labels == g).sum() >= min_frames]
+    if len(groups) < 3 or x.shape[1] < 4:
+        return {}
+    naps = np.stack([x[labels == g].mean(0) for g in groups])
+    naps = naps - naps.mean(0)
+    coords = layout(naps, seed)
+    return {"coords": coords, "naps": naps, "phonemes": [PHONEME_GROUPS[g] for g in groups],
+            "score": neighbour_score(naps, coords)}
 
 
 def findings(summary: dict) -> list[str]:

@@ -23,8 +23,14 @@ intervals over utterances; p: permutation tests over labels.</p>
 <th>probe letters</th><th>CKA phones</th><th>NAP silhouette</th><th>p (probe, CKA, silhouette)</th></tr>
 {% for name, r in rows %}<tr><td>{{ name }}</td>{% for v in r.values %}<td>{{ v }}</td>{% endfor %}<td>{{ r.p }}</td></tr>
 {% endfor %}</table>
+{% if topo %}<h3>Topographic activation maps</h3>
+<p>Each layer's channels laid out by MDS of the correlation distance between their phoneme profiles; each
+map is one phoneme's contrastive NAP over that layout (red: above the mean of all phonemes). Layout score:
+profile correlation with the 5 nearest channels minus that with all others (p: channels shuffled).</p>
+<figure><img src="{{ topo }}" alt="topographic activation maps"></figure>{% endif %}
 <p>{{ findings }}</p>
 """
+TOPO_PHONES = ("AA", "IY", "S", "SH", "M", "N", "T", "K")
 KEYS = ("probe_phones", "control_phones", "selectivity_phones", "random_init_probe_phones", "probe_letters",
         "cka_phones", "nap_silhouette")
 
@@ -69,8 +75,38 @@ def cka_figure(summary: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def representations_section(summary: dict, out_dir: Path) -> Section:
+def topography_figure(summary: dict, maps: dict, path: Path, layers: int = 4) -> Path | None:
+    """A grid: rows are layers (evenly spaced), columns the phonemes of `TOPO_PHONES` they have."""
+    from ...representations.topography import smooth_map
+
+    names = [n for n in summary["layers"] if maps.get(n)]
+    if not names:
+        return None
+    names = [names[int(i)] for i in np.linspace(0, len(names) - 1, min(layers, len(names)))]
+    fig, axes = plt.subplots(len(names), len(TOPO_PHONES), figsize=(1.3 * len(TOPO_PHONES), 1.4 * len(names)),
+                             squeeze=False)
+    for r, n in enumerate(names):
+        m = maps[n]
+        for c, ph in enumerate(TOPO_PHONES):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if ph in m["phonemes"]:
+                img = smooth_map(m["coords"], m["naps"][m["phonemes"].index(ph)])
+                lim = float(np.abs(img).max()) or 1.0
+                ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
+            if r == 0:
+                ax.set_title(ph, fontsize=8)
+            if c == 0:
+                score = summary["layers"][n].get("topography_score")
+                ax.set_ylabel(f"{n}\n{_fmt(score)}", fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def representations_section(summary: dict, out_dir: Path, maps: dict | None = None) -> Section:
     out_dir = Path(out_dir)
+    topo = topography_figure(summary, maps, out_dir / "figures" / "topography.png") if maps else None
     scores = scores_figure(summary, out_dir / "figures" / "representations.png")
     cka = cka_figure(summary, out_dir / "figures" / "cka_layers.png")
     rows = [(n, {"values": [_fmt(r[k]) for k in KEYS],
@@ -78,5 +114,6 @@ def representations_section(summary: dict, out_dir: Path) -> Section:
             for n, r in summary["layers"].items()]
     html = fragment(TEMPLATE, frames=summary["frames"], utterances=summary["utterances"],
                     per=summary["settings"]["per_utterance"], scores=scores.relative_to(out_dir),
-                    cka=cka.relative_to(out_dir), rows=rows, findings="; ".join(summary["findings"]) + ".")
-    return Section("Where phones live", html, [scores, cka])
+                    cka=cka.relative_to(out_dir), rows=rows, findings="; ".join(summary["findings"]) + ".",
+                    topo=topo.relative_to(out_dir) if topo else None)
+    return Section("Where phones live", html, [scores, cka] + ([topo] if topo else []))
