@@ -81,3 +81,24 @@ def test_the_topographic_layout_puts_similar_channels_next_to_each_other():
     assert neighbour_p(profiles, coords, permutations=49) == pytest.approx(1 / 50)
     img = smooth_map(coords, profiles[0])
     assert img.shape == (32, 32) and np.isfinite(img).all()
+
+
+def test_the_representations_command_writes_summary_and_report(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    res = CliRunner().invoke(app, ["representations", "--out", str(tmp_path / "r"), "--per-utterance", "4",
+                                   "--bootstrap", "5", "--permutations", "5", "--probe-permutations", "1",
+                                   "--no-random-network"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    row = summary["layers"]["layer5"]
+    for key in ("probe_phones", "control_phones", "selectivity_phones", "probe_letters", "cka_phones",
+                "nap_silhouette", "ci", "p", "topography_score"):
+        assert key in row, key
+    assert 0 <= row["probe_phones"] <= 1 and row["random_init_probe_phones"] is None and summary["findings"]
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "Where phones live" in html and "topography.png" in html

@@ -21,7 +21,7 @@ intervals over utterances; p: permutation tests over labels.</p>
 <figure><img src="{{ cka }}" alt="CKA between layers"></figure>
 <table><tr><th>layer</th><th>probe phones</th><th>control</th><th>selectivity</th><th>random network</th>
 <th>probe letters</th><th>CKA phones</th><th>NAP silhouette</th><th>p (probe, CKA, silhouette)</th></tr>
-{% for name, r in rows %}<tr><td>{{ name }}</td>{% for v in r.values %}<td>{{ v }}</td>{% endfor %}<td>{{ r.p }}</td></tr>
+{% for name, cells, p in rows %}<tr><td>{{ name }}</td>{% for v in cells %}<td>{{ v }}</td>{% endfor %}<td>{{ p }}</td></tr>
 {% endfor %}</table>
 {% if topo %}<h3>Topographic activation maps</h3>
 <p>Each layer's channels laid out by MDS of the correlation distance between their phoneme profiles; each
@@ -109,8 +109,8 @@ def representations_section(summary: dict, out_dir: Path, maps: dict | None = No
     topo = topography_figure(summary, maps, out_dir / "figures" / "topography.png") if maps else None
     scores = scores_figure(summary, out_dir / "figures" / "representations.png")
     cka = cka_figure(summary, out_dir / "figures" / "cka_layers.png")
-    rows = [(n, {"values": [_fmt(r[k]) for k in KEYS],
-                 "p": ", ".join(_fmt(r["p"].get(k)) for k in ("probe_phones", "cka_phones", "nap_silhouette"))})
+    rows = [(n, [_fmt(r[k]) for k in KEYS],
+             ", ".join(_fmt(r["p"].get(k)) for k in ("probe_phones", "cka_phones", "nap_silhouette")))
             for n, r in summary["layers"].items()]
     html = fragment(TEMPLATE, frames=summary["frames"], utterances=summary["utterances"],
                     per=summary["settings"]["per_utterance"], scores=scores.relative_to(out_dir),
