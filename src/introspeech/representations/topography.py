@@ -11,6 +11,8 @@ MDS was chosen over UMAP (a dependency more) and self-organizing maps (not in a 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -29,9 +31,11 @@ def layout(profiles: np.ndarray, seed: int = 0) -> np.ndarray:
 
     d = np.clip(1.0 - profile_correlation(profiles), 0, 2)
     np.fill_diagonal(d, 0)
-    mds = MDS(n_components=2, dissimilarity="precomputed", random_state=seed, n_init=1, max_iter=300,
-              normalized_stress="auto")
-    return mds.fit_transform(d)
+    with warnings.catch_warnings():  # scikit-learn renames `dissimilarity` to `metric` in 1.10
+        warnings.simplefilter("ignore", FutureWarning)
+        mds = MDS(n_components=2, dissimilarity="precomputed", random_state=seed, n_init=1, max_iter=300,
+                  normalized_stress="auto", init="random")
+        return mds.fit_transform(d)
 
 
 def neighbour_score(profiles: np.ndarray, coords: np.ndarray, k: int = 5) -> float:
