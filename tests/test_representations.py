@@ -16,7 +16,7 @@ from introspeech.representations.measures import (
     split_by_utterance,
 )
 from introspeech.representations.run import cka_score, probe_score
-from introspeech.representations.uncertainty import bootstrap_interval, permutation_p
+from introspeech.representations.uncertainty import bootstrap_interval, cka_bootstrap_interval, permutation_p
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,8 @@ def test_bootstrap_covers_the_planted_value_and_permutations_separate_signal_fro
     phone_layer, noise_layer, labels, groups = planted
     lo, hi = bootstrap_interval(cka_score, phone_layer, labels, groups, samples=100)
     assert lo <= cka_score(phone_layer, labels, groups) <= hi and hi - lo < 0.2
+    fast = cka_bootstrap_interval(phone_layer, labels, groups, samples=100)  # the same resamples, from sums
+    assert fast == pytest.approx((lo, hi), rel=1e-9)
     assert permutation_p(cka_score, phone_layer, labels, groups, 49) == pytest.approx(1 / 50)
     assert permutation_p(cka_score, noise_layer, labels, groups, 49) > 0.05
     probe = probe_score()

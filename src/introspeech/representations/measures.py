@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -23,6 +24,22 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     xy = np.linalg.norm(y.T @ x) ** 2
     xx, yy = np.linalg.norm(x.T @ x), np.linalg.norm(y.T @ y)
     return float(xy / (xx * yy)) if xx > 0 and yy > 0 else float("nan")
+
+
+def label_cka(x: np.ndarray, labels: np.ndarray, x_norm: float | None = None) -> float:
+    """`linear_cka` of ``x`` with the one-hot ``labels``, from class sums (no one-hot matrix):
+    ‖ỸᵀX̃‖ are the centred class sums, ‖ỸᵀỸ‖ follows from the class counts; ``x_norm`` (‖X̃ᵀX̃‖_F,
+    which does not depend on the labels) may be given to skip its C² × n product."""
+    x = np.asarray(x, dtype=np.float64)
+    xc = x - x.mean(0)
+    values, idx, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    indicator = sparse.csr_matrix((np.ones(len(idx)), (idx, np.arange(len(idx)))), shape=(len(values), len(idx)))
+    sums = indicator @ xc
+    n = counts.astype(np.float64)
+    total = n.sum()
+    yy = np.sqrt(np.sum(n ** 2) - 2 * np.sum(n ** 3) / total + (np.sum(n ** 2) / total) ** 2)
+    xx = np.linalg.norm(xc.T @ xc) if x_norm is None else x_norm
+    return float(np.sum(sums ** 2) / (xx * yy)) if xx > 0 and yy > 0 else float("nan")
 
 
 def rbf_cka(x: np.ndarray, y: np.ndarray, sigma: float = 0.8) -> float:

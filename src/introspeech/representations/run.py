@@ -8,15 +8,17 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from scipy.spatial.distance import squareform
+from sklearn.metrics import silhouette_score
 
 from ..models.description import ModelDescription
-from ..profiles.cluster import cluster_quality
+from ..profiles.cluster import distances
 from ..profiles.labels import PHONEME_GROUPS
 from ..text import CATEGORY
-from .measures import control_labels, linear_cka, majority_rate, one_hot, probe_accuracy, split_by_utterance
+from .measures import control_labels, label_cka, linear_cka, majority_rate, probe_accuracy, split_by_utterance
 from .sampling import Frames, randomized_copy, sample_frames
 from .topography import layout, neighbour_p, neighbour_score
-from .uncertainty import bootstrap_interval, permutation_p
+from .uncertainty import bootstrap_interval, cka_bootstrap_interval, permutation_p
 
 
 def probe_score(seed: int = 0, max_iter: int = 200):
@@ -28,7 +30,14 @@ def probe_score(seed: int = 0, max_iter: int = 200):
 
 
 def cka_score(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
-    return linear_cka(x, one_hot(labels))
+    """Linear CKA with the one-hot labels; ‖X̃ᵀX̃‖ is kept for the last ``x`` (permutations reuse it)."""
+    if _X_NORM.get("ref") is not x:  # the array itself is kept, so a new one never passes for it
+        xc = np.asarray(x, dtype=np.float64) - np.mean(x, 0)
+        _X_NORM.update(value=float(np.linalg.norm(xc.T @ xc)), ref=x)
+    return label_cka(x, labels, _X_NORM["value"])
+
+
+_X_NORM: dict = {}
 
 
 def nap_silhouette(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
@@ -43,7 +52,10 @@ def nap_silhouette(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> flo
     if len(naps) < 3:
         return float("nan")
     naps = np.array(naps) - np.mean(naps, 0)
-    return cluster_quality(naps, names, "phonemes")["silhouette"]
+    cats = [CATEGORY[n] for n in names]
+    if len(set(cats)) < 2 or len(set(cats)) >= len(cats):
+        return float("nan")
+    return float(silhouette_score(squareform(distances(naps, "cosine")), cats, metric="precomputed"))
 
 
 def layer_scores(frames: Frames, random_frames: Frames | None, name: str, bootstrap: int, permutations: int,
@@ -61,7 +73,8 @@ def layer_scores(frames: Frames, random_frames: Frames | None, name: str, bootst
     row["cka_phones"] = cka_score(x, ph, groups)
     row["nap_silhouette"] = nap_silhouette(x, ph, groups)
     cheap = {"cka_phones": cka_score, "nap_silhouette": nap_silhouette}
-    row["ci"] = {k: list(bootstrap_interval(f, x, ph, groups, bootstrap, seed=seed)) for k, f in cheap.items()}
+    row["ci"] = {"cka_phones": list(cka_bootstrap_interval(x, ph, groups, bootstrap, seed=seed)),
+                 "nap_silhouette": list(bootstrap_interval(nap_silhouette, x, ph, groups, bootstrap, seed=seed))}
     row["ci"]["probe_phones"] = list(_test_interval(x, ph, groups, train, test, bootstrap, seed))
     row["p"] = {k: permutation_p(f, x, ph, groups, permutations, seed, row[k]) for k, f in cheap.items()}
     row["p"]["probe_phones"] = permutation_p(probe, x, ph, groups, probe_permutations, seed, row["probe_phones"])

@@ -46,3 +46,34 @@ def permutation_p(score: Score, x: np.ndarray, labels: np.ndarray, groups: np.nd
         return float("nan")
     reached = sum(score(x, rng.permutation(labels), groups) >= obs for _ in range(permutations))
     return float((1 + reached) / (1 + permutations))
+
+
+def cka_bootstrap_interval(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, samples: int = 200,
+                           level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """`bootstrap_interval` of the linear CKA of ``x`` with the one-hot ``labels``, the same resamples
+    (the same generator draws), from per-utterance sums: each resample is a weighted sum of the
+    utterances' Gram matrices, class sums and counts instead of a product over its frames."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(groups)
+    classes = np.unique(labels)
+    x = np.asarray(x, dtype=np.float64)
+    gram = np.stack([x[groups == g].T @ x[groups == g] for g in ids])  # (utterances, C, C)
+    sums = np.stack([x[groups == g].sum(0) for g in ids])  # (utterances, C)
+    class_sums = np.stack([[x[(groups == g) & (labels == c)].sum(0) for c in classes] for g in ids])
+    class_counts = np.array([[np.sum((groups == g) & (labels == c)) for c in classes] for g in ids], dtype=np.float64)
+    values = []
+    for _ in range(samples):
+        pick = rng.choice(ids, size=len(ids), replace=True)
+        w = np.bincount(np.searchsorted(ids, pick), minlength=len(ids)).astype(np.float64)
+        n_g = w @ class_counts
+        total = n_g.sum()
+        mean = (w @ sums) / total
+        xx = np.linalg.norm(np.tensordot(w, gram, 1) - total * np.outer(mean, mean))
+        centred = np.tensordot(w, class_sums, 1) - n_g[:, None] * mean[None]
+        yy = np.sqrt(np.sum(n_g ** 2) - 2 * np.sum(n_g ** 3) / total + (np.sum(n_g ** 2) / total) ** 2)
+        if xx > 0 and yy > 0:
+            values.append(float(np.sum(centred ** 2) / (xx * yy)))
+    if not values:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
