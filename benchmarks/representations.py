@@ -32,7 +32,7 @@ def main() -> None:
     from introspeech.corpus.load import load_corpus, utterance_features
     from introspeech.models.description import describe
     from introspeech.representations.measures import linear_cka
-    from introspeech.representations.run import cka_score, nap_silhouette, probe_score, topographic
+    from introspeech.representations.run import cka_score_of, nap_silhouette, probe_score, topographic
     from introspeech.representations.sampling import sample_frames
     from introspeech.representations.topography import neighbour_p
     from introspeech.representations.uncertainty import bootstrap_interval, cka_bootstrap_interval, permutation_p
@@ -54,7 +54,7 @@ def main() -> None:
     for x in frames.layers.values():
         cka_bootstrap_interval(x, ph, groups, args.bootstrap)
         bootstrap_interval(nap_silhouette, x, ph, groups, args.bootstrap)
-        for score in (cka_score, nap_silhouette):
+        for score in (cka_score_of(x), nap_silhouette):
             permutation_p(score, x, ph, groups, args.permutations)
         topo = topographic(x, ph)
         if topo:

@@ -139,16 +139,17 @@ def perturbation_curves(window: np.ndarray, rel: np.ndarray, probability, steps:
 
 def letter_curves(model: nn.Module, x: torch.Tensor, geo: FrameGeometry, cls: int, frame: int, relevance: torch.Tensor,
                   steps: int = 10, patch: tuple[int, int] = (8, 4), baseline: str = "mean", seed: int = 0,
-                  road_noise: float = 0.1) -> Curves:
+                  road_noise: float = 0.1, scores: torch.Tensor | None = None) -> Curves:
     """The four curves of one letter (class ``cls`` at output ``frame``) and its map ``relevance``
-    ``(n_mels, time)`` of input ``x`` ``(1, n_mels, time)``, on the letter's receptive-field window."""
+    ``(n_mels, time)`` of input ``x`` ``(1, n_mels, time)``, on the letter's receptive-field window;
+    ``scores``: the whole input's output ``(classes, frames)`` if already computed."""
     a, b, t = crop(x, geo, frame)
     window = x[0, :, a:b].detach().cpu().numpy().astype(np.float64)
     rel = relevance[..., a:b].detach().cpu().double().numpy().reshape(window.shape)
     p = next(model.parameters())
     with torch.no_grad():
         whole = model(x[..., a:b])[0, :, t].double()
-        full = model(x)[0, :, frame].double()
+        full = (model(x)[0] if scores is None else scores)[:, frame].double()
     if not torch.allclose(whole, full, rtol=1e-4, atol=1e-4 * float(full.abs().max())):
         raise ValueError(f"the score of frame {frame} differs on its receptive-field window: the model is "
                          "not shift-equivariant along time, so its curves cannot be cut to the window")

@@ -26,6 +26,7 @@ from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..models.description import ModelDescription, default_cam_layer
+from ..summaries import json_ready
 from ..text import normalize_text
 from .faithfulness import Curves, image_curves, letter_curves
 from .localization import chance_share, letter_spans, share
@@ -111,12 +112,16 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
                 continue
             method, opts = _options(desc, name, x)
             frames = [c.frame for c in letters]
-            cls = _classes(model, x, letters)
+            with torch.no_grad():
+                whole = model(x)[0]
+            cls = whole.argmax(0)
+            for c in letters:
+                cls[c.frame] = c.symbol
             t0 = time.perf_counter()
             maps = attribute_frames(model, x, frames, cls, method, max_frames=0, **opts)
             seconds.append(time.perf_counter() - t0)
             for k, (c, m) in enumerate(zip(letters, maps)):
-                cv = letter_curves(model, x, geo, c.symbol, c.frame, m, steps, patch, baseline, seed=k)
+                cv = letter_curves(model, x, geo, c.symbol, c.frame, m, steps, patch, baseline, seed=k, scores=whole)
                 curves[name].append(cv)
                 got["deletion_auc"].append(cv.auc("deletion"))
                 got["insertion_auc"].append(cv.auc("insertion"))
@@ -140,27 +145,11 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
         row["sanity_spearman_abs"] = float((sanity or {}).get("speech", {}).get(name, {}).get("spearman_abs", np.nan))
         row["letters"] = len(got["deletion_auc"])
         rows[name] = row
-    return _finite({"methods": rows, "chance": {k: _mean(v) for k, v in chance.items()}, "best": best(rows),
+    return json_ready({"methods": rows, "chance": {k: _mean(v) for k, v in chance.items()}, "best": best(rows),
             "utterances": len(cases), "letters": sum(len(c[2]) for c in cases),
             "settings": {"steps": steps, "patch": list(patch), "baseline": baseline,
                          "letters_per_utterance": letters_per_utterance}, "curves": _mean_curves(curves)})
 
-
-def _finite(obj):
-    """NaN (a column that does not apply) as None, so summary.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return None if isinstance(obj, float) and obj != obj else obj
-
-
-def _classes(model, x, letters: list[Letter]) -> torch.Tensor:
-    with torch.no_grad():
-        cls = model(x)[0].argmax(0)
-    for c in letters:
-        cls[c.frame] = c.symbol
-    return cls
 
 
 def _mean(values) -> float:
@@ -223,7 +212,7 @@ def evaluate_image_explanations(model: torch.nn.Module, images: torch.Tensor, la
                       "examples": len(right),
                       "sanity_spearman_abs": float((sanity or {}).get("image", {}).get(name, {}).get("spearman_abs",
                                                                                                    np.nan))}
-    return _finite({"methods": rows, "chance": {"deletion_auc": _mean(chance)},
+    return json_ready({"methods": rows, "chance": {"deletion_auc": _mean(chance)},
                     "best": {c: (min if c != "insertion_auc" else max)(rows, key=lambda m: rows[m][c])
                              for c in ("deletion_auc", "insertion_auc", "road") if rows},
                     "settings": {"steps": steps, "patch": list(patch), "baseline": baseline}})

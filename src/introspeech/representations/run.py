@@ -14,6 +14,7 @@ from sklearn.metrics import silhouette_score
 from ..models.description import ModelDescription
 from ..profiles.cluster import distances
 from ..profiles.labels import PHONEME_GROUPS
+from ..summaries import json_ready
 from ..text import CATEGORY
 from .measures import control_labels, label_cka, linear_cka, majority_rate, probe_accuracy, split_by_utterance
 from .sampling import Frames, randomized_copy, sample_frames
@@ -30,14 +31,20 @@ def probe_score(seed: int = 0, max_iter: int = 200):
 
 
 def cka_score(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
-    """Linear CKA with the one-hot labels; ‖X̃ᵀX̃‖ is kept for the last ``x`` (permutations reuse it)."""
-    if _X_NORM.get("ref") is not x:  # the array itself is kept, so a new one never passes for it
-        xc = np.asarray(x, dtype=np.float64) - np.mean(x, 0)
-        _X_NORM.update(value=float(np.linalg.norm(xc.T @ xc)), ref=x)
-    return label_cka(x, labels, _X_NORM["value"])
+    """Linear CKA with the one-hot labels."""
+    return label_cka(x, labels)
 
 
-_X_NORM: dict = {}
+def cka_score_of(x: np.ndarray):
+    """`cka_score` for frames ``x`` only, with ‖X̃ᵀX̃‖ computed once (label permutations reuse it)."""
+    xc = np.asarray(x, dtype=np.float64) - np.mean(x, 0)
+    norm = float(np.linalg.norm(xc.T @ xc))
+
+    def score(xx, labels, groups):
+        if xx is not x:
+            raise ValueError("cka_score_of scores the frames it was made for; use cka_score for others")
+        return label_cka(x, labels, norm)
+    return score
 
 
 def nap_silhouette(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
@@ -70,9 +77,9 @@ def layer_scores(frames: Frames, random_frames: Frames | None, name: str, bootst
     row["probe_letters"] = probe(x[has_letter], frames.letters[has_letter], groups[has_letter])
     row["random_init_probe_phones"] = (probe(random_frames.layers[name], ph, groups) if random_frames is not None
                                        else float("nan"))
-    row["cka_phones"] = cka_score(x, ph, groups)
+    cheap = {"cka_phones": cka_score_of(x), "nap_silhouette": nap_silhouette}
+    row["cka_phones"] = cheap["cka_phones"](x, ph, groups)
     row["nap_silhouette"] = nap_silhouette(x, ph, groups)
-    cheap = {"cka_phones": cka_score, "nap_silhouette": nap_silhouette}
     row["ci"] = {"cka_phones": list(cka_bootstrap_interval(x, ph, groups, bootstrap, seed=seed)),
                  "nap_silhouette": list(bootstrap_interval(nap_silhouette, x, ph, groups, bootstrap, seed=seed))}
     row["ci"]["probe_phones"] = list(_test_interval(x, ph, groups, train, test, bootstrap, seed))
@@ -122,7 +129,7 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
                "settings": {"per_utterance": per_utterance, "bootstrap": bootstrap, "permutations": permutations,
                             "probe_permutations": probe_permutations, "seed": seed}}
     summary["findings"] = findings(summary)
-    summary = _finite(summary)
+    summary = json_ready(summary)
     summary["maps"] = maps  # arrays for the figures; not part of summary.json
     return summary
 
@@ -156,12 +163,3 @@ def findings(summary: dict) -> list[str]:
         out.append("the phone instruments disagree on the layer: " + ", ".join(f"{k} {v}" for k, v in peaks.items()))
     return out
 
-
-def _finite(obj):
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if obj != obj else float(obj)
-    return obj
