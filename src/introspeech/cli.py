@@ -77,12 +77,21 @@ def synth(
     workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per core)."),
     accented: bool = typer.Option(False, "--accented", help="Only a train split, spoken as accented English by "
                                   "festival's Italian, Czech and Finnish voices (train it with --extra-train)."),
+    piper: bool = typer.Option(False, "--piper", help="Only a train split, spoken by Piper's neural voice (joe, "
+                               "from a real speaker's recordings; train it with --extra-train)."),
+    augment: float = typer.Option(0.0, "--augment", help="Share of training utterances given acoustic effects "
+                                  "(speed, room, noise, telephone/G.722 channels), 0 to 1."),
 ) -> None:
-    """Synthesize a speech corpus (espeak-ng, festival, flite) with exact word and phone timings."""
+    """Synthesize a speech corpus (espeak-ng, festival, flite, Piper) with exact word and phone timings."""
     from .corpus.synth.driver import synthesize
 
+    if not 0.0 <= augment <= 1.0:
+        raise InputError("--augment", f"must be between 0 and 1, got {augment}")
+    if piper and accented:
+        raise InputError("--piper", "choose one of --piper and --accented")
     update, bar = _progress("synth")
-    summary = synthesize(out, hours, seed, workers or None, progress=update, accented=accented)
+    summary = synthesize(out, hours, seed, workers or None, progress=update, accented=accented, piper=piper,
+                         augment=augment)
     bar.close()
     brief = {k: summary[k] for k in ("hours", "utterances", "failed", "cmudict_agreement", "wall_seconds",
                                      "audio_seconds_per_second")}
@@ -183,6 +192,27 @@ def pack(
 
 
 @app.command()
+def realspeech(
+    out: Path = typer.Option(Path("work/realspeech"), "--out", help="Output folder (manifests, audio, features)."),
+    align: bool = typer.Option(True, "--align/--no-align", help="Word and phone timings from pocketsphinx."),
+) -> None:
+    """A test-only corpus of real human speech from Debian packages (Asterisk prompts, LibriVox
+    excerpts, ALSA voices), transcripts normalized, forced-aligned; never trained on."""
+    from .corpus.realspeech import build, install_hint
+
+    update, bar = _progress("realspeech")
+    try:
+        summary = build(out, align=align, progress=update)
+    except FileNotFoundError as e:
+        raise InputError("realspeech", str(e)) from None
+    bar.close()
+    for split, why in summary["missing"].items():
+        typer.echo(f"{split}: {why}; {install_hint()}", err=True)
+    typer.echo(json.dumps({k: summary[k] for k in ("splits", "changed")} | {
+        "dropped": len(summary["dropped"]), "unaligned": len(summary["unaligned"])}, indent=1))
+
+
+@app.command()
 def transcribe(
     audio: list[Path] = typer.Argument(..., help="Audio files (any format soundfile reads; resampled to 16 kHz)."),
     model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
@@ -236,6 +266,11 @@ def evaluate(
                                              on_error=None if strict else lambda u, e: errors.append(str(e)),
                                              decode=_decoder(desc))
         result["splits"][name] = metrics
+    if len(names) > 1:  # every utterance of the evaluated splits together
+        from .asr.evaluate import error_rates
+
+        pooled = [r for name in names for r in rows[name]]
+        result["pooled"] = error_rates([r["reference"] for r in pooled], [r["hypothesis"] for r in pooled])
     if out:
         report_skipped(out.parent, errors, lambda m: typer.echo(m, err=True))
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -244,9 +279,9 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        typer.echo(f"{'split':<12}{'utts':>6}{'CER %':>9}{'WER %':>9}")
-        for name, m in result["splits"].items():
-            typer.echo(f"{name:<12}{m['utterances']:>6}{100 * m['cer']:>9.2f}{100 * m['wer']:>9.2f}")
+        typer.echo(f"{'split':<14}{'utts':>6}{'CER %':>9}{'WER %':>9}")
+        for name, m in [*result["splits"].items(), *([("(pooled)", result["pooled"])] if "pooled" in result else [])]:
+            typer.echo(f"{name:<14}{m['utterances']:>6}{100 * m['cer']:>9.2f}{100 * m['wer']:>9.2f}")
 
 
 @app.command()

@@ -173,6 +173,9 @@ def prepare(corpus: str | Path, cfg: TrainConfig) -> tuple[list, list, dict]:
     splits = load_corpus(corpus)
     pool = []  # the train split of the corpus and of every extra one
     for path, found in [(corpus, splits), *((e, load_corpus(e)) for e in cfg.extra_train)]:
+        info = Path(path) / "corpus.json"
+        if info.is_file() and json.loads(info.read_text()).get("test_only"):
+            raise ValueError(f"corpus {path} is test-only (its corpus.json says so); it is never trained on")
         if cfg.train_split not in found:
             raise ValueError(f"corpus {path} has no {cfg.train_split!r} split (has {sorted(found)})")
         pool += found[cfg.train_split]

