@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,piper]'
 	touch $(STAMP)
 
 env: system $(STAMP)
@@ -27,11 +27,13 @@ test: lint
 	$(VENV)/bin/pytest -q
 
 bench: env
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/synth_throughput.py --quick --json out/bench/synth.json
 	$(PY) benchmarks/attribution_frames.py --quick --json out/bench/attribution_frames.json
 	$(PY) benchmarks/forced_alignment.py --json out/bench/forced_alignment.json
 	$(PY) benchmarks/profiles.py --quick --json out/bench/profiles.json
 	$(PY) benchmarks/long_recording.py --minutes 2 --json out/bench/long_recording.json
+	$(PY) benchmarks/real_speech.py --corpus work/realspeech --json out/bench/real_speech.json
 
 clean-env:
 	rm -rf $(VENV)

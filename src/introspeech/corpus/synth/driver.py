@@ -140,7 +140,8 @@ def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: 
             text = sents[k % len(sents)]
             synth = rng.choices(synths, weights)[0]
             voice = _random_voice(rng, synth, inv[synth][side])
-            effects = rng.randrange(2 ** 31) if split == "train" and rng.random() < augment else None
+            # no draw without effects, so a corpus without them is the one this seed always gave
+            effects = rng.randrange(2 ** 31) if augment and split == "train" and rng.random() < augment else None
             jobs.append(Job(f"{split}-{k:06d}", split, text, voice, effects))
             total += _estimate_seconds(text, voice)
             k += 1
