@@ -31,11 +31,9 @@ def main() -> None:
     from introspeech.asr.checkpoint import load_model
     from introspeech.corpus.load import load_corpus, utterance_features
     from introspeech.models.description import describe
-    from introspeech.representations.measures import linear_cka
-    from introspeech.representations.run import cka_score_of, nap_silhouette, probe_score, topographic
+    from introspeech.representations.measures import cka_matrix
+    from introspeech.representations.run import layer_measures, probe_score
     from introspeech.representations.sampling import sample_frames
-    from introspeech.representations.topography import neighbour_p
-    from introspeech.representations.uncertainty import bootstrap_interval, cka_bootstrap_interval, permutation_p
 
     model, cfg, _ = load_model()
     desc = describe(model, features=cfg)
@@ -51,18 +49,9 @@ def main() -> None:
     sampling = time.perf_counter() - t0
     t1 = time.perf_counter()
     ph, groups = frames.phones, frames.utterances
-    for x in frames.layers.values():
-        cka_bootstrap_interval(x, ph, groups, args.bootstrap)
-        bootstrap_interval(nap_silhouette, x, ph, groups, args.bootstrap)
-        for score in (cka_score_of(x), nap_silhouette):
-            permutation_p(score, x, ph, groups, args.permutations)
-        topo = topographic(x, ph)
-        if topo:
-            neighbour_p(topo["naps"], topo["coords"], permutations=args.permutations)
-    names = list(frames.layers)
-    for a in names:
-        for b in names:
-            linear_cka(frames.layers[a], frames.layers[b])
+    for x in frames.layers.values():  # what `introspeech representations` computes per layer, probes aside
+        layer_measures(x, ph, groups, args.bootstrap, args.permutations, seed=0)
+    cka_matrix(list(frames.layers.values()))
     scores = time.perf_counter() - t1
     t2 = time.perf_counter()
     probe = probe_score()

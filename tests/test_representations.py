@@ -104,3 +104,47 @@ def test_the_representations_command_writes_summary_and_report(tmp_path):
     assert 0 <= row["probe_phones"] <= 1 and row["random_init_probe_phones"] is None and summary["findings"]
     html = (tmp_path / "r" / "index.html").read_text()
     assert "Where phones live" in html and "topography.png" in html
+
+
+def test_fast_paths_equal_their_plain_definitions(planted):
+    """Every fast path of the analysis against the plain computation it replaces."""
+    from scipy.spatial.distance import squareform
+    from sklearn.metrics import silhouette_score
+
+    from introspeech.representations.measures import cka_matrix
+    from introspeech.representations.run import nap_silhouette, naps_silhouette, silhouette
+    from introspeech.representations.topography import neighbour_p, neighbour_score
+    from introspeech.representations.uncertainty import nap_bootstrap_interval
+
+    phone_layer, noise_layer, labels, groups = planted
+    views = [phone_layer, noise_layer, phone_layer[:, :5], one_hot(labels)]
+    fast = cka_matrix(views)
+    assert np.asarray(fast) == pytest.approx(np.array([[linear_cka(a, b) for b in views] for a in views]), rel=1e-12)
+    rng = np.random.default_rng(3)
+    for n_items, n_clusters in ((12, 3), (9, 5), (20, 2)):
+        pts = rng.normal(size=(n_items, 4))
+        d = squareform(np.linalg.norm(pts[:, None] - pts[None], axis=-1), checks=False)
+        lab = list(rng.integers(0, n_clusters, n_items))
+        lab[0] = n_clusters  # a singleton cluster
+        assert silhouette(squareform(d), lab) == pytest.approx(silhouette_score(squareform(d), lab,
+                                                                                metric="precomputed"), abs=1e-12)
+    # NAP silhouette of phone classes (planted labels stand for phone groups with manner categories)
+    from introspeech.profiles.labels import PHONEME_GROUPS
+    from introspeech.text import CATEGORY
+
+    by_manner: dict = {}
+    for i, g in enumerate(PHONEME_GROUPS):
+        if g in CATEGORY:
+            by_manner.setdefault(CATEGORY[g], []).append(i)
+    phones = [i for members in list(by_manner.values())[:3] for i in members[:3]][:8]  # three manners
+    ph = np.asarray(phones)[labels]
+    slow = bootstrap_interval(nap_silhouette, phone_layer, ph, groups, samples=30)
+    quick = nap_bootstrap_interval(naps_silhouette, phone_layer, ph, groups, samples=30)
+    assert np.isfinite(slow).all() and quick == pytest.approx(slow, rel=1e-9)
+    # the permutation test of the layout against rescoring each permuted layout
+    profiles = rng.normal(size=(6, 20))
+    coords = rng.normal(size=(20, 2))
+    gen = np.random.default_rng(0)
+    obs = neighbour_score(profiles, coords)
+    reached = sum(neighbour_score(profiles, coords[gen.permutation(20)]) >= obs for _ in range(39))
+    assert neighbour_p(profiles, coords, permutations=39) == pytest.approx((1 + reached) / 40)

@@ -26,6 +26,21 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(xy / (xx * yy)) if xx > 0 and yy > 0 else float("nan")
 
 
+def cka_matrix(views: list[np.ndarray]) -> list[list[float]]:
+    """`linear_cka` between every pair of views of the same frames: each view centred and its
+    ‖XᵀX‖ taken once, each pair's product once (the matrix is symmetric, its diagonal 1)."""
+    centred = [np.asarray(v, dtype=np.float64) - np.mean(v, 0) for v in views]
+    norms = [np.linalg.norm(c.T @ c) for c in centred]
+    n = len(views)
+    out = [[float("nan")] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            if norms[i] > 0 and norms[j] > 0:
+                out[i][j] = out[j][i] = 1.0 if i == j else float(np.linalg.norm(centred[j].T @ centred[i]) ** 2
+                                                                  / (norms[i] * norms[j]))
+    return out
+
+
 def label_cka(x: np.ndarray, labels: np.ndarray, x_norm: float | None = None) -> float:
     """`linear_cka` of ``x`` with the one-hot ``labels``, from class sums (no one-hot matrix):
     ‖ỸᵀX̃‖ are the centred class sums, ‖ỸᵀỸ‖ follows from the class counts; ``x_norm`` (‖X̃ᵀX̃‖_F,
@@ -86,18 +101,26 @@ def split_by_utterance(groups: np.ndarray, test_share: float = 0.3, seed: int = 
     return ~test, test
 
 
-def probe_accuracy(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
-                   max_iter: int = 300) -> float:
-    """Test accuracy of a standardized multinomial logistic-regression probe."""
+def probe_hits(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
+               max_iter: int = 300) -> np.ndarray | None:
+    """Whether a standardized multinomial logistic-regression probe, fitted on the ``train`` frames,
+    labels each ``test`` frame right (``None`` when the training frames hold fewer than two labels)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     if len(np.unique(labels[train])) < 2 or not test.any():
-        return float("nan")
+        return None
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, tol=1e-3))
     probe.fit(x[train], labels[train])
-    return float(np.mean(probe.predict(x[test]) == labels[test]))
+    return probe.predict(x[test]) == labels[test]
+
+
+def probe_accuracy(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
+                   max_iter: int = 300) -> float:
+    """Test accuracy of `probe_hits`' probe."""
+    hits = probe_hits(x, labels, train, test, max_iter)
+    return float("nan") if hits is None else float(np.mean(hits))
 
 
 def majority_rate(labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:

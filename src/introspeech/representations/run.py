@@ -8,18 +8,18 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from scipy import sparse
 from scipy.spatial.distance import squareform
-from sklearn.metrics import silhouette_score
 
 from ..models.description import ModelDescription
 from ..profiles.cluster import distances
 from ..profiles.labels import PHONEME_GROUPS
 from ..summaries import json_ready
 from ..text import CATEGORY
-from .measures import control_labels, label_cka, linear_cka, majority_rate, probe_accuracy, split_by_utterance
+from .measures import cka_matrix, control_labels, label_cka, majority_rate, probe_accuracy, probe_hits, split_by_utterance
 from .sampling import Frames, randomized_copy, sample_frames
 from .topography import layout, neighbour_p, neighbour_score
-from .uncertainty import bootstrap_interval, cka_bootstrap_interval, permutation_p
+from .uncertainty import UtteranceSums, bootstrap_interval, cka_bootstrap_interval, nap_bootstrap_interval, permutation_p
 
 
 def probe_score(seed: int = 0, max_iter: int = 200):
@@ -47,59 +47,83 @@ def cka_score_of(x: np.ndarray):
     return score
 
 
-def nap_silhouette(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
-    """Silhouette of the phoneme NAPs (means of the sampled frames per phone, contrastive, cosine)
-    grouped by manner of articulation, as `profiles` scores the full NAPs."""
-    names, naps = [], []
-    for g in np.unique(labels):
-        rows = labels == g
-        if rows.sum() >= 5 and PHONEME_GROUPS[g] in CATEGORY:
-            names.append(PHONEME_GROUPS[g])
-            naps.append(x[rows].mean(0))
-    if len(naps) < 3:
+def silhouette(d: np.ndarray, labels: list) -> float:
+    """Mean silhouette of items with distance matrix ``d`` and cluster ``labels`` (scikit-learn's
+    definition, a singleton's value 0), vectorized for the few dozen NAPs scored thousands of times."""
+    lab = np.asarray(labels)
+    _, idx = np.unique(lab, return_inverse=True)
+    member = np.eye(idx.max() + 1)[idx]  # (items, clusters)
+    size = member.sum(0)
+    mean_to = d @ member  # summed distance to each cluster
+    own = size[idx]
+    a = mean_to[np.arange(len(idx)), idx] / np.maximum(own - 1, 1)
+    other = np.where(member.astype(bool), np.inf, mean_to / size)
+    b = other.min(1)
+    sil = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
+    return float(sil.mean())
+
+
+def naps_silhouette(class_sums: np.ndarray, counts: np.ndarray, classes: np.ndarray, min_frames: int = 5) -> float:
+    """Silhouette of the contrastive phoneme NAPs (class means; classes with at least ``min_frames``
+    frames) grouped by manner of articulation, cosine distance, as `profiles` scores the full NAPs."""
+    keep = [i for i, g in enumerate(classes) if counts[i] >= min_frames and PHONEME_GROUPS[g] in CATEGORY]
+    if len(keep) < 3:
         return float("nan")
-    naps = np.array(naps) - np.mean(naps, 0)
-    cats = [CATEGORY[n] for n in names]
+    naps = class_sums[keep] / counts[keep, None]
+    naps = naps - naps.mean(0)
+    cats = [CATEGORY[PHONEME_GROUPS[classes[i]]] for i in keep]
     if len(set(cats)) < 2 or len(set(cats)) >= len(cats):
         return float("nan")
-    return float(silhouette_score(squareform(distances(naps, "cosine")), cats, metric="precomputed"))
+    return silhouette(squareform(distances(naps, "cosine")), cats)
 
 
-def layer_scores(frames: Frames, random_frames: Frames | None, name: str, bootstrap: int, permutations: int,
-                 probe_permutations: int, seed: int) -> dict:
+def nap_silhouette(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
+    """`naps_silhouette` of frames ``x`` with phone ``labels``."""
+    classes, idx = np.unique(labels, return_inverse=True)
+    indicator = sparse.csr_matrix((np.ones(len(idx)), (idx, np.arange(len(idx)))), shape=(len(classes), len(idx)))
+    return naps_silhouette(indicator @ np.asarray(x, dtype=np.float64), np.bincount(idx).astype(np.float64), classes)
+
+
+def layer_measures(x: np.ndarray, ph: np.ndarray, groups: np.ndarray, bootstrap: int, permutations: int,
+                   seed: int) -> tuple[dict, dict]:
+    """Everything of one layer but the probes: CKA with phones, NAP silhouette, their bootstrap
+    intervals and permutation p-values, and the topographic map with its score and p-value."""
+    cheap = {"cka_phones": cka_score_of(x), "nap_silhouette": nap_silhouette}
+    row: dict = {"cka_phones": cheap["cka_phones"](x, ph, groups), "nap_silhouette": nap_silhouette(x, ph, groups)}
+    sums = UtteranceSums(x, ph, groups)
+    row["ci"] = {"cka_phones": list(cka_bootstrap_interval(x, ph, groups, bootstrap, seed=seed, sums=sums)),
+                 "nap_silhouette": list(nap_bootstrap_interval(naps_silhouette, x, ph, groups, bootstrap, seed=seed,
+                                                               sums=sums))}
+    row["p"] = {k: permutation_p(f, x, ph, groups, permutations, seed, row[k]) for k, f in cheap.items()}
+    topo = topographic(x, ph, seed)
+    if topo:
+        row["topography_score"] = topo["score"]
+        row["p"]["topography"] = neighbour_p(topo["naps"], topo["coords"], permutations=permutations, seed=seed)
+    return row, topo
+
+
+def layer_probes(frames: Frames, random_frames: Frames | None, name: str, bootstrap: int, probe_permutations: int,
+                 seed: int) -> dict:
+    """The probes of one layer: phones, their control task and selectivity, letters, the random
+    network; the phone probe's bootstrap interval over test utterances and its permutation p-value."""
     x, ph, groups = frames.layers[name], frames.phones, frames.utterances
     train, test = split_by_utterance(groups, seed=seed)
     probe = probe_score(seed)
-    row: dict = {"probe_phones": probe(x, ph, groups), "control_phones": probe(x, control_labels(ph, seed), groups)}
+    hits = probe_hits(x, ph, train, test, 200)
+    row: dict = {"probe_phones": float("nan") if hits is None else float(np.mean(hits)),
+                 "control_phones": probe(x, control_labels(ph, seed), groups)}
     row["selectivity_phones"] = row["probe_phones"] - row["control_phones"]
     row["majority_phones"] = majority_rate(ph, train, test)
     has_letter = frames.letters >= 0
     row["probe_letters"] = probe(x[has_letter], frames.letters[has_letter], groups[has_letter])
     row["random_init_probe_phones"] = (probe(random_frames.layers[name], ph, groups) if random_frames is not None
                                        else float("nan"))
-    cheap = {"cka_phones": cka_score_of(x), "nap_silhouette": nap_silhouette}
-    row["cka_phones"] = cheap["cka_phones"](x, ph, groups)
-    row["nap_silhouette"] = nap_silhouette(x, ph, groups)
-    row["ci"] = {"cka_phones": list(cka_bootstrap_interval(x, ph, groups, bootstrap, seed=seed)),
-                 "nap_silhouette": list(bootstrap_interval(nap_silhouette, x, ph, groups, bootstrap, seed=seed))}
-    row["ci"]["probe_phones"] = list(_test_interval(x, ph, groups, train, test, bootstrap, seed))
-    row["p"] = {k: permutation_p(f, x, ph, groups, permutations, seed, row[k]) for k, f in cheap.items()}
-    row["p"]["probe_phones"] = permutation_p(probe, x, ph, groups, probe_permutations, seed, row["probe_phones"])
+    right = np.zeros(0) if hits is None else hits.astype(np.float64)
+    row["ci_probe_phones"] = list(bootstrap_interval(lambda xx, ll, gg: float(ll.mean()) if ll.size else float("nan"),
+                                                     right[:, None], right, groups[test], bootstrap, seed=seed)
+                                  if hits is not None else (float("nan"), float("nan")))
+    row["p_probe_phones"] = permutation_p(probe, x, ph, groups, probe_permutations, seed, row["probe_phones"])
     return row
-
-
-def _test_interval(x, labels, groups, train, test, samples: int, seed: int) -> tuple[float, float]:
-    """Bootstrap interval of the probe's test accuracy over test utterances (the probe fitted once)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if len(np.unique(labels[train])) < 2:
-        return float("nan"), float("nan")
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(x[train], labels[train])
-    right = (probe.predict(x[test]) == labels[test]).astype(np.float64)
-    return bootstrap_interval(lambda xx, ll, gg: float(ll.mean()), right[:, None], right, groups[test], samples,
-                              seed=seed)
 
 
 def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: int = 200, permutations: int = 199,
@@ -113,19 +137,22 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
     random_frames = (sample_frames(desc, utts, per_utterance, seed, randomized_copy(desc.module, seed), on_error=None)
                      if random_baseline else None)
     layers, maps = {}, {}
+    t_probes = 0.0
     for name in frames.layers:
         say(f"representations: {name}")
-        layers[name] = layer_scores(frames, random_frames, name, bootstrap, permutations, probe_permutations, seed)
-        maps[name] = topographic(frames.layers[name], frames.phones, seed)
-        if maps[name]:
-            layers[name]["topography_score"] = maps[name]["score"]
-            layers[name]["p"]["topography"] = neighbour_p(maps[name]["naps"], maps[name]["coords"],
-                                                          permutations=permutations, seed=seed)
+        t1 = time.perf_counter()
+        probes = layer_probes(frames, random_frames, name, bootstrap, probe_permutations, seed)
+        t_probes += time.perf_counter() - t1
+        row, maps[name] = layer_measures(frames.layers[name], frames.phones, frames.utterances, bootstrap,
+                                         permutations, seed)
+        row["ci"]["probe_phones"] = probes.pop("ci_probe_phones")
+        row["p"]["probe_phones"] = probes.pop("p_probe_phones")
+        layers[name] = {**probes, **row}
     names = list(frames.layers)
-    cka = [[linear_cka(frames.layers[a], frames.layers[b]) for b in names] for a in names]
+    cka = cka_matrix([frames.layers[n] for n in names])
     summary = {"layers": layers, "cka_layers": {"layers": names, "matrix": cka}, "frames": int(frames.phones.size),
                "utterances": int(np.unique(frames.utterances).size),
-               "seconds": {"sampling": sampling_s, "total": time.perf_counter() - t0},
+               "seconds": {"sampling": sampling_s, "probes": t_probes, "total": time.perf_counter() - t0},
                "settings": {"per_utterance": per_utterance, "bootstrap": bootstrap, "permutations": permutations,
                             "probe_permutations": probe_permutations, "seed": seed}}
     summary["findings"] = findings(summary)

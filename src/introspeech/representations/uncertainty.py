@@ -48,32 +48,71 @@ def permutation_p(score: Score, x: np.ndarray, labels: np.ndarray, groups: np.nd
     return float((1 + reached) / (1 + permutations))
 
 
-def cka_bootstrap_interval(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, samples: int = 200,
-                           level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """`bootstrap_interval` of the linear CKA of ``x`` with the one-hot ``labels``, the same resamples
-    (the same generator draws), from per-utterance sums: each resample is a weighted sum of the
-    utterances' Gram matrices, class sums and counts instead of a product over its frames."""
-    rng = np.random.default_rng(seed)
-    ids = np.unique(groups)
-    classes = np.unique(labels)
-    x = np.asarray(x, dtype=np.float64)
-    gram = np.stack([x[groups == g].T @ x[groups == g] for g in ids])  # (utterances, C, C)
-    sums = np.stack([x[groups == g].sum(0) for g in ids])  # (utterances, C)
-    class_sums = np.stack([[x[(groups == g) & (labels == c)].sum(0) for c in classes] for g in ids])
-    class_counts = np.array([[np.sum((groups == g) & (labels == c)) for c in classes] for g in ids], dtype=np.float64)
-    values = []
-    for _ in range(samples):
-        pick = rng.choice(ids, size=len(ids), replace=True)
-        w = np.bincount(np.searchsorted(ids, pick), minlength=len(ids)).astype(np.float64)
-        n_g = w @ class_counts
-        total = n_g.sum()
-        mean = (w @ sums) / total
-        xx = np.linalg.norm(np.tensordot(w, gram, 1) - total * np.outer(mean, mean))
-        centred = np.tensordot(w, class_sums, 1) - n_g[:, None] * mean[None]
-        yy = np.sqrt(np.sum(n_g ** 2) - 2 * np.sum(n_g ** 3) / total + (np.sum(n_g ** 2) / total) ** 2)
-        if xx > 0 and yy > 0:
-            values.append(float(np.sum(centred ** 2) / (xx * yy)))
+class UtteranceSums:
+    """Per-utterance sufficient statistics of one layer's frames: Gram matrices, sums, and sums and
+    counts per class. A bootstrap resample of utterances is a weighted sum of these, so CKA and
+    NAP scores of every resample come from a few GEMMs instead of a pass over its frames."""
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray, groups: np.ndarray, gram: bool = True) -> None:
+        from scipy import sparse
+
+        x = np.asarray(x, dtype=np.float64)
+        self.ids, g = np.unique(groups, return_inverse=True)
+        self.classes, c = np.unique(labels, return_inverse=True)
+        u, k, n = len(self.ids), len(self.classes), len(x)
+        pair = sparse.csr_matrix((np.ones(n), (g * k + c, np.arange(n))), shape=(u * k, n))
+        self.class_sums = (pair @ x).reshape(u, k, x.shape[1])  # (utterances, classes, channels)
+        self.class_counts = np.asarray(pair.sum(1)).reshape(u, k)
+        self.sums = self.class_sums.sum(1)
+        if gram:  # frames sorted by utterance, one product per utterance's slice
+            order = np.argsort(g, kind="stable")
+            xs = x[order]
+            edges = np.concatenate([[0], np.cumsum(np.bincount(g, minlength=u))])
+            self.gram = np.stack([xs[a:b].T @ xs[a:b] for a, b in zip(edges[:-1], edges[1:])]).reshape(u, -1)
+
+    def weights(self, samples: int, seed: int) -> np.ndarray:
+        """``(samples, utterances)`` multiplicities of the resamples that `bootstrap_interval` draws."""
+        rng = np.random.default_rng(seed)
+        ids = self.ids
+        return np.stack([np.bincount(np.searchsorted(ids, rng.choice(ids, size=len(ids), replace=True)),
+                                     minlength=len(ids)) for _ in range(samples)]).astype(np.float64)
+
+
+def _interval(values: list[float], level: float) -> tuple[float, float]:
+    values = [v for v in values if v == v]
     if not values:
         return float("nan"), float("nan")
     a = (1 - level) / 2
     return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+
+
+def cka_bootstrap_interval(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, samples: int = 200,
+                           level: float = 0.95, seed: int = 0, sums: UtteranceSums | None = None) -> tuple[float, float]:
+    """`bootstrap_interval` of the linear CKA of ``x`` with the one-hot ``labels``, the same resamples
+    (the same generator draws), from `UtteranceSums`: all resamples' ‖X̃ᵀX̃‖ from one GEMM of the
+    multiplicities with the utterances' Gram matrices, and their centred class sums from another."""
+    s = sums if sums is not None else UtteranceSums(x, labels, groups)
+    w = s.weights(samples, seed)
+    n_g = w @ s.class_counts  # (samples, classes)
+    total = n_g.sum(1)
+    mean = (w @ s.sums) / total[:, None]  # (samples, channels)
+    c = mean.shape[1]
+    gram = (w @ s.gram).reshape(samples, c, c) - total[:, None, None] * mean[:, :, None] * mean[:, None, :]
+    xx = np.linalg.norm(gram.reshape(samples, -1), axis=1)
+    centred = (w @ s.class_sums.reshape(len(s.ids), -1)).reshape(samples, -1, c) - n_g[:, :, None] * mean[:, None, :]
+    yy = np.sqrt(np.sum(n_g ** 2, 1) - 2 * np.sum(n_g ** 3, 1) / total + (np.sum(n_g ** 2, 1) / total) ** 2)
+    ok = (xx > 0) & (yy > 0)
+    values = np.sum(centred ** 2, axis=(1, 2))[ok] / (xx[ok] * yy[ok])
+    return _interval(list(values), level)
+
+
+def nap_bootstrap_interval(naps_score: Callable[[np.ndarray, np.ndarray, np.ndarray], float], x: np.ndarray,
+                           labels: np.ndarray, groups: np.ndarray, samples: int = 200, level: float = 0.95,
+                           seed: int = 0, sums: UtteranceSums | None = None) -> tuple[float, float]:
+    """`bootstrap_interval` of a score of the per-class means (NAPs), the same resamples, from
+    `UtteranceSums`. ``naps_score(class_sums, class_counts, classes)`` scores one resample."""
+    s = sums if sums is not None else UtteranceSums(x, labels, groups, gram=False)
+    w = s.weights(samples, seed)
+    counts = w @ s.class_counts
+    class_sums = (w @ s.class_sums.reshape(len(s.ids), -1)).reshape(samples, len(s.classes), -1)
+    return _interval([naps_score(class_sums[k], counts[k], s.classes) for k in range(samples)], level)
