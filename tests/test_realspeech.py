@@ -150,3 +150,21 @@ def test_training_refuses_a_test_only_corpus(tmp_path: Path, monkeypatch) -> Non
         prepare(tmp_path / "corpus", TrainConfig())
     with pytest.raises(ValueError, match="test-only"):
         prepare(builtin_corpus(), TrainConfig(extra_train=[str(tmp_path / "corpus")], train_split="test"))
+
+
+def test_report_section_measures_real_clips_or_says_how_to_get_them(tmp_path: Path, monkeypatch) -> None:
+    from introspeech.asr.checkpoint import load_model
+    from introspeech.asr.evaluate import error_rates, transcribe
+    from introspeech.audio import features
+    from introspeech.report.sections.realspeech import realspeech_section
+
+    model, cfg, _ = load_model()
+    src = _fake_packages(tmp_path, monkeypatch)
+    section = realspeech_section(model, cfg, tmp_path / "report")
+    want = error_rates([src[0].text], [transcribe(model, features(src[0].audio_path, cfg))])
+    assert "asterisk_8k" in section.html and f"{100 * want['cer']:.1f}" in section.html
+    assert section.files and all(p.is_file() for p in section.files)
+    monkeypatch.setattr(realspeech, "ASTERISK_TEXT", tmp_path / "absent")
+    monkeypatch.setattr(realspeech, "ALSA_SOUNDS", tmp_path / "absent")
+    empty = realspeech_section(model, cfg, tmp_path / "report2")
+    assert "apt-get install" in empty.html and not empty.files

@@ -155,6 +155,10 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         sections.append(section)
         log("which explanation to trust: faithfulness and localization per method")
         sections.append(explanations_demo(net, splits, out, sanity, log))
+        log("real speech: packaged human recordings, never trained on")
+        from .sections.realspeech import realspeech_section
+
+        sections.append(realspeech_section(net, cfg, out))
     report_skipped(out, list(dict.fromkeys(skipped)), log)
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
