@@ -46,12 +46,15 @@ def _wave() -> np.ndarray:
 
 def test_effects_are_seeded_and_timings_scale() -> None:
     x = _wave()
-    a, sa, ra = acoustics.apply(x, 7, acoustics.Acoustics(1, 1, 1, 1))
-    b, sb, rb = acoustics.apply(x, 7, acoustics.Acoustics(1, 1, 1, 1))
-    assert np.array_equal(a, b) and ra == rb and sa == sb
-    assert sa == pytest.approx(len(a) / len(x))
+    every = acoustics.Acoustics(1, 1, 1, 1, 1)
+    a, sa, ha, ra = acoustics.apply(x, 7, every)
+    b, sb, hb, rb = acoustics.apply(x, 7, every)
+    assert np.array_equal(a, b) and ra == rb and sa == sb and ha == hb
+    lead, trail = ra["pad_s"]
     assert sa == pytest.approx(1 / ra["speed"], rel=1e-3)
-    c, _, rc = acoustics.apply(x, 8, acoustics.Acoustics(1, 1, 1, 1))
+    assert ha == pytest.approx(lead, abs=1e-3)
+    assert len(a) / SAMPLE_RATE == pytest.approx(len(x) / SAMPLE_RATE * sa + lead + trail, abs=2e-3)
+    c, _, _, rc = acoustics.apply(x, 8, every)
     assert rc != ra
 
 
@@ -60,7 +63,8 @@ def test_room_keeps_the_direct_path_in_place() -> None:
     x = np.zeros(SAMPLE_RATE, np.float32)
     x[8000] = 0.5
     for seed in range(6):
-        y, scale, rec = acoustics.apply(x, seed, acoustics.Acoustics(speed=0, room=1, noise=0, channel=0, gain_db=0))
+        y, scale, _, rec = acoustics.apply(x, seed, acoustics.Acoustics(speed=0, pad=0, room=1, noise=0, channel=0,
+                                                                         gain_db=0))
         assert "room" in rec and scale == 1.0 and len(y) == len(x)
         assert abs(int(np.argmax(np.abs(y))) - 8000) <= 1
         assert np.abs(y[:7990]).max() < 0.05 * np.abs(y).max()  # nothing arrives before the direct path
@@ -71,7 +75,8 @@ def test_noise_at_the_requested_snr() -> None:
     x = _wave()
     x = 0.2 * x / np.abs(x).max()  # room for the noise below full scale: no gain applied
     for seed in range(20):
-        y, _, rec = acoustics.apply(x, seed, acoustics.Acoustics(speed=0, room=0, noise=1, channel=0, gain_db=0))
+        y, _, _, rec = acoustics.apply(x, seed, acoustics.Acoustics(speed=0, pad=0, room=0, noise=1, channel=0,
+                                                                     gain_db=0))
         if rec["noise"] != "babble":
             break
     noise = y.astype(np.float64) - x
@@ -84,12 +89,16 @@ def test_augmented_timings_cover_the_new_audio() -> None:
     d = len(x) / SAMPLE_RATE
     r = Rendered(x, [Segment(0.1, d - 0.1, "w")], [Segment(0, 0.1, "sil"), Segment(0.1, d - 0.1, "AH"),
                                                  Segment(d - 0.1, d, "sil")])
-    out, rec = _augmented(r, 5)
-    new = len(out.wave) / SAMPLE_RATE
-    scale = new / d
-    assert out.phones[-1].end == pytest.approx(new)
-    assert out.words[0].start == pytest.approx(0.1 * scale) and out.words[0].end == pytest.approx((d - 0.1) * scale)
-    assert "gain_db" in rec
+    for seed in range(40):
+        out, rec = _augmented(r, seed)
+        new = len(out.wave) / SAMPLE_RATE
+        scale = 1 / rec.get("speed", 1.0)
+        lead = rec.get("pad_s", [0.0, 0.0])[0]
+        assert out.phones[0].start == 0.0 and out.phones[-1].end == pytest.approx(new)
+        assert all(p.end == pytest.approx(q.start) for p, q in zip(out.phones, out.phones[1:]))
+        assert out.words[0].start == pytest.approx(0.1 * scale + lead, abs=1e-3)
+        assert out.words[0].end == pytest.approx((d - 0.1) * scale + lead, abs=1e-3)
+        assert "gain_db" in rec
 
 
 def test_piper_plan_is_train_only_with_the_requested_effect_share() -> None:
@@ -100,3 +109,8 @@ def test_piper_plan_is_train_only_with_the_requested_effect_share() -> None:
     clean = plan(0.2, 1, augment=0.5)
     assert all(j.augment is None for j in clean if j.split != "train")
     assert any(j.augment is not None for j in clean)
+    short = plan(0.2, 1, phrases=0.5)
+    lengths = [len(j.text.split()) for j in short if j.split == "train"]
+    assert 0.35 < np.mean([n <= 3 for n in lengths]) < 0.75 and min(lengths) == 1
+    a, b = ([j.text for j in p if j.split == "test"] for p in (short, clean))
+    assert a[:min(len(a), len(b))] == b[:min(len(a), len(b))]  # whole sentences outside train

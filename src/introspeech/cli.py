@@ -81,17 +81,20 @@ def synth(
                                "from a real speaker's recordings; train it with --extra-train)."),
     augment: float = typer.Option(0.0, "--augment", help="Share of training utterances given acoustic effects "
                                   "(speed, room, noise, telephone/G.722 channels), 0 to 1."),
+    phrases: float = typer.Option(0.0, "--phrases", help="Share of training utterances that say only 1-3 words of "
+                                  "their sentence (isolated words, short prompts), 0 to 1."),
 ) -> None:
     """Synthesize a speech corpus (espeak-ng, festival, flite, Piper) with exact word and phone timings."""
     from .corpus.synth.driver import synthesize
 
-    if not 0.0 <= augment <= 1.0:
-        raise InputError("--augment", f"must be between 0 and 1, got {augment}")
+    for name, share in (("--augment", augment), ("--phrases", phrases)):
+        if not 0.0 <= share <= 1.0:
+            raise InputError(name, f"must be between 0 and 1, got {share}")
     if piper and accented:
         raise InputError("--piper", "choose one of --piper and --accented")
     update, bar = _progress("synth")
     summary = synthesize(out, hours, seed, workers or None, progress=update, accented=accented, piper=piper,
-                         augment=augment)
+                         augment=augment, phrases=phrases)
     bar.close()
     brief = {k: summary[k] for k in ("hours", "utterances", "failed", "cmudict_agreement", "wall_seconds",
                                      "audio_seconds_per_second")}

@@ -5,6 +5,8 @@ training utterance can pass through a seeded chain of effects (each applied with
 probability), and its phone and word timings follow the audio:
 
 - speed perturbation (Ko et al. 2015): resampling by a factor in [0.9, 1.1]; times scale by 1/factor;
+- silence around the speech (0–0.8 s before and after), as in recordings of single words and
+  prompts; times shift by the leading silence;
 - a room: an image-source impulse response of a random shoebox room (pyroomacoustics), RT60
   0.15–0.7 s; the direct path's delay is removed so the timings stay;
 - additive noise at a random SNR (5–30 dB): white, pink or brown noise, or babble made of the
@@ -34,6 +36,7 @@ class Acoustics:
     """Probabilities of each effect (0 turns it off)."""
 
     speed: float = 0.5
+    pad: float = 0.35
     room: float = 0.4
     noise: float = 0.5
     channel: float = 0.5
@@ -103,8 +106,9 @@ def _lowpass(wave: np.ndarray, cutoff: float) -> np.ndarray:
     return np.fft.irfft(spec, len(wave)).astype(np.float32)
 
 
-def apply(wave: np.ndarray, seed: int, settings: Acoustics = Acoustics()) -> tuple[np.ndarray, float, dict]:
-    """The wave after a seeded chain of effects, the factor its timings scale by, and a record."""
+def apply(wave: np.ndarray, seed: int, settings: Acoustics = Acoustics()) -> tuple[np.ndarray, float, float, dict]:
+    """The wave after a seeded chain of effects, the factor its timings scale by, the seconds they
+    shift by after scaling (t → t · scale + shift), and a record of the effects."""
     rng = np.random.default_rng(seed)
     rec: dict = {}
     x = wave.astype(np.float32)
@@ -114,6 +118,12 @@ def apply(wave: np.ndarray, seed: int, settings: Acoustics = Acoustics()) -> tup
         x = resample(x, int(round(SAMPLE_RATE * factor)), SAMPLE_RATE)  # played faster by `factor`
         scale = len(x) / len(wave)
         rec["speed"] = round(factor, 4)
+    shift = 0.0
+    if rng.random() < settings.pad:
+        lead, trail = (int(v * SAMPLE_RATE) for v in rng.uniform(0.0, 0.8, 2))
+        x = np.concatenate([np.zeros(lead, np.float32), x, np.zeros(trail, np.float32)])
+        shift = lead / SAMPLE_RATE
+        rec["pad_s"] = [round(lead / SAMPLE_RATE, 3), round(trail / SAMPLE_RATE, 3)]
     if rng.random() < settings.room:
         rir_seed = int(rng.integers(0, 48))
         h, lead = room_impulse(rir_seed)
@@ -150,4 +160,4 @@ def apply(wave: np.ndarray, seed: int, settings: Acoustics = Acoustics()) -> tup
     peak = float(np.abs(x).max()) + 1e-9
     x = x * min(10 ** (gain / 20), 0.99 / peak)
     rec["gain_db"] = round(gain, 1)
-    return x.astype(np.float32), scale, rec
+    return x.astype(np.float32), scale, shift, rec

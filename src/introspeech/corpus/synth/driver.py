@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ...audio import PRESETS, SAMPLE_RATE, FeatureConfig, log_mel
-from ...text import cmu_dictionary
+from ...text import SILENCE, cmu_dictionary
 from ..manifest import utterance_to_json
 from ..utterance import Segment, Utterance
 from .base import Rendered, Voice
@@ -102,13 +102,15 @@ def _estimate_seconds(text: str, voice: Voice) -> float:
 
 
 def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: bool = False,
-         piper: bool = False, augment: float = 0.0) -> list[Job]:
+         piper: bool = False, augment: float = 0.0, phrases: float = 0.0) -> list[Job]:
     """The deterministic list of utterances for ``hours`` of audio (estimated from text length).
 
     ``accented``: training utterances only (the same training sentences as the standard corpus of
     this seed), all spoken by the accented festival voices of `accented`. ``piper``: training
     utterances only, the training sentences taken from the end of the list, spoken by Piper's voice.
-    ``augment``: the share of training utterances given acoustic effects."""
+    ``augment``: the share of training utterances given acoustic effects. ``phrases``: the share of
+    training utterances that say only one to three consecutive words of their sentence (isolated
+    words and short prompts, as real recordings often are)."""
     rng = random.Random(seed)
     pool = list(sentences if sentences is not None else sentence_pool())
     rng.shuffle(pool)
@@ -138,6 +140,11 @@ def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: 
         total, k = 0.0, 0
         while total < budget or k < 4:
             text = sents[k % len(sents)]
+            if phrases and split == "train" and rng.random() < phrases:  # no draw without phrases
+                words = text.split()
+                n = min(rng.randint(1, 3), len(words))
+                first = rng.randrange(len(words) - n + 1)
+                text = " ".join(words[first:first + n])
             synth = rng.choices(synths, weights)[0]
             voice = _random_voice(rng, synth, inv[synth][side])
             # no draw without effects, so a corpus without them is the one this seed always gave
@@ -211,15 +218,23 @@ def _augmented(r: Rendered, seed: int) -> tuple[Rendered, dict]:
     """The rendered utterance through `acoustics.apply`, its timings scaled with the audio."""
     from .acoustics import apply
 
-    wave, scale, record = apply(r.wave, seed)
+    wave, scale, shift, record = apply(r.wave, seed)
     end = len(wave) / SAMPLE_RATE
 
     def moved(segs: list[Segment]) -> list[Segment]:
-        return [Segment(min(s.start * scale, end), min(s.end * scale, end), s.label) for s in segs]
+        return [Segment(min(s.start * scale + shift, end), min(s.end * scale + shift, end), s.label) for s in segs]
 
     phones = moved(r.phones)
-    if phones:
+    if phones:  # silence before and after, contiguous to the ends
         phones[-1] = Segment(phones[-1].start, end, phones[-1].label)
+        phones[0] = Segment(0.0, phones[0].end, phones[0].label)
+        if shift and phones[0].label != SILENCE:
+            phones.insert(0, Segment(0.0, shift, SILENCE))
+            phones[1] = Segment(shift, phones[1].end, phones[1].label)
+        if phones[-1].label != SILENCE and r.phones and r.phones[-1].end * scale + shift < end - 1e-6:
+            last = r.phones[-1].end * scale + shift
+            phones[-1] = Segment(phones[-1].start, last, phones[-1].label)
+            phones.append(Segment(last, end, SILENCE))
     return Rendered(wave, moved(r.words), phones, r.raw_phones), record
 
 
@@ -252,19 +267,19 @@ def cmudict_agreement(records: list[dict]) -> float:
 def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | None = None,
                features: FeatureConfig = PRESETS["default"], sentences: list[str] | None = None,
                progress: Callable[[int, int], None] | None = None, accented: bool = False,
-               piper: bool = False, augment: float = 0.0) -> dict:
+               piper: bool = False, augment: float = 0.0, phrases: float = 0.0) -> dict:
     """Write a corpus of about ``hours`` of audio to ``out_dir``; returns its summary.
 
     ``accented`` / ``piper``: a training-only corpus of accented voices or of Piper's voice (see
     `plan`), to train beside the standard corpus of the same seed. ``augment``: the share of
-    training utterances given acoustic effects (`acoustics`)."""
+    training utterances given acoustic effects (`acoustics`); ``phrases``: see `plan`."""
     out = Path(out_dir)
     t0 = time.perf_counter()
     if accented:
         from .accented import check_installed
 
         check_installed()
-    jobs = plan(hours, seed, sentences, accented, piper, augment)
+    jobs = plan(hours, seed, sentences, accented, piper, augment, phrases)
     splits = ("train",) if accented or piper else SPLITS
     for split in splits:
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
@@ -298,7 +313,7 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
     wall = time.perf_counter() - t0
     audio_s = {s: sum(r["duration"] for r in recs) for s, recs in by_split.items()}
     summary = {
-        "seed": seed, "hours_requested": hours, "accented": accented, "piper": piper, "augment": augment,
+        "seed": seed, "hours_requested": hours, "accented": accented, "piper": piper, "augment": augment, "phrases": phrases,
         "hours": {s: round(v / 3600, 4) for s, v in audio_s.items()},
         "utterances": {s: len(v) for s, v in by_split.items()},
         "speakers": {s: sorted({r["speaker"] for r in v}) for s, v in by_split.items()},
