@@ -148,3 +148,23 @@ def test_fast_paths_equal_their_plain_definitions(planted):
     obs = neighbour_score(profiles, coords)
     reached = sum(neighbour_score(profiles, coords[gen.permutation(20)]) >= obs for _ in range(39))
     assert neighbour_p(profiles, coords, permutations=39) == pytest.approx((1 + reached) / 40)
+
+
+def test_a_compared_run_is_drawn_beside_and_a_missing_one_is_named(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    args = ["representations", "--per-utterance", "3", "--bootstrap", "3", "--permutations", "3",
+            "--probe-permutations", "1", "--no-random-network"]
+    first = CliRunner().invoke(app, args + ["--out", str(tmp_path / "a"), "--split", "heldout"])
+    assert first.exit_code == 0, first.output
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "b"), "--compare", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "b" / "index.html").read_text()
+    other = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert other["findings"][0] in html  # the compared run's findings are stated beside this run's
+    bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "c"), "--compare", str(tmp_path / "none")])
+    assert bad.exit_code == 2 and "summary.json" in bad.output

@@ -438,6 +438,8 @@ def representations(
     random_baseline: bool = typer.Option(True, "--random-network/--no-random-network",
                                          help="Also probe a re-initialized copy of the model."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample, the splits, the control task and resamples."),
+    compare: Path = typer.Option(None, "--compare", help="Another run's output folder (e.g. on real speech), "
+                                 "drawn dashed beside this one."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
     strict: bool = _STRICT,
 ) -> None:
@@ -451,6 +453,11 @@ def representations(
     data = load_corpus(corpus)
     if split not in data:
         raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
+    other = None
+    if compare is not None:
+        if not (compare / "summary.json").is_file():
+            raise InputError(compare, "no summary.json of an `introspeech representations` run in this folder")
+        other = json.loads((compare / "summary.json").read_text())
     skipped: list[str] = []
     summary = analyse(desc, data[split], per_utterance, bootstrap, permutations, probe_permutations, random_baseline,
                       seed, on_error=None if strict else lambda _u, e: skipped.append(str(e)),
@@ -459,7 +466,9 @@ def representations(
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     report_skipped(out, skipped, lambda m: typer.echo(m, err=True))
-    write_report(out, [representations_section(summary, out, maps)], title="introspeech: where phones live")
+    names = (f"{corpus or 'built-in corpus'} {split}", str(compare)) if other else ("", "")
+    write_report(out, [representations_section(summary, out, maps, other, names)],
+                 title="introspeech: where phones live")
     typer.echo(json.dumps(summary["findings"], indent=1))
 
 

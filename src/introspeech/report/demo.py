@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from ..asr.checkpoint import load_model
 from ..audio import PRESETS
 from ..corpus.load import load_corpus, load_features
@@ -102,6 +104,22 @@ def featvis_demo(net, cfg, splits: dict, out: Path, acc, steps: int = 64) -> Sec
     return featvis_section(res, folder, out, patterns, data.audio, cfg.sample_rate, steps)
 
 
+def representations_demo(net, splits: dict, out: Path, on_error=None) -> Section:
+    """`introspeech representations` on the test split, small: 10 frames per utterance, four layers
+    evenly spaced from the first to the output, 50 resamples, 49 permutations (4 for the probes),
+    no random-network baseline; the command runs the full analysis."""
+    from ..representations.run import analyse
+    from .sections.representations import representations_section
+
+    names = [layer.name for layer in net.layers]
+    pick = [names[int(i)] for i in np.linspace(0, len(names) - 1, min(4, len(names))).round()]
+    summary = analyse(net, splits.get("test") or next(iter(splits.values())), per_utterance=10, bootstrap=50,
+                      permutations=49, probe_permutations=4, random_baseline=False, on_error=on_error,
+                      layers=list(dict.fromkeys(pick)))
+    maps = summary.pop("maps")
+    return representations_section(summary, out, maps)
+
+
 def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str | Path | ModelDescription | None = None,
              log: Callable[[str], None] = print, strict: bool = False) -> Path:
     """Build the report into ``out_dir``; returns the path of ``index.html``. ``model``: a checkpoint
@@ -155,6 +173,8 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         sections.append(section)
         log("which explanation to trust: faithfulness and localization per method")
         sections.append(explanations_demo(net, splits, out, sanity, log))
+        log("where phones live: probes, CKA, NAP silhouettes with intervals, topographic maps")
+        sections.append(representations_demo(net, splits, out, keep))
         log("real speech: packaged human recordings, never trained on")
         from .sections.realspeech import realspeech_section
 

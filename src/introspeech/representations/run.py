@@ -128,11 +128,18 @@ def layer_probes(frames: Frames, random_frames: Frames | None, name: str, bootst
 
 def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: int = 200, permutations: int = 199,
             probe_permutations: int = 19, random_baseline: bool = True, seed: int = 0,
-            on_error: Callable | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """The `summary.json` of `introspeech representations` (see the module docstring)."""
+            on_error: Callable | None = None, progress: Callable[[str], None] | None = None,
+            layers: list[str] | None = None) -> dict:
+    """The `summary.json` of `introspeech representations` (see the module docstring); ``layers``:
+    only these layers (names as `introspeech layers` prints them; default all)."""
     say = progress or (lambda m: None)
     t0 = time.perf_counter()
     frames = sample_frames(desc, utts, per_utterance, seed, on_error=on_error)
+    if layers is not None:
+        unknown = [n for n in layers if n not in frames.layers]
+        if unknown:
+            raise ValueError(f"no layer {unknown[0]!r} (the layers are {', '.join(frames.layers)})")
+        frames.layers = {n: frames.layers[n] for n in layers}
     sampling_s = time.perf_counter() - t0
     random_frames = (sample_frames(desc, utts, per_utterance, seed, randomized_copy(desc.module, seed), on_error=None)
                      if random_baseline else None)

@@ -39,23 +39,33 @@ def _fmt(v) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
-def scores_figure(summary: dict, path: Path) -> Path:
-    names = list(summary["layers"])
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(9, 3.4))
-    for key, label in (("probe_phones", "probe phones"), ("selectivity_phones", "selectivity"),
-                       ("random_init_probe_phones", "random network"), ("probe_letters", "probe letters"),
-                       ("cka_phones", "CKA phones"), ("nap_silhouette", "NAP silhouette")):
-        y = np.array([np.nan if r[key] is None else r[key] for r in summary["layers"].values()], dtype=float)
-        ci = [r["ci"].get(key) for r in summary["layers"].values()]
-        if all(c is not None and None not in c for c in ci):
-            lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
-            ax.errorbar(x, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)], marker="o", ms=3, lw=1,
-                        capsize=2, label=label)
-        else:
-            ax.plot(x, y, marker="o", ms=3, lw=1, label=label)
+def scores_figure(summary: dict, path: Path, compare: dict | None = None, names: tuple[str, str] = ("", "")) -> Path:
+    """Scores per layer with their intervals; ``compare``: a second run (e.g. on real speech) over
+    the same layers, dashed, for the phone instruments."""
+    layers = list(summary["layers"])
+    x = np.arange(len(layers))
+    fig, ax = plt.subplots(figsize=(9, 3.4 if compare is None else 4.2))
+    runs = [(summary, "-", names[0])] + ([(compare, "--", names[1])] if compare is not None else [])
+    colors = {}
+    for run, style, suffix in runs:
+        for key, label in (("probe_phones", "probe phones"), ("selectivity_phones", "selectivity"),
+                           ("random_init_probe_phones", "random network"), ("probe_letters", "probe letters"),
+                           ("cka_phones", "CKA phones"), ("nap_silhouette", "NAP silhouette")):
+            rows = [run["layers"].get(n) for n in layers]
+            if any(r is None for r in rows) or (style == "--" and key in ("random_init_probe_phones", "probe_letters")):
+                continue
+            y = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
+            ci = [r["ci"].get(key) for r in rows]
+            kw = {"marker": "o", "ms": 3, "lw": 1, "ls": style, "label": f"{label}{suffix}", "color": colors.get(key)}
+            if all(c is not None and None not in c for c in ci):
+                lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
+                line = ax.errorbar(x, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)], capsize=2,
+                                   **kw).lines[0]
+            else:
+                line = ax.plot(x, y, **kw)[0]
+            colors.setdefault(key, line.get_color())
     ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=45, fontsize=7)
+    ax.set_xticklabels(layers, rotation=45, fontsize=7)
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     return save(fig, path)
@@ -104,16 +114,22 @@ def topography_figure(summary: dict, maps: dict, path: Path, layers: int = 4) ->
     return save(fig, path)
 
 
-def representations_section(summary: dict, out_dir: Path, maps: dict | None = None) -> Section:
+def representations_section(summary: dict, out_dir: Path, maps: dict | None = None, compare: dict | None = None,
+                            names: tuple[str, str] = ("", "")) -> Section:
+    """The section; ``compare`` (another run's summary, e.g. on real speech) is drawn dashed beside
+    it, ``names`` label the two runs."""
     out_dir = Path(out_dir)
     topo = topography_figure(summary, maps, out_dir / "figures" / "topography.png") if maps else None
-    scores = scores_figure(summary, out_dir / "figures" / "representations.png")
+    scores = scores_figure(summary, out_dir / "figures" / "representations.png", compare,
+                           tuple(f" ({n})" if n else "" for n in names))
     cka = cka_figure(summary, out_dir / "figures" / "cka_layers.png")
     rows = [(n, [_fmt(r[k]) for k in KEYS],
              ", ".join(_fmt(r["p"].get(k)) for k in ("probe_phones", "cka_phones", "nap_silhouette")))
             for n, r in summary["layers"].items()]
     html = fragment(TEMPLATE, frames=summary["frames"], utterances=summary["utterances"],
                     per=summary["settings"]["per_utterance"], scores=scores.relative_to(out_dir),
-                    cka=cka.relative_to(out_dir), rows=rows, findings="; ".join(summary["findings"]) + ".",
+                    cka=cka.relative_to(out_dir), rows=rows,
+                    findings="; ".join(summary["findings"]) + "." + (
+                        f" {names[1] or 'Compared run'}: " + "; ".join(compare["findings"]) + "." if compare else ""),
                     topo=topo.relative_to(out_dir) if topo else None)
     return Section("Where phones live", html, [scores, cka] + ([topo] if topo else []))
