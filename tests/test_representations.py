@@ -168,3 +168,22 @@ def test_a_compared_run_is_drawn_beside_and_a_missing_one_is_named(tmp_path):
     assert other["findings"][0] in html  # the compared run's findings are stated beside this run's
     bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "c"), "--compare", str(tmp_path / "none")])
     assert bad.exit_code == 2 and "summary.json" in bad.output
+
+
+def test_an_utterance_without_phones_is_skipped_by_the_random_baseline_too():
+    import dataclasses
+
+    from introspeech.asr.checkpoint import load_model
+    from introspeech.corpus.load import load_corpus
+    from introspeech.models.description import describe
+    from introspeech.representations.run import analyse
+
+    model, cfg, _ = load_model()
+    utts = load_corpus()["test"][:5]
+    utts[2] = dataclasses.replace(utts[2], phones=None)
+    errors = []
+    summary = analyse(describe(model, features=cfg), utts, per_utterance=4, bootstrap=2, permutations=2,
+                      probe_permutations=1, random_baseline=True, on_error=lambda u, e: errors.append(u.id),
+                      layers=["layer1", "output"])
+    assert errors == [utts[2].id] and summary["utterances"] == 4
+    assert list(summary["layers"]) == ["layer1", "output"]

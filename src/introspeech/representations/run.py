@@ -134,14 +134,22 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
     only these layers (names as `introspeech layers` prints them; default all)."""
     say = progress or (lambda m: None)
     t0 = time.perf_counter()
-    frames = sample_frames(desc, utts, per_utterance, seed, on_error=on_error)
+    bad: set[str] = set()
+
+    def skip(u, e) -> None:
+        bad.add(u.id)
+        if on_error is None:
+            raise e
+        on_error(u, e)
+    frames = sample_frames(desc, utts, per_utterance, seed, on_error=skip)
     if layers is not None:
         unknown = [n for n in layers if n not in frames.layers]
         if unknown:
             raise ValueError(f"no layer {unknown[0]!r} (the layers are {', '.join(frames.layers)})")
         frames.layers = {n: frames.layers[n] for n in layers}
     sampling_s = time.perf_counter() - t0
-    random_frames = (sample_frames(desc, utts, per_utterance, seed, randomized_copy(desc.module, seed), on_error=None)
+    random_frames = (sample_frames(desc, [u for u in utts if u.id not in bad], per_utterance, seed,
+                                   randomized_copy(desc.module, seed), on_error=None)  # the same utterances
                      if random_baseline else None)
     layers, maps = {}, {}
     t_probes = 0.0
