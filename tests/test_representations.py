@@ -187,3 +187,18 @@ def test_an_utterance_without_phones_is_skipped_by_the_random_baseline_too():
                       layers=["layer1", "output"])
     assert errors == [utts[2].id] and summary["utterances"] == 4
     assert list(summary["layers"]) == ["layer1", "output"]
+
+
+def test_batched_permutations_equal_permutation_p(planted):
+    from introspeech.profiles.labels import PHONEME_GROUPS
+    from introspeech.representations.run import nap_silhouette, permutation_values
+    from introspeech.text import CATEGORY
+
+    phone_layer, noise_layer, labels, groups = planted
+    phones = np.asarray([i for i, g in enumerate(PHONEME_GROUPS) if g in CATEGORY])[::3][:8]
+    ph = phones[labels]
+    for x in (phone_layer, noise_layer):
+        obs = {"cka_phones": cka_score(x, ph, groups), "nap_silhouette": nap_silhouette(x, ph, groups)}
+        fast = permutation_values(x, ph, 29, 3, obs)
+        assert fast["cka_phones"] == permutation_p(cka_score, x, ph, groups, 29, 3, obs["cka_phones"])
+        assert fast["nap_silhouette"] == permutation_p(nap_silhouette, x, ph, groups, 29, 3, obs["nap_silhouette"])

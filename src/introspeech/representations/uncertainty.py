@@ -48,6 +48,31 @@ def permutation_p(score: Score, x: np.ndarray, labels: np.ndarray, groups: np.nd
     return float((1 + reached) / (1 + permutations))
 
 
+def permuted_class_sums(x: np.ndarray, labels: np.ndarray, permutations: int, seed: int = 0
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class sums of ``x`` under the label permutations that `permutation_p` draws (the same
+    generator calls), all from one sparse product: ``(permutations, classes, channels)``, the class
+    counts (a permutation keeps them) and the classes."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    k, n = len(classes), len(labels)
+    rows = np.concatenate([p * k + np.searchsorted(classes, rng.permutation(labels)) for p in range(permutations)]
+                          ) if permutations else np.zeros(0, np.int64)
+    cols = np.tile(np.arange(n), permutations)
+    indicator = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(permutations * k, n))
+    sums = np.asarray(indicator @ np.asarray(x, dtype=np.float64)).reshape(permutations, k, -1)
+    return sums, counts.astype(np.float64), classes
+
+
+def p_value(values: np.ndarray, observed: float) -> float:
+    """(1 + #{value ≥ observed}) / (1 + #values), NaN for a NaN observation."""
+    if observed != observed:
+        return float("nan")
+    return float((1 + int(np.sum(np.asarray(values) >= observed))) / (1 + len(values)))
+
+
 class UtteranceSums:
     """Per-utterance sufficient statistics of one layer's frames: Gram matrices, sums, and sums and
     counts per class. A bootstrap resample of utterances is a weighted sum of these, so CKA and
