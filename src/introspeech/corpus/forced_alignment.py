@@ -113,8 +113,8 @@ class Aligner:
 
 def boundary_agreement(exact: list[Segment], forced: list[Segment], tolerances: tuple[float, ...] = (0.02, 0.05)
                        ) -> dict[str, float]:
-    """Share of exact phone boundaries (between two speech phones or speech and silence) that the
-    forced alignment places within each tolerance, matched in order of the phone sequence."""
+    """Share of the exact phone boundaries that have a forced-alignment boundary within each
+    tolerance (the nearest one, whatever its phones: a boundary-detection recall)."""
     def boundaries(segs: list[Segment]) -> list[float]:
         return [s.start for s in segs[1:]]
     e = np.asarray(boundaries(exact))

@@ -108,11 +108,13 @@ def _g722(path: Path) -> np.ndarray:
 
     with av.open(str(path), format="g722") as f:
         stream = f.streams.audio[0]
-        parts = [fr.to_ndarray().reshape(-1) for fr in f.decode(stream)]
+        frames = list(f.decode(stream))
         rate = stream.rate
-    wave = np.concatenate(parts).astype(np.float32)
-    if wave.dtype.kind != "f" or np.abs(wave).max() > 1.5:
-        wave = wave / 32768.0
+    if not frames:
+        raise ValueError(f"{path}: no G.722 audio")
+    integer = frames[0].format.name.startswith("s16")  # PyAV's decoder gives 16-bit samples
+    wave = np.concatenate([fr.to_ndarray().reshape(-1) for fr in frames]).astype(np.float32)
+    wave = wave / 32768.0 if integer else wave
     return resample(wave, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else wave
 
 
