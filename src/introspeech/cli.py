@@ -31,7 +31,6 @@ from .cli_support import (
     _decoder,
     _default_prior,
     _description,
-    _digits_explanations,
     _evaluate_report,
     _pattern_wavs,
     _profile_run,
@@ -415,7 +414,9 @@ def explanations(
                                     on_error=None if strict else lambda _u, e: skipped.append(str(e)),
                                     progress=lambda m: typer.echo(m, err=True))
     if digits_too:
-        summary["digits"] = _digits_explanations(chosen, steps, baseline, sanity)
+        from .report.demo import digits_explanations
+
+        summary["digits"] = digits_explanations(chosen, steps, baseline, sanity)
     summary["findings"] = findings(summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

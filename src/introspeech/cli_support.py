@@ -209,12 +209,3 @@ def _default_prior(model: Path | None) -> Path:
         return Path("out/featvis/prior")
     return model.with_name(model.name.removesuffix(".safetensors").removesuffix(".json") + ".prior")
 
-
-def _digits_explanations(methods, steps, baseline, sanity):
-    """Faithfulness of the methods on the sanity checks' digits CNN (trained here, seconds)."""
-    from .explanations.run import evaluate_image_explanations
-    from .sanity.digits import digits, train_digits
-
-    xtr, ytr, xte, yte = digits(0)
-    model = train_digits(xtr, ytr, 25, 0).eval()
-    return evaluate_image_explanations(model, xte, yte, "5", methods, 8, steps, baseline=baseline, sanity=sanity)

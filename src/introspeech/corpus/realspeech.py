@@ -63,6 +63,10 @@ class Clip:
     speaker: str
     reader: Callable[[Path], np.ndarray] | None = None  # None: any format load_audio reads
 
+    def wave(self) -> np.ndarray:
+        """The recording at 16 kHz."""
+        return self.reader(self.path) if self.reader else load_audio(self.path, SAMPLE_RATE)
+
 
 @dataclass
 class Normalization:
@@ -150,16 +154,13 @@ def clips() -> tuple[list[Clip], dict[str, str]]:
     else:
         missing["asterisk_g722"] = missing["asterisk_8k"] = "asterisk-core-sounds-en is not installed"
     if POCKETSPHINX.is_dir():
-        for line in (POCKETSPHINX / "librivox" / "transcription").read_text().splitlines():
-            m = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())
-            if m:
-                found.append(Clip(f"pocketsphinx-librivox-{m.group(2)[-4:]}", "pocketsphinx",
-                                  POCKETSPHINX / "librivox" / f"{m.group(2)}.wav", m.group(1), "librivox:austen"))
-        for line in (POCKETSPHINX / "cards" / "cards.transcription").read_text().splitlines():
-            m = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())
-            if m:
-                found.append(Clip(f"pocketsphinx-cards-{m.group(2)}", "pocketsphinx",
-                                  POCKETSPHINX / "cards" / f"{m.group(2)}.wav", m.group(1), "pocketsphinx:cards"))
+        for folder, listing, speaker in (("librivox", "transcription", "librivox:austen"),
+                                         ("cards", "cards.transcription", "pocketsphinx:cards")):
+            for line in (POCKETSPHINX / folder / listing).read_text().splitlines():
+                m = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())  # Sphinx transcripts: <s> TEXT </s> (ID)
+                if m:
+                    found.append(Clip(f"pocketsphinx-{folder}-{m.group(2)[-4:]}", "pocketsphinx",
+                                      POCKETSPHINX / folder / f"{m.group(2)}.wav", m.group(1), speaker))
         found.append(Clip("pocketsphinx-goforward", "pocketsphinx", POCKETSPHINX / "goforward.raw",
                           "go forward ten meters", "pocketsphinx:goforward", _raw16k))
     else:
@@ -202,7 +203,7 @@ def build(out: str | Path, features: FeatureConfig = PRESETS["default"], align: 
             dropped.append({"id": clip.id, "text": clip.text, "why": "no speech words left (" + "; ".join(norm.changes) + ")"})
             continue
         try:
-            wave = clip.reader(clip.path) if clip.reader else load_audio(clip.path, SAMPLE_RATE)
+            wave = clip.wave()
         except Exception as e:  # noqa: BLE001 - a package file we cannot read is listed, not fatal
             dropped.append({"id": clip.id, "text": clip.text, "why": f"unreadable {clip.path}: {e}"})
             continue

@@ -34,22 +34,27 @@ def sanity_demo(net, cfg, splits: dict, out: Path, log, on_error=None) -> tuple[
     return sanity_section(results, out, n_examples=2), summary
 
 
+def digits_explanations(methods: list[str] | None = None, steps: int = 10, baseline: str = "mean",
+                        sanity: dict | None = None, epochs: int = 25, examples: int = 8) -> dict:
+    """Faithfulness of the methods on the sanity checks' digits CNN (trained here in seconds), for
+    `introspeech explanations` and the demo."""
+    from ..explanations.run import evaluate_image_explanations
+    from ..sanity.digits import digits, train_digits
+
+    xtr, ytr, xte, yte = digits(0)
+    cnn = train_digits(xtr, ytr, epochs, 0).eval()
+    return evaluate_image_explanations(cnn, xte, yte, "5", methods, examples, steps, baseline=baseline, sanity=sanity)
+
+
 def explanations_demo(net, splits: dict, out: Path, sanity: dict, log) -> Section:
     """Every named method on 4 letters of 2 test utterances (the CLI runs any number); OUT/explanations."""
-    import json
-
     from ..explanations.run import evaluate_explanations
     from .sections.explanations import explanations_section, findings
 
     utts = splits.get("test") or next(iter(splits.values()))
     utts = [utts[0], utts[len(utts) // 2]] if len(utts) > 1 else utts
     summary = evaluate_explanations(net, utts, letters_per_utterance=4, sanity=sanity)
-    from ..explanations.run import evaluate_image_explanations
-    from ..sanity.digits import digits, train_digits
-
-    xtr, ytr, xte, yte = digits(0)
-    cnn = train_digits(xtr, ytr, 12, 0).eval()
-    summary["digits"] = evaluate_image_explanations(cnn, xte, yte, "5", examples=4, sanity=sanity)
+    summary["digits"] = digits_explanations(sanity=sanity, epochs=12, examples=4)
     summary["findings"] = findings(summary)
     (out / "explanations").mkdir(parents=True, exist_ok=True)
     (out / "explanations" / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -41,19 +41,27 @@ def cka_matrix(views: list[np.ndarray]) -> list[list[float]]:
     return out
 
 
-def label_cka(x: np.ndarray, labels: np.ndarray, x_norm: float | None = None) -> float:
+def class_sums(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums of the rows of ``x`` per label value (one sparse product), their counts and the values."""
+    classes, idx = np.unique(labels, return_inverse=True)
+    indicator = sparse.csr_matrix((np.ones(len(idx)), (idx, np.arange(len(idx)))), shape=(len(classes), len(idx)))
+    return indicator @ np.asarray(x, dtype=np.float64), np.bincount(idx).astype(np.float64), classes
+
+
+def label_gram_norm(counts: np.ndarray) -> np.ndarray:
+    """‖ỸᵀỸ‖_F of centred one-hot labels from their class counts (along the last axis)."""
+    n = np.asarray(counts, dtype=np.float64)
+    total = n.sum(-1)
+    return np.sqrt(np.sum(n ** 2, -1) - 2 * np.sum(n ** 3, -1) / total + (np.sum(n ** 2, -1) / total) ** 2)
+
+
+def label_cka(x: np.ndarray, labels: np.ndarray) -> float:
     """`linear_cka` of ``x`` with the one-hot ``labels``, from class sums (no one-hot matrix):
-    ‖ỸᵀX̃‖ are the centred class sums, ‖ỸᵀỸ‖ follows from the class counts; ``x_norm`` (‖X̃ᵀX̃‖_F,
-    which does not depend on the labels) may be given to skip its C² × n product."""
-    x = np.asarray(x, dtype=np.float64)
-    xc = x - x.mean(0)
-    values, idx, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    indicator = sparse.csr_matrix((np.ones(len(idx)), (idx, np.arange(len(idx)))), shape=(len(values), len(idx)))
-    sums = indicator @ xc
-    n = counts.astype(np.float64)
-    total = n.sum()
-    yy = np.sqrt(np.sum(n ** 2) - 2 * np.sum(n ** 3) / total + (np.sum(n ** 2) / total) ** 2)
-    xx = np.linalg.norm(xc.T @ xc) if x_norm is None else x_norm
+    ‖ỸᵀX̃‖ are the centred class sums, ‖ỸᵀỸ‖ follows from the class counts."""
+    xc = np.asarray(x, dtype=np.float64) - np.mean(x, 0)
+    sums, counts, _ = class_sums(xc, labels)
+    yy = label_gram_norm(counts)
+    xx = np.linalg.norm(xc.T @ xc)
     return float(np.sum(sums ** 2) / (xx * yy)) if xx > 0 and yy > 0 else float("nan")
 
 

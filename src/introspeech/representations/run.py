@@ -8,15 +8,25 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from scipy import sparse
 from scipy.spatial.distance import squareform
 
 from ..models.description import ModelDescription
 from ..profiles.cluster import distances
 from ..profiles.labels import PHONEME_GROUPS
+from ..profiles.settings import Layout
 from ..summaries import json_ready
 from ..text import CATEGORY
-from .measures import cka_matrix, control_labels, label_cka, majority_rate, probe_accuracy, probe_hits, split_by_utterance
+from .measures import (
+    cka_matrix,
+    class_sums,
+    control_labels,
+    label_cka,
+    label_gram_norm,
+    majority_rate,
+    probe_accuracy,
+    probe_hits,
+    split_by_utterance,
+)
 from .sampling import Frames, randomized_copy, sample_frames
 from .topography import layout, neighbour_p, neighbour_score
 from .uncertainty import (
@@ -41,18 +51,6 @@ def probe_score(seed: int = 0, max_iter: int = 200):
 def cka_score(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
     """Linear CKA with the one-hot labels."""
     return label_cka(x, labels)
-
-
-def cka_score_of(x: np.ndarray):
-    """`cka_score` for frames ``x`` only, with ‖X̃ᵀX̃‖ computed once (label permutations reuse it)."""
-    xc = np.asarray(x, dtype=np.float64) - np.mean(x, 0)
-    norm = float(np.linalg.norm(xc.T @ xc))
-
-    def score(xx, labels, groups):
-        if xx is not x:
-            raise ValueError("cka_score_of scores the frames it was made for; use cka_score for others")
-        return label_cka(x, labels, norm)
-    return score
 
 
 def silhouette(d: np.ndarray, labels: list) -> float:
@@ -87,9 +85,7 @@ def naps_silhouette(class_sums: np.ndarray, counts: np.ndarray, classes: np.ndar
 
 def nap_silhouette(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
     """`naps_silhouette` of frames ``x`` with phone ``labels``."""
-    classes, idx = np.unique(labels, return_inverse=True)
-    indicator = sparse.csr_matrix((np.ones(len(idx)), (idx, np.arange(len(idx)))), shape=(len(classes), len(idx)))
-    return naps_silhouette(indicator @ np.asarray(x, dtype=np.float64), np.bincount(idx).astype(np.float64), classes)
+    return naps_silhouette(*class_sums(x, labels))
 
 
 def permutation_values(x: np.ndarray, ph: np.ndarray, permutations: int, seed: int, observed: dict) -> dict:
@@ -98,8 +94,7 @@ def permutation_values(x: np.ndarray, ph: np.ndarray, permutations: int, seed: i
     `nap_silhouette` with the same seed (tested)."""
     xc = np.asarray(x, dtype=np.float64) - np.mean(x, 0)
     sums, counts, classes = permuted_class_sums(xc, ph, permutations, seed)
-    total = counts.sum()
-    yy = np.sqrt(np.sum(counts ** 2) - 2 * np.sum(counts ** 3) / total + (np.sum(counts ** 2) / total) ** 2)
+    yy = label_gram_norm(counts)
     xx = np.linalg.norm(xc.T @ xc)
     cka = np.sum(sums ** 2, axis=(1, 2)) / (xx * yy) if xx > 0 and yy > 0 else np.full(permutations, np.nan)
     sil = np.array([naps_silhouette(sums[k], counts, classes) for k in range(permutations)])
@@ -155,6 +150,11 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
     only these layers (names as `introspeech layers` prints them; default all)."""
     say = progress or (lambda m: None)
     t0 = time.perf_counter()
+    if layers is not None:  # named before the sampling pass, not after it
+        known = Layout.of(desc).layers
+        unknown = [n for n in layers if n not in known]
+        if unknown:
+            raise ValueError(f"no layer {unknown[0]!r} (the layers are {', '.join(known)})")
     bad: set[str] = set()
 
     def skip(u, e) -> None:
@@ -164,15 +164,12 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
         on_error(u, e)
     frames = sample_frames(desc, utts, per_utterance, seed, on_error=skip)
     if layers is not None:
-        unknown = [n for n in layers if n not in frames.layers]
-        if unknown:
-            raise ValueError(f"no layer {unknown[0]!r} (the layers are {', '.join(frames.layers)})")
         frames.layers = {n: frames.layers[n] for n in layers}
     sampling_s = time.perf_counter() - t0
     random_frames = (sample_frames(desc, [u for u in utts if u.id not in bad], per_utterance, seed,
                                    randomized_copy(desc.module, seed), on_error=None)  # the same utterances
                      if random_baseline else None)
-    layers, maps = {}, {}
+    rows, maps = {}, {}
     t_probes = 0.0
     for name in frames.layers:
         say(f"representations: {name}")
@@ -183,10 +180,10 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
                                          permutations, seed)
         row["ci"]["probe_phones"] = probes.pop("ci_probe_phones")
         row["p"]["probe_phones"] = probes.pop("p_probe_phones")
-        layers[name] = {**probes, **row}
+        rows[name] = {**probes, **row}
     names = list(frames.layers)
     cka = cka_matrix([frames.layers[n] for n in names])
-    summary = {"layers": layers, "cka_layers": {"layers": names, "matrix": cka}, "frames": int(frames.phones.size),
+    summary = {"layers": rows, "cka_layers": {"layers": names, "matrix": cka}, "frames": int(frames.phones.size),
                "utterances": int(np.unique(frames.utterances).size),
                "seconds": {"sampling": sampling_s, "probes": t_probes, "total": time.perf_counter() - t0},
                "settings": {"per_utterance": per_utterance, "bootstrap": bootstrap, "permutations": permutations,
@@ -199,10 +196,12 @@ def analyse(desc: ModelDescription, utts, per_utterance: int = 40, bootstrap: in
 
 def topographic(x: np.ndarray, labels: np.ndarray, seed: int = 0, min_frames: int = 5) -> dict:
     """A layer's channel layout from the contrastive phoneme NAPs of the sampled frames."""
-    groups = [g for g in np.unique(labels) if (labels == g).sum() >= min_frames]
-    if len(groups) < 3 or x.shape[1] < 4:
+    sums, counts, classes = class_sums(x, labels)
+    keep = counts >= min_frames
+    if keep.sum() < 3 or x.shape[1] < 4:
         return {}
-    naps = np.stack([x[labels == g].mean(0) for g in groups])
+    groups = classes[keep]
+    naps = sums[keep] / counts[keep, None]
     naps = naps - naps.mean(0)
     coords = layout(naps, seed)
     return {"coords": coords, "naps": naps, "phonemes": [PHONEME_GROUPS[g] for g in groups],
@@ -223,6 +222,7 @@ def findings(summary: dict) -> list[str]:
     if len({peaks.get(k) for k in ("selectivity_phones", "cka_phones", "nap_silhouette") if k in peaks}) == 1:
         out.append("the three phone instruments agree on the layer")
     else:
-        out.append("the phone instruments disagree on the layer: " + ", ".join(f"{k} {v}" for k, v in peaks.items()))
+        out.append("the phone instruments disagree on the layer: " + ", ".join(
+            f"{k} {v}" for k, v in peaks.items() if k != "probe_letters"))
     return out
 

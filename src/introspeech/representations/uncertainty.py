@@ -11,9 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy import sparse
+
+from .measures import label_gram_norm
 
 Score = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 """score(x, labels, utterances) → float."""
+
+
+def _interval(values: list[float], level: float) -> tuple[float, float]:
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
 
 
 def bootstrap_interval(score: Score, x: np.ndarray, labels: np.ndarray, groups: np.ndarray, samples: int = 200,
@@ -28,13 +39,8 @@ def bootstrap_interval(score: Score, x: np.ndarray, labels: np.ndarray, groups: 
         idx = np.concatenate([rows[g] for g in pick])
         # resampled utterances become distinct groups, so utterance-level splits stay disjoint
         new_groups = np.repeat(np.arange(len(pick)), [len(rows[g]) for g in pick])
-        v = score(x[idx], labels[idx], new_groups)
-        if v == v:
-            values.append(v)
-    if not values:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2
-    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+        values.append(score(x[idx], labels[idx], new_groups))
+    return _interval(values, level)
 
 
 def permutation_p(score: Score, x: np.ndarray, labels: np.ndarray, groups: np.ndarray, permutations: int = 199,
@@ -53,8 +59,6 @@ def permuted_class_sums(x: np.ndarray, labels: np.ndarray, permutations: int, se
     """Class sums of ``x`` under the label permutations that `permutation_p` draws (the same
     generator calls), all from one sparse product: ``(permutations, classes, channels)``, the class
     counts (a permutation keeps them) and the classes."""
-    from scipy import sparse
-
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     k, n = len(classes), len(labels)
@@ -79,8 +83,6 @@ class UtteranceSums:
     NAP scores of every resample come from a few GEMMs instead of a pass over its frames."""
 
     def __init__(self, x: np.ndarray, labels: np.ndarray, groups: np.ndarray, gram: bool = True) -> None:
-        from scipy import sparse
-
         x = np.asarray(x, dtype=np.float64)
         self.ids, g = np.unique(groups, return_inverse=True)
         self.classes, c = np.unique(labels, return_inverse=True)
@@ -103,14 +105,6 @@ class UtteranceSums:
                                      minlength=len(ids)) for _ in range(samples)]).astype(np.float64)
 
 
-def _interval(values: list[float], level: float) -> tuple[float, float]:
-    values = [v for v in values if v == v]
-    if not values:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2
-    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
-
-
 def cka_bootstrap_interval(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, samples: int = 200,
                            level: float = 0.95, seed: int = 0, sums: UtteranceSums | None = None) -> tuple[float, float]:
     """`bootstrap_interval` of the linear CKA of ``x`` with the one-hot ``labels``, the same resamples
@@ -125,7 +119,7 @@ def cka_bootstrap_interval(x: np.ndarray, labels: np.ndarray, groups: np.ndarray
     gram = (w @ s.gram).reshape(samples, c, c) - total[:, None, None] * mean[:, :, None] * mean[:, None, :]
     xx = np.linalg.norm(gram.reshape(samples, -1), axis=1)
     centred = (w @ s.class_sums.reshape(len(s.ids), -1)).reshape(samples, -1, c) - n_g[:, :, None] * mean[:, None, :]
-    yy = np.sqrt(np.sum(n_g ** 2, 1) - 2 * np.sum(n_g ** 3, 1) / total + (np.sum(n_g ** 2, 1) / total) ** 2)
+    yy = label_gram_norm(n_g)
     ok = (xx > 0) & (yy > 0)
     values = np.sum(centred ** 2, axis=(1, 2))[ok] / (xx[ok] * yy[ok])
     return _interval(list(values), level)

@@ -27,7 +27,7 @@ from scipy.signal import fftconvolve
 
 from ...audio import SAMPLE_RATE, resample
 
-CHANNELS = ("none", "telephone", "mulaw", "g722", "lowpass")
+CHANNELS = ("telephone", "mulaw", "g722", "lowpass")
 G722_DELAY = 22  # samples at 16 kHz between G.722's input and its decoded output (measured, tested)
 
 
@@ -78,6 +78,11 @@ def _colored(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
     return np.fft.irfft(spec, n)
 
 
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` cut or zero-padded to ``n`` samples (resampling there and back may round the length)."""
+    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+
+
 def _codec(wave: np.ndarray, codec: str) -> np.ndarray:
     """Encode and decode with PyAV (``g722`` at 16 kHz, ``pcm_mulaw`` at 8 kHz)."""
     import av
@@ -95,8 +100,8 @@ def _codec(wave: np.ndarray, codec: str) -> np.ndarray:
     out = [f.to_ndarray().reshape(-1) for p in packets for f in dec.decode(p)]
     y = np.concatenate(out).astype(np.float32) / 32768.0 if out else np.zeros(0, np.float32)
     y = y[G722_DELAY if codec == "g722" else 0:]  # the QMF filter bank's delay, so timings stay
-    y = y[: len(x)] if len(y) >= len(x) else np.pad(y, (0, len(x) - len(y)))
-    return y if rate == SAMPLE_RATE else resample(y, rate, SAMPLE_RATE)[: len(wave)]
+    y = _fit(y, len(x))
+    return y if rate == SAMPLE_RATE else _fit(resample(y, rate, SAMPLE_RATE), len(wave))
 
 
 def _lowpass(wave: np.ndarray, cutoff: float) -> np.ndarray:
@@ -144,9 +149,9 @@ def apply(wave: np.ndarray, seed: int, settings: Acoustics = Acoustics()) -> tup
         rec["noise"] = kind
         rec["snr_db"] = round(snr, 1)
     if rng.random() < settings.channel:
-        channel = str(rng.choice(CHANNELS[1:]))
+        channel = str(rng.choice(CHANNELS))
         if channel == "telephone":
-            x = resample(resample(x, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE)[: len(x)]
+            x = _fit(resample(resample(x, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE), len(x))
         elif channel == "mulaw":
             x = _codec(x, "pcm_mulaw")
         elif channel == "g722":

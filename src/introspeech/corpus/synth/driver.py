@@ -224,18 +224,21 @@ def _augmented(r: Rendered, seed: int) -> tuple[Rendered, dict]:
     def moved(segs: list[Segment]) -> list[Segment]:
         return [Segment(min(s.start * scale + shift, end), min(s.end * scale + shift, end), s.label) for s in segs]
 
-    phones = moved(r.phones)
-    if phones:  # silence before and after, contiguous to the ends
-        phones[-1] = Segment(phones[-1].start, end, phones[-1].label)
-        phones[0] = Segment(0.0, phones[0].end, phones[0].label)
-        if shift and phones[0].label != SILENCE:
-            phones.insert(0, Segment(0.0, shift, SILENCE))
-            phones[1] = Segment(shift, phones[1].end, phones[1].label)
-        if phones[-1].label != SILENCE and r.phones and r.phones[-1].end * scale + shift < end - 1e-6:
-            last = r.phones[-1].end * scale + shift
-            phones[-1] = Segment(phones[-1].start, last, phones[-1].label)
-            phones.append(Segment(last, end, SILENCE))
-    return Rendered(wave, moved(r.words), phones, r.raw_phones), record
+    return Rendered(wave, moved(r.words), _cover(moved(r.phones), end), r.raw_phones), record
+
+
+def _cover(phones: list[Segment], end: float) -> list[Segment]:
+    """Phones contiguous from 0 to ``end``: an edge silence stretched to the edge, else a new one."""
+    if not phones:
+        return phones
+    out = list(phones)
+    if out[0].start > 0:
+        out[:1] = ([Segment(0.0, out[0].end, SILENCE)] if out[0].label == SILENCE
+                   else [Segment(0.0, out[0].start, SILENCE), out[0]])
+    if out[-1].end < end - 1e-6:
+        out[-1:] = ([Segment(out[-1].start, end, SILENCE)] if out[-1].label == SILENCE
+                    else [out[-1], Segment(out[-1].end, end, SILENCE)])
+    return out
 
 
 def _chunks(jobs: list[Job]) -> list[list[Job]]:

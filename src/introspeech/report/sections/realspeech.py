@@ -13,7 +13,7 @@ import torch
 from ...asr.decode import greedy_path, greedy_runs
 from ...asr.evaluate import error_rates, scores
 from ...attribution.frames import FrameGeometry, attribute_frames
-from ...audio import FeatureConfig, features, load_audio
+from ...audio import FeatureConfig, features
 from ...corpus.realspeech import SOURCES, clips, install_hint, normalize_spoken
 from ...models.description import ModelDescription, describe
 from ..figures import posteriors, relevance_over_time
@@ -58,31 +58,28 @@ def realspeech_section(desc: ModelDescription, cfg: FeatureConfig, out_dir: Path
     out = desc.output
     rows, refs_all, hyps_all, sample = [], [], [], None
     for source in SOURCES:
-        mine = [c for c in found if c.split == source and normalize_spoken(c.text).text]
+        mine = [(c, t) for c in found if c.split == source and (t := normalize_spoken(c.text).text)]
         pick = [mine[int(i)] for i in np.unique(np.linspace(0, len(mine) - 1, min(per_source, len(mine))).round())]
         refs, hyps = [], []
-        for c in pick:
-            wave = c.reader(c.path) if c.reader else load_audio(c.path)
+        for c, text in pick:
+            wave = c.wave()
             f = features(wave, cfg)
             s = scores(model, f)
-            refs.append(normalize_spoken(c.text).text)
+            refs.append(text)
             hyps.append(out.decode(s.argmax(0).numpy()))
-            if sample is None or ("librivox" in c.id and "librivox" not in sample.id):
-                sample = c  # a LibriVox reader where there is one: real read speech
+            if sample is None or ("librivox" in c.id and "librivox" not in sample[0].id):
+                sample = (c, text, wave, f, s)  # a LibriVox reader where there is one: real read speech
         if refs:
             m = error_rates(refs, hyps)
             rows.append({"source": source, "speakers": SOURCES[source][2], "n": len(refs), **m})
             refs_all += refs
             hyps_all += hyps
-    clip = sample
-    wave = clip.reader(clip.path) if clip.reader else load_audio(clip.path)
-    f = features(wave, cfg)
+    clip, ref, wave, f, s = sample
     assets = out_dir / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     audio = assets / f"real_{clip.id}.wav"
     sf.write(str(audio), wave, cfg.sample_rate)
     g = desc.output_geometry
-    s = scores(model, f)
     lp = torch.log_softmax(s.double(), 0).numpy()
     frame_s = g.stride / cfg.frame_rate
     emitted = [(int(a), out.decode([k])) for k, a, _ in zip(*greedy_runs(s.argmax(0).numpy(), out.blank))]
@@ -100,6 +97,6 @@ def realspeech_section(desc: ModelDescription, cfg: FeatureConfig, out_dir: Path
                               assets / f"real_{clip.id}_relevance.png", title="LRP-ε relevance, real speech")
     html = fragment(TEMPLATE, rows=rows, pooled=error_rates(refs_all, hyps_all), per_source=per_source,
                     missing=[f"{k}: {v}; {install_hint()}" for k, v in missing.items()], clip=clip.id,
-                    ref=normalize_spoken(clip.text).text, hyp=hyp, post=post.relative_to(out_dir).as_posix(),
+                    ref=ref, hyp=hyp, post=post.relative_to(out_dir).as_posix(),
                     rel=rel.relative_to(out_dir).as_posix(), audio=audio.relative_to(out_dir).as_posix())
     return Section("Real speech", html, [post, rel, audio])
