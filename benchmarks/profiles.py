@@ -11,7 +11,7 @@
    demo corpus), clusters started before timing (start-up reported separately).
 3. Memory: peak RSS of a child process accumulating N and 2N utterances.
 
-Goals (global-introspection issue): overhead <= 1.10x, Dask 2 vs 1 >= 1.7x, memory flat.
+Goals: NAPs + patterns <= 1.15x plain inference, relevance alignment <= 4x, Dask 2 vs 1 >= 1.7x, memory flat.
 
     python benchmarks/profiles.py [--quick] [--json out/bench/profiles.json] [--corpus DIR]
 """
@@ -87,7 +87,7 @@ def overhead(repeats: int, quick: bool, chunk: int = 120) -> dict:
     with_relevance = time.perf_counter() - t
     plain = sum(best["plain"])
     out = {"utterances": len(utts), "chunks": len(chunks), "repeats": repeats, "plain_inference_s": plain,
-           "goal": "<= 1.10"}
+           "goal": "<= 1.15"}
     for name in variants:
         out[f"{name}_s"] = sum(best[name])
         out[f"{name}_ratio"] = sum(best[name]) / plain
@@ -98,14 +98,18 @@ def overhead(repeats: int, quick: bool, chunk: int = 120) -> dict:
 
 def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
     """The same overhead measured utterance by utterance: each utterance's plain forward pass and
-    its accumulation (`accumulate_utterance`, hooks registered per call) run back to back, in
-    alternating order, ``repeats`` times; each keeps its fastest run. The per-shard costs of the
-    engine (merging a shard, zeroing its accumulators for reuse) are timed and added per utterance
-    (``shard_size`` utterances a shard). Back-to-back pairs see the same machine speed."""
+    its accumulation (`accumulate_utterance`) run back to back, in alternating order, ``repeats``
+    times; each keeps its fastest run. As in the engine (`run_shard`), the capture hooks stay
+    registered for a shard: the accumulation runs on a copy of the model that carries them, plain
+    inference on the model without hooks. The per-shard costs of the engine (registering and
+    removing the hooks, merging a shard, zeroing its accumulators for reuse) are timed and added
+    per utterance (``shard_size`` utterances a shard). Back-to-back pairs see the same machine speed."""
+    import copy
+
     import numpy as np
 
     from introspeech.profiles.accumulators import empty, merge
-    from introspeech.profiles.capture import capture
+    from introspeech.profiles.capture import Capture
     from introspeech.profiles.collect import accumulate_utterance
     from introspeech.profiles.settings import Layout, ProfileSettings
 
@@ -115,6 +119,7 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
     torch.set_num_threads(1)
     net.eval()
     layout = Layout.of(net)
+    twin = copy.deepcopy(net)  # the same weights; it carries the hooks
     variants = {"naps_and_patterns": ProfileSettings(relevance="", nap_window=0, threads=1),
                 "with_windowed_naps": ProfileSettings(relevance="", threads=1)}
     accs = {k: empty(layout, v) for k, v in variants.items()}
@@ -130,7 +135,7 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
             net(x)
 
     def capture_floor(x):  # the forward with hooks and every layer copied time-major: no sums at all
-        acts, _ = capture(net, layout, x)
+        acts, _ = hooks(x)
         for name in layout.layers:
             np.ascontiguousarray(acts[name][0].numpy().T)
 
@@ -138,24 +143,30 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
         with torch.no_grad():
             torch.func.functional_call(net, tm_params, (x[0].T.contiguous().T.unsqueeze(0),))
 
-    for r in range(repeats + 1):  # the first round warms up (numba compilation, caches)
-        for i, u in enumerate(utts):
-            feats = loader(u, cfg)
-            x = torch.as_tensor(feats).unsqueeze(0)
-            order = list(best) if (i + r) % 2 else list(best)[::-1]
-            for name in order:
-                t = time.perf_counter()
-                if name == "plain":
-                    plain(x)
-                elif name == "capture_floor":
-                    capture_floor(x)
-                elif name == "time_major_forward":
-                    time_major_forward(x)
-                else:
-                    accumulate_utterance(accs[name], net, layout, variants[name], u, feats, cfg.frame_rate)
-                if r:
-                    best[name][i] = min(best[name][i], time.perf_counter() - t)
-    out = {"utterances": len(utts), "repeats": repeats, "plain_inference_s": sum(best["plain"]), "goal": "<= 1.10",
+    with Capture(twin, layout) as hooks:
+        for r in range(repeats + 1):  # the first round warms up (numba compilation, caches)
+            for i, u in enumerate(utts):
+                feats = loader(u, cfg)
+                x = torch.as_tensor(feats).unsqueeze(0)
+                order = list(best) if (i + r) % 2 else list(best)[::-1]
+                for name in order:
+                    t = time.perf_counter()
+                    if name == "plain":
+                        plain(x)
+                    elif name == "capture_floor":
+                        capture_floor(x)
+                    elif name == "time_major_forward":
+                        time_major_forward(x)
+                    else:
+                        accumulate_utterance(accs[name], twin, layout, variants[name], u, feats, cfg.frame_rate, hooks)
+                    if r:
+                        best[name][i] = min(best[name][i], time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(10):
+        with Capture(twin, layout):
+            pass
+    hooks_per_shard = (time.perf_counter() - t) / 10
+    out = {"utterances": len(utts), "repeats": repeats, "plain_inference_s": sum(best["plain"]), "goal": "<= 1.15",
            "capture_floor_ratio": sum(best["capture_floor"]) / sum(best["plain"]),
            "time_major_forward_ratio": sum(best["time_major_forward"]) / sum(best["plain"])}
     for name, s in variants.items():
@@ -164,7 +175,7 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
         merge(accs[name], spare)
         for v in spare.values():
             v.fill(0.0)
-        per_shard = time.perf_counter() - t
+        per_shard = time.perf_counter() - t + hooks_per_shard
         total = sum(best[name]) + per_shard * len(utts) / shard_size
         out[f"{name}_s"] = total
         out[f"{name}_shard_cost_s"] = per_shard

@@ -249,3 +249,57 @@ def test_forced_alignment_of_raw_scores_equals_that_of_log_probabilities():
         b = forced_align_arrays(sc.numpy(), "the cat sat")
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_float32_scores_align_as_their_float64_conversion():
+    """The compiled alignment reads float32 scores directly; the path is that of float64 scores."""
+    from introspeech.asr import decode
+
+    rng = np.random.default_rng(3)
+    for trial in range(30):
+        sc = (rng.normal(size=(29, 60)) * 3).astype(np.float32)
+        text = "the cat sat" if trial % 2 else "a baa"
+        a = decode.forced_align_arrays(sc, text)
+        b = decode.forced_align_arrays(sc.astype(np.float64), text)
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_relevance_alignment_reuses_the_profile_pass_and_gives_the_same_sums(toy, monkeypatch):
+    """With relevance on, the profile pass is recorded once and the cone engine explains from that
+    recording: one forward pass per utterance instead of two, and the very same sums."""
+    from introspeech.attribution import cone
+    from introspeech.profiles import collect
+
+    model, utts, _ = toy
+    settings = ProfileSettings(relevance="gradient", letters_from="reference", nap_window=3, pattern_window=4)
+    calls = []
+    real_record = cone.record
+    monkeypatch.setattr(cone, "record", lambda *a: calls.append(1) or real_record(*a))
+    monkeypatch.setattr(collect, "record", cone.record)
+    shared = profile_corpus(model, FEATURES, utts, settings)
+    assert len(calls) == len(utts)
+    monkeypatch.setattr(collect, "_recorded_forward", lambda *a: None)  # the plain pass, then a recording of its own
+    calls.clear()
+    separate = profile_corpus(model, FEATURES, utts, settings)
+    assert len(calls) == len(utts)
+    assert shared.arrays.keys() == separate.arrays.keys() and shared.arrays["shift/hist"].sum() > 0
+    for k in shared.arrays:
+        np.testing.assert_array_equal(shared.arrays[k], separate.arrays[k], err_msg=k)
+
+
+def test_a_reused_recording_serves_only_its_own_unchanged_input(toy):
+    from introspeech.attribution import cone
+    from introspeech.attribution.frames import attribute_frames
+
+    model, _, _ = toy
+    model.eval()
+    x = torch.randn(1, FEATURES.n_mels, 30)
+    y = x.clone() + 1.0
+    fresh = attribute_frames(model, y, "all", method="gradient", engine="cone")
+    with cone.reusing(model, x, cone.record(model, x)):
+        other = attribute_frames(model, y, "all", method="gradient", engine="cone")  # another input: recorded afresh
+        x.copy_(y)  # changed in place: the recording no longer describes it
+        changed = attribute_frames(model, x, "all", method="gradient", engine="cone")
+    torch.testing.assert_close(other, fresh, rtol=0, atol=0)
+    torch.testing.assert_close(changed, fresh, rtol=0, atol=0)

@@ -37,8 +37,9 @@ def normalize_text(text: str) -> Normalized:
     Accents are stripped (``é`` → ``e``), curly quotes become apostrophes, digits are spelled,
     hyphens and other punctuation become word breaks; anything left is dropped and reported.
     """
-    t = unicodedata.normalize("NFKD", text)
-    t = "".join(c for c in t if not unicodedata.combining(c))
+    if not text.isascii():  # ASCII is its own NFKD form, without combining marks
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    t = text
     t = t.lower().replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
     t = re.sub(r"\d", lambda m: f" {_NUMBERS[m.group(0)]} ", t)
     t = re.sub(r"[-_/\\.,;:!?\"()\[\]{}<>*&+=|~#%@^$\t\n\r]", " ", t)

@@ -70,27 +70,52 @@ def forced_align_arrays(log_probs: torch.Tensor | np.ndarray, text: str | list[i
     ``text`` may be given as output indices already (another alphabet, its ``blank``)."""
     lab = np.asarray(encode(text) if isinstance(text, str) else text, dtype=np.int64)
     lp = log_probs.detach().double().cpu().numpy() if isinstance(log_probs, torch.Tensor) else log_probs
+    if lp.dtype not in (np.float32, np.float64):
+        lp = lp.astype(np.float64)
+    lp = np.ascontiguousarray(lp)  # float32 scores are read as float64: the same arithmetic as converting first
     n_frames = lp.shape[1]
-    ext_arr = np.full(2 * lab.size + 1, blank, dtype=np.int64)
-    ext_arr[1::2] = lab
-    n_states = ext_arr.size
-    need = lab.size + int((lab[1:] == lab[:-1]).sum())
+    ext, skip_ok, need = _extended(lab, blank)
     if need > n_frames:
         raise ValueError(f"transcript of {lab.size} letters needs {need} frames, only {n_frames} available")
-    skip_ok = np.zeros(n_states, dtype=bool)  # may jump from s-2 to s (different letters)
-    skip_ok[3::2] = ext_arr[3::2] != ext_arr[1:-2:2]
-    lp = np.ascontiguousarray(lp, dtype=np.float64)
-    if n_frames * n_states <= VITERBI_CELLS:
-        path = ctc_viterbi(lp, ext_arr, skip_ok)
+    if n_frames * ext.size <= VITERBI_CELLS:
+        path = ctc_viterbi(lp, ext, skip_ok)
     else:  # a long recording: the same path, backpointers recomputed block by block
-        path = ctc_viterbi_blocks(lp, ext_arr, skip_ok, max(1, int(np.sqrt(n_frames))))
-    on = np.flatnonzero(path % 2 == 1)  # frames on a letter state
-    if on.size == 0:
-        return (np.zeros(0, dtype=np.int64),) * 3
-    k = path[on] // 2
-    first = np.r_[True, k[1:] != k[:-1]]
-    last = np.r_[k[1:] != k[:-1], True]
-    return lab[k[first]], on[first], on[last]
+        path = ctc_viterbi_blocks(lp, ext, skip_ok, max(1, int(np.sqrt(n_frames))))
+    return _letter_runs(path, lab)
+
+
+@njit(cache=True, nogil=True)
+def _extended(lab: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The extended label sequence (blank, l1, blank, …, blank), where a state may be reached from
+    two states back (between different letters), and the frames the transcript needs at least."""
+    n = lab.shape[0]
+    ext = np.full(2 * n + 1, blank, dtype=np.int64)
+    skip_ok = np.zeros(2 * n + 1, dtype=np.bool_)
+    need = n
+    for i in range(n):
+        ext[2 * i + 1] = lab[i]
+        if i and lab[i] == lab[i - 1]:
+            need += 1  # a blank must separate repeated letters
+        skip_ok[2 * i + 1] = i > 0 and lab[i] != lab[i - 1]
+    return ext, skip_ok, need
+
+
+@njit(cache=True, nogil=True)
+def _letter_runs(path: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Letters of a state path (odd states are letters): symbol, first and last frame of each."""
+    sym = np.empty(lab.shape[0], dtype=np.int64)
+    first = np.empty(lab.shape[0], dtype=np.int64)
+    last = np.empty(lab.shape[0], dtype=np.int64)
+    n, prev = 0, -1
+    for t in range(path.shape[0]):
+        if path[t] % 2 == 1:
+            k = path[t] // 2
+            if k != prev:
+                sym[n], first[n] = lab[k], t
+                n += 1
+                prev = k
+            last[n - 1] = t
+    return sym[:n], first[:n], last[:n]
 
 
 VITERBI_CELLS = 1 << 26

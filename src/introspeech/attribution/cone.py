@@ -17,6 +17,9 @@ operation or rule this engine cannot follow raises `NotCone`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -138,6 +141,33 @@ def record(model: nn.Module, x: torch.Tensor) -> tuple[list[Node], int, torch.Te
     if not isinstance(out, torch.Tensor) or id(out) not in rec.key:
         raise NotCone("the output is not a tensor computed from the input")
     return rec.nodes, rec.key[id(out)], out
+
+
+Recording = tuple[list[Node], int, torch.Tensor]
+_REUSABLE: ContextVar[tuple | None] = ContextVar("introspeech_cone_recording", default=None)
+
+
+@contextlib.contextmanager
+def reusing(model: nn.Module, x: torch.Tensor, recording: Recording) -> Iterator[None]:
+    """Inside this block the cone engine explains input ``x`` of ``model`` from ``recording`` (what
+    `record` gave for that same forward pass) instead of running the forward pass again: a caller
+    that has just run it (a profile pass that captured the layers) saves one forward pass. Another
+    input, or ``x`` changed in place since, is recorded afresh."""
+    token = _REUSABLE.set((model, x, x._version, recording))
+    try:
+        yield
+    finally:
+        _REUSABLE.reset(token)
+
+
+def _recorded(model: nn.Module, x: torch.Tensor) -> Recording:
+    held = _REUSABLE.get()
+    if held is not None:
+        m, x0, version, recording = held
+        if (m is model and x.data_ptr() == x0.data_ptr() and x.shape == x0.shape and x.stride() == x0.stride()
+                and x.dtype == x0.dtype and x.device == x0.device and x0._version == version):
+            return recording
+    return record(model, x)
 
 
 @dataclass
@@ -288,50 +318,68 @@ def _add_back(step: Step, r: torch.Tensor, starts: torch.Tensor) -> list[torch.T
 
 
 def _merge(old, new):
-    """Sum of two window sets of one tensor (branches that met); the union window holds both."""
+    """Sum of two window sets of one tensor (branches that met); the union window holds both.
+    Each set is ``(windows, starts, length)``, ``length`` not None when positions outside the
+    tensor's ``[0, length)`` may still hold values (see `backward_frames`)."""
     if old is None:
         return new
-    (r1, s1), (r2, s2) = old, new
+    (r1, s1, n1), (r2, s2, n2) = old, new
     lo = torch.minimum(s1, s2)
     d1, d2 = s1 - lo, s2 - lo
     if bool((d1 != d1[0]).any()) or bool((d2 != d2[0]).any()):
         raise NotCone("branch windows move differently along time")
     a, b = int(d1[0]), int(d2[0])
     width = max(a + r1.shape[-1], b + r2.shape[-1])
-    return F.pad(r1, (a, width - a - r1.shape[-1])) + F.pad(r2, (b, width - b - r2.shape[-1])), lo
+    return (F.pad(r1, (a, width - a - r1.shape[-1])) + F.pad(r2, (b, width - b - r2.shape[-1])), lo,
+            n1 if n1 is not None else n2)
+
+
+def _cleaned(r: torch.Tensor, starts: torch.Tensor, length: int | None) -> torch.Tensor:
+    return r if length is None else _mask_outside(r, starts, length)
 
 
 def backward_frames(steps: list[Step], out_key: int, seeds: torch.Tensor, frames: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Propagate per-frame output signals ``seeds`` (n, C_out) at output ``frames`` (n,) down the
-    graph. Returns input windows ``(n, C_in, width)`` and their start positions."""
-    signal: dict[int, tuple[torch.Tensor, torch.Tensor]] = {out_key: (seeds[:, :, None], frames.clone())}
+    graph. Returns input windows ``(n, C_in, width)`` and their start positions.
+
+    Window positions outside a tensor (its zero padding) must carry nothing. They are zeroed only
+    where it matters: before a transposed convolution spreads them inwards, and at the input.
+    Between those points every step is position-wise and keeps a zero a zero, and a ReLU's mask
+    (zero outside) or a rule's normalizer clears them anyway, so a signal carries the length to
+    clear it against only while it may hold such values."""
+    signal: dict[int, tuple[torch.Tensor, torch.Tensor, int | None]] = {
+        out_key: (seeds[:, :, None], frames.clone(), None)}
     for step in reversed(steps):
         node = step.node
         if node.output not in signal:
             continue
-        r, starts = signal.pop(node.output)
+        r, starts, dirty = signal.pop(node.output)
         t_in = node.values[0].shape[-1]
         if step.kind == "conv":
-            r, starts = _conv_back(step, r, starts)
+            r, starts = _conv_back(step, _cleaned(r, starts, dirty), starts)
+            dirty = t_in
         elif step.kind == "scale":
             r = r * step.weight[None, :, None]
         elif step.kind == "relu":
             if step.rule is DeconvReLU:
                 r = r.clamp(min=0)
             elif step.rule is not Pass:
-                mask = gather(step.norms[0], starts, r.shape[-1])
+                mask = gather(step.norms[0], starts, r.shape[-1])  # zero outside the tensor
                 r = (r.clamp(min=0) if step.rule is GuidedReLU else r) * mask
+                dirty = None
         elif step.kind == "pad":
             starts = starts - step.conv[1]
+            dirty = t_in  # what reached the padding must not reach the input
         if step.kind == "add":
             for key, part in zip(node.inputs, _add_back(step, r, starts)):
-                signal[key] = _merge(signal.get(key), (_mask_outside(part, starts, t_in), starts))
+                signal[key] = _merge(signal.get(key), (part, starts, dirty if step.rule is None else None))
         else:
-            signal[node.inputs[0]] = _merge(signal.get(node.inputs[0]), (_mask_outside(r, starts, t_in), starts))
+            signal[node.inputs[0]] = _merge(signal.get(node.inputs[0]), (r, starts, dirty))
     if 0 not in signal:
         raise NotCone("no signal reached the input")
-    return signal[0]
+    r, starts, dirty = signal[0]
+    return _cleaned(r, starts, dirty), starts
 
 
 def cone_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torch.Tensor, plan: Plan, chunk: int,
@@ -344,7 +392,7 @@ def cone_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torch.T
     n_in = x.shape[-1]
     total, starts = None, None
     for k_point, point in enumerate(plan.points):
-        nodes, out_key, out = record(model, point.input.detach())
+        nodes, out_key, out = _recorded(model, point.input.detach())
         if out.dim() != 3 or out.shape[-1] != cls.shape[0]:
             raise ValueError(f"classes must be one per output frame ({out.shape[-1]}), got {cls.shape[0]}")
         steps = build(nodes, plan.backward, out_key)

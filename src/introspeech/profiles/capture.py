@@ -3,6 +3,8 @@ forward passes and always removed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -28,10 +30,13 @@ class Capture:
             h.remove()
         self.handles = []
 
-    def __call__(self, x: torch.Tensor, keep_graph: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def __call__(self, x: torch.Tensor, keep_graph: bool = False, forward: Callable | None = None
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The layers' outputs and the model's output for input ``x``; ``forward(x)`` runs the model
+        another way (one that records it, say) and returns its output."""
         self.acts = {}
         with torch.set_grad_enabled(keep_graph):
-            out = self.model(x)
+            out = (forward or self.model)(x)
         return self.acts, out
 
 

@@ -7,12 +7,16 @@ one compiled call per layer that reads the activations where the model left them
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
+from numba import njit
 from torch import nn
 
 from ..asr.decode import forced_align_arrays, greedy_runs
 from ..asr.model import Geometry
+from ..attribution.cone import NotCone, Recording, record, reusing
 from ..chunking import owned_exactly, pieces, run_in_pieces
 from ..corpus.utterance import Utterance
 from ..errors import InputError
@@ -34,17 +38,15 @@ def letter_runs(scores: torch.Tensor, text: str, source: str, layout: Layout | N
         return greedy_runs(scores.argmax(dim=0).numpy(), blank)
     # Raw scores: log-softmax subtracts one constant per frame, the same for every path, so the
     # Viterbi path is that of the log-probabilities (and this runs once per utterance).
-    return forced_align_arrays(scores.numpy().astype(np.float64), text if layout is None else layout.encode(text),
-                               blank)
+    return forced_align_arrays(scores.numpy(), text if layout is None else layout.encode(text), blank)
 
 
+@njit(cache=True, nogil=True)
 def run_labels(symbol: np.ndarray, first: np.ndarray, last: np.ndarray, n: int) -> np.ndarray:
     """Group index per frame (-1: none) from runs ``[first, last]`` of ``symbol``."""
     lab = np.full(n, -1, dtype=np.int64)
-    lengths = last - first + 1
-    if lengths.size:
-        pos = np.repeat(first - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
-        lab[pos] = np.repeat(symbol, lengths)
+    for i in range(symbol.shape[0]):
+        lab[first[i]:last[i] + 1] = symbol[i]
     return lab
 
 
@@ -121,8 +123,10 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
     parts = pieces(x.shape[-1], layout.geometry, s.max_frames)
     try:  # the forward pass comes before any sum, so a failure leaves the accumulators as they were
+        recording = None
         if len(parts) == 1:
-            acts, out = hooks(x, keep_graph=s.gradient_adjusted)
+            recording = _recorded_forward(model, x, hooks) if s.relevance and not s.gradient_adjusted else None
+            acts, out = (hooks.acts, recording[2]) if recording else hooks(x, keep_graph=s.gradient_adjusted)
             lengths = {name: acts[name].shape[-1] for name in layout.layers}
         else:
             if s.gradient_adjusted:
@@ -167,9 +171,22 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     if "letters" in kinds:
         if s.gradient_adjusted and len(kinds["letters"].groups):
             _adjusted(acc, layout, s, acts, time_major, out, kinds["letters"], kinds["letters"].centre)
-        _letter_patterns(acc, model, layout, s, x, scores, rows)
+        with reusing(model, x, recording) if recording else contextlib.nullcontext():
+            _letter_patterns(acc, model, layout, s, x, scores, rows)
     add_total(acc, "utterances", 1)
     add_total(acc, "input_frames", feats.shape[1])
+
+
+def _recorded_forward(model: nn.Module, x: torch.Tensor, hooks: Capture) -> Recording | None:
+    """One forward pass that fills the hooks and records the graph the relevance alignment's cone
+    engine reads (`attribution.cone.reusing`), so the alignment needs no forward pass of its own;
+    None where that engine cannot follow the model (then the plain pass runs)."""
+    held: list[Recording] = []
+    try:
+        hooks(x, forward=lambda inp: held.append(record(model, inp)) or held[0][2])
+    except NotCone:
+        return None
+    return held[0]
 
 
 def _slice(lab: Labelling, a: int, b: int) -> Labelling:

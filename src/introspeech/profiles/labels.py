@@ -10,6 +10,7 @@ frame takes the phone that contains its centre time.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from ..asr.model import Geometry
 from ..corpus.utterance import Segment
@@ -43,10 +44,19 @@ def phone_index(label: str) -> int:
 
 def map_letters(out_labels: np.ndarray, out_geo: Geometry, geo: Geometry, n_frames: int) -> np.ndarray:
     """Letters of a layer's frames: those of the output frame with the nearest centre."""
-    t = layer_frame(out_geo, centres(geo, n_frames))
-    ok = (t >= 0) & (t < out_labels.size)
+    return _nearest_labels(np.ascontiguousarray(out_labels, dtype=np.int64), out_geo.centre(0), float(out_geo.stride),
+                           geo.centre(0), float(geo.stride), n_frames)
+
+
+@njit(cache=True, nogil=True)
+def _nearest_labels(out_labels: np.ndarray, out_c0: float, out_stride: float, c0: float, stride: float,
+                    n_frames: int) -> np.ndarray:
+    """`map_letters` compiled: frame u (centre ``c0 + stride·u``) takes the label of `layer_frame`."""
     lab = np.full(n_frames, -1, dtype=np.int64)
-    lab[ok] = out_labels[t[ok]]
+    for u in range(n_frames):
+        t = np.rint((c0 + stride * u - out_c0) / out_stride)
+        if 0 <= t < out_labels.shape[0]:
+            lab[u] = out_labels[int(t)]
     return lab
 
 
@@ -65,11 +75,20 @@ def map_phone_table(table: tuple[np.ndarray, np.ndarray, np.ndarray], geo: Geome
                     frame_rate: float) -> np.ndarray:
     """`map_phones` for an alignment already in arrays (`phone_table`)."""
     starts, ends, idx = table
+    return _phone_labels(starts, ends, idx, geo.centre(0), float(geo.stride), n_frames, float(frame_rate))
+
+
+@njit(cache=True, nogil=True)
+def _phone_labels(starts: np.ndarray, ends: np.ndarray, idx: np.ndarray, c0: float, stride: float, n_frames: int,
+                  frame_rate: float) -> np.ndarray:
+    """`map_phone_table` compiled: frame u (centre time ``(c0 + stride·u) / frame_rate``) takes the
+    last phone that starts at or before it, if it has not ended."""
     lab = np.full(n_frames, -1, dtype=np.int64)
-    if not starts.size:
+    if starts.shape[0] == 0:
         return lab
-    t = centres(geo, n_frames) / frame_rate
-    k = np.searchsorted(starts, t, side="right") - 1
-    ok = (k >= 0) & (t < ends[np.clip(k, 0, None)])
-    lab[ok] = idx[k[ok]]
+    for u in range(n_frames):
+        t = (c0 + stride * u) / frame_rate
+        k = np.searchsorted(starts, t, side="right") - 1
+        if k >= 0 and t < ends[k]:
+            lab[u] = idx[k]
     return lab
