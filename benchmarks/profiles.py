@@ -11,6 +11,7 @@
 2. Dask: 2 worker processes vs 1 on the test split of ``--corpus`` (default work/corpus, else the
    demo corpus), clusters started before timing (start-up reported separately).
 3. Memory: peak RSS of a child process accumulating N and 2N utterances.
+4. Stages: where the accumulation's time goes, per utterance (`stages`).
 
 Goals: NAPs + patterns <= 1.15x plain inference, relevance alignment <= 4x, Dask 2 vs 1 >= 1.7x, memory flat.
 
@@ -225,6 +226,59 @@ def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:
     return out
 
 
+def stages(quick: bool, rounds: int = 3) -> dict:
+    """Where the accumulation's time goes (settings of ``naps_and_patterns``): the stages of
+    `accumulate_utterance`, called one after the other on each utterance through the functions it
+    calls, beside plain inference of the same utterance; ms per utterance, fastest of ``rounds``
+    for each utterance and stage (the first round warms up)."""
+    import copy
+
+    import numpy as np
+
+    from introspeech.profiles import collect
+    from introspeech.profiles.accumulators import empty
+    from introspeech.profiles.capture import Capture
+    from introspeech.profiles.settings import Layout, ProfileSettings
+
+    net, cfg, utts, loader = _setup(None, ["test", "heldout"])
+    if quick:
+        utts = utts[:48]
+    torch.set_num_threads(1)
+    net.eval()
+    twin = copy.deepcopy(net)  # carries the hooks; plain inference runs on the model without them
+    layout, s = Layout.of(twin), ProfileSettings(relevance="", nap_window=0, threads=1)
+    acc = empty(layout, s)
+    names = ("plain inference", "forward with hooks", "time-major copies", "letter and phone labels", "NAP sums",
+             "patterns")
+    best = {k: [float("inf")] * len(utts) for k in names}
+    with Capture(twin, layout) as hooks:
+        for r in range(rounds + 1):
+            for i, u in enumerate(utts):
+                feats = loader(u, cfg)
+                x = torch.as_tensor(feats).unsqueeze(0)
+                marks = [time.perf_counter()]
+                with torch.no_grad():
+                    net(x)
+                marks.append(time.perf_counter())
+                acts, out = hooks(x)
+                marks.append(time.perf_counter())
+                rows = {n: np.ascontiguousarray(acts[n][0].numpy().T) for n in layout.layers}
+                marks.append(time.perf_counter())
+                scores = out[0].detach()
+                kinds = collect.utterance_kinds(layout, s, u, scores, cfg.frame_rate, feats.shape[1] / cfg.frame_rate)
+                labellings = collect.layer_labellings(acc, layout, s, kinds, {n: a.shape[0] for n, a in rows.items()})
+                marks.append(time.perf_counter())
+                for n in layout.layers:
+                    collect.accumulate_layer(rows[n], *labellings[n])
+                marks.append(time.perf_counter())
+                collect.add_patterns(acc, twin, layout, s, kinds, x, scores, np.ascontiguousarray(feats.T))
+                marks.append(time.perf_counter())
+                if r:
+                    for k, a, b in zip(names, marks, marks[1:]):
+                        best[k][i] = min(best[k][i], b - a)
+    return {k: round(1e3 * sum(v) / len(utts), 3) for k, v in best.items()} | {"unit": "ms per utterance"}
+
+
 def dask_scaling(corpus: str | None, quick: bool, shard_size: int = 64) -> dict:
     from introspeech.profiles.engine import local_cluster, profile_corpus
     from introspeech.profiles.settings import ProfileSettings
@@ -291,6 +345,8 @@ def main() -> None:
     print(json.dumps(result["overhead"], indent=1), flush=True)
     result["overhead_paired"] = paired(1 if a.quick else 3, a.quick)
     print(json.dumps(result["overhead_paired"], indent=1), flush=True)
+    result["stages"] = stages(a.quick)
+    print(json.dumps(result["stages"], indent=1), flush=True)
     result["dask"] = dask_scaling(corpus, a.quick, 16 if a.quick else a.shard_size)
     print(json.dumps(result["dask"], indent=1), flush=True)
     result["memory"] = memory(a.quick)

@@ -132,16 +132,16 @@ def _viterbi_step(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray, t: int, 
         if s >= 2 and skip_ok[s] and score[s - 2] > best:
             best, arg = score[s - 2], 2
         back_row[s] = arg
-        new[s] = best + lp[ext[s], t]
+        new[s] = best + lp[t, ext[s]]
     score[:] = new
 
 
 @njit(inline="always", nogil=True)
 def _viterbi_start(lp: np.ndarray, ext: np.ndarray) -> np.ndarray:
     score = np.full(ext.shape[0], -np.inf)
-    score[0] = lp[ext[0], 0]
+    score[0] = lp[0, ext[0]]
     if ext.shape[0] > 1:
-        score[1] = lp[ext[1], 0]
+        score[1] = lp[0, ext[1]]
     return score
 
 
@@ -159,6 +159,7 @@ def ctc_viterbi_blocks(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray, blo
     scores at the start of every block of ``block`` frames; the backtrace recomputes one block's
     backpointers at a time from them (the same arithmetic, so the same path)."""
     n_frames, n_states = lp.shape[1], ext.shape[0]
+    lp = np.ascontiguousarray(lp.T)  # (frames, symbols): each frame's scores in one cache line or two
     n_blocks = (n_frames - 1 + block - 1) // block  # blocks of transitions t = 1 … n_frames-1
     marks = np.empty((max(n_blocks, 1), n_states))
     score = _viterbi_start(lp, ext)
@@ -188,6 +189,7 @@ def ctc_viterbi(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray) -> np.ndar
 
     ``lp``: ``(symbols, frames)`` log-probabilities (float64); returns the state index per frame."""
     n_frames, n_states = lp.shape[1], ext.shape[0]
+    lp = np.ascontiguousarray(lp.T)  # (frames, symbols): each frame's scores in one cache line or two
     score = _viterbi_start(lp, ext)
     back = np.zeros((n_frames, n_states), dtype=np.int8)
     new = np.empty(n_states)

@@ -50,7 +50,7 @@ def run_labels(symbol: np.ndarray, first: np.ndarray, last: np.ndarray, n: int) 
     return lab
 
 
-class _Kind:
+class Kind:
     """One labelling of an utterance: letters on output frames, or phones in seconds."""
 
     def __init__(self, groups: np.ndarray, centre: np.ndarray, label_at, symbols: np.ndarray | None = None):
@@ -58,8 +58,10 @@ class _Kind:
         self.symbols = groups if symbols is None else symbols  # letters: output indices of the groups
 
 
-def _kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: torch.Tensor,
-           frame_rate: float, duration: float) -> dict[str, _Kind]:
+def utterance_kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: torch.Tensor,
+                    frame_rate: float, duration: float) -> dict[str, Kind]:
+    """The utterance's labellings the settings ask for: letters (forced alignment of the reference
+    or the greedy path of ``scores``) and phonemes (the corpus alignment, when it has one)."""
     kinds = {}
     if "letters" in s.groups:
         try:
@@ -68,13 +70,13 @@ def _kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: torch.Ten
             raise InputError(utt.audio_path or utt.id, f"utterance {utt.id}: {e}") from None
         groups = layout.letter_groups(sym)
         out_lab = run_labels(groups, first, last, scores.shape[1])
-        kinds["letters"] = _Kind(groups, layout.output.centre((first + last) // 2),
+        kinds["letters"] = Kind(groups, layout.output.centre((first + last) // 2),
                                  lambda geo, n: map_letters(out_lab, layout.output, geo, n), sym)
     if "phonemes" in s.groups and utt.phones:
         utt.check_alignment(duration)  # an alignment of other audio (or a TextGrid of another file) is an error
         table = phone_table(utt.phones)
         ok = table[2] >= 0
-        kinds["phonemes"] = _Kind(table[2][ok], 0.5 * (table[0][ok] + table[1][ok]) * frame_rate,
+        kinds["phonemes"] = Kind(table[2][ok], 0.5 * (table[0][ok] + table[1][ok]) * frame_rate,
                                   lambda geo, n: map_phone_table(table, geo, n, frame_rate))
     return kinds
 
@@ -93,13 +95,31 @@ def _kernel_accumulators(acc: dict, name: str, kind: str) -> tuple[tuple, tuple]
     return nap, win
 
 
-def _frame_labels(kind: _Kind | None, geo: Geometry, n: int, half: int) -> tuple[np.ndarray, tuple]:
+def _frame_labels(kind: Kind | None, geo: Geometry, n: int, half: int) -> tuple[np.ndarray, tuple]:
     """One labelling on a layer's ``n`` frames: label per frame (-1: none) and the window targets."""
     if kind is None or not half:
         targets = (np.zeros(n + 1, dtype=np.int64), _EMPTY, _EMPTY)  # no frame feeds a window
     else:
         targets = frame_targets(kind.groups, layer_frame(geo, kind.centre), half, n)
     return (np.full(n, -1, dtype=np.int64) if kind is None else kind.label_at(geo, n)), targets
+
+
+def layer_labellings(acc: dict, layout: Layout, s: ProfileSettings, kinds: dict[str, Kind],
+                     lengths: dict[str, int]) -> dict[str, list[Labelling]]:
+    """Per layer (of ``lengths[layer]`` frames), the kernel's arguments for both labellings: frame
+    labels and window targets (computed once per distinct frame geometry) and the accumulators."""
+    per_geometry: dict = {}  # labels and window targets, shared by layers whose frames sit at the same places
+    labellings: dict[str, list[Labelling]] = {}
+    for name, geo in zip(layout.layers, layout.geometry):
+        n = lengths[name]
+        key = (geo.centre(0), geo.stride, n)
+        if key not in per_geometry:
+            per_geometry[key] = [_frame_labels(kinds.get(k), geo, n, s.nap_window) for k in KINDS]
+        labellings[name] = []
+        for kind, (labels, targets) in zip(KINDS, per_geometry[key]):
+            nap, win = _kernel_accumulators(acc, name, kind)
+            labellings[name].append(Labelling(labels, *nap, *targets, *win))
+    return labellings
 
 
 def _windows(acc: dict, key: str, a: np.ndarray, groups: np.ndarray, frames: np.ndarray, half: int) -> None:
@@ -144,18 +164,8 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
                                                    f"({str(e).splitlines()[0]})") from None
     scores = out[0].detach()
     rows = np.ascontiguousarray(feats.T, dtype=np.float32)  # (time, mel)
-    kinds = _kinds(layout, s, utt, scores, frame_rate, feats.shape[1] / frame_rate)
-    per_geometry: dict = {}  # labels and window targets, shared by layers whose frames sit at the same places
-    labellings: dict[str, list[Labelling]] = {}
-    for name, geo in zip(layout.layers, layout.geometry):
-        n = lengths[name]
-        key = (geo.centre(0), geo.stride, n)
-        if key not in per_geometry:
-            per_geometry[key] = [_frame_labels(kinds.get(k), geo, n, s.nap_window) for k in KINDS]
-        labellings[name] = []
-        for kind, (labels, targets) in zip(KINDS, per_geometry[key]):
-            nap, win = _kernel_accumulators(acc, name, kind)
-            labellings[name].append(Labelling(labels, *nap, *targets, *win))
+    kinds = utterance_kinds(layout, s, utt, scores, frame_rate, feats.shape[1] / frame_rate)
+    labellings = layer_labellings(acc, layout, s, kinds, lengths)
     time_major: dict[str, np.ndarray] = {}
     if acts is not None:
         for name in layout.layers:
@@ -165,14 +175,9 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
         _accumulate_pieces(hooks, layout, x, parts, labellings)
     for kind, v in kinds.items():
         add_total(acc, kind, len(v.groups))
-    if "phonemes" in kinds:
-        v = kinds["phonemes"]
-        _windows(acc, "pattern/phonemes/aligned", rows, v.groups, np.rint(v.centre).astype(np.int64), s.pattern_window)
-    if "letters" in kinds:
-        if s.gradient_adjusted and len(kinds["letters"].groups):
-            _adjusted(acc, layout, s, acts, time_major, out, kinds["letters"], kinds["letters"].centre)
-        with reusing(model, x, recording) if recording else contextlib.nullcontext():
-            _letter_patterns(acc, model, layout, s, x, scores, rows)
+    if "letters" in kinds and s.gradient_adjusted and len(kinds["letters"].groups):
+        _adjusted(acc, layout, s, acts, time_major, out, kinds["letters"], kinds["letters"].centre)
+    add_patterns(acc, model, layout, s, kinds, x, scores, rows, recording)
     add_total(acc, "utterances", 1)
     add_total(acc, "input_frames", feats.shape[1])
 
@@ -209,6 +214,19 @@ def _accumulate_pieces(hooks: Capture, layout: Layout, x: torch.Tensor, parts: l
                     accumulate_layer(rows, *(_slice(lab, a, b) for lab in labellings[name]))
 
 
+def add_patterns(acc: dict, model: nn.Module, layout: Layout, s: ProfileSettings, kinds: dict[str, Kind],
+                 x: torch.Tensor, scores: torch.Tensor, rows: np.ndarray, recording: Recording | None = None) -> None:
+    """The input windows of an utterance (features ``rows`` ``(time, mel)``): around each phone of
+    the corpus alignment, and around each emitted letter (``recording``: the profile pass's, which
+    the relevance alignment then reuses)."""
+    if "phonemes" in kinds:
+        v = kinds["phonemes"]
+        _windows(acc, "pattern/phonemes/aligned", rows, v.groups, np.rint(v.centre).astype(np.int64), s.pattern_window)
+    if "letters" in kinds:
+        with reusing(model, x, recording) if recording else contextlib.nullcontext():
+            _letter_patterns(acc, model, layout, s, x, scores, rows)
+
+
 def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, rows) -> None:
     """Input windows around each emitted letter: at the nominal position of its output frame, and
     at the position its relevance points to."""
@@ -224,7 +242,7 @@ def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, 
         acc["shift/hist"] += np.bincount(shift, minlength=2 * half + 1)
 
 
-def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, time_major, out, letters: _Kind,
+def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, time_major, out, letters: Kind,
               centre: np.ndarray) -> None:
     """Gradient-adjusted windowed NAPs: each letter occurrence's window is centred, per layer, on the
     frame where the mean |∂score/∂activation| over channels is largest."""
