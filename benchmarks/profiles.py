@@ -100,7 +100,10 @@ def overhead(repeats: int, quick: bool, chunk: int = 120) -> dict:
         out[f"{name}_s"] = sum(best[name])
         out[f"{name}_ratio"] = sum(best[name]) / plain
         out[f"{name}_chunk_ratios"] = [round(a / b, 3) for a, b in zip(best[name], best["plain"])]
-    out.update({"relevance_alignment_goal": "<= 4", **relevance_flops(net, cfg, utts, loader)})
+    flops = relevance_flops(net, cfg, utts, loader)
+    out.update({"relevance_alignment_goal": "<= 4", **flops, "forward_gflop_per_s": flops["forward_gflop"] / plain,
+                # the rate the cones would need for the goal, with nothing else but the forward pass
+                "cone_gflop_per_s_for_goal": flops["cone_gflop"] / (3 * plain)})
     return out
 
 
@@ -116,7 +119,7 @@ def relevance_flops(net, cfg, utts, loader) -> dict:
     from introspeech.profiles.engine import profile_corpus
     from introspeech.profiles.settings import ProfileSettings
 
-    count = {"forward": 0, "cones": 0}
+    count = {"forward": 0, "cones": 0, "cone_seconds": 0.0}
 
     def forward_hook(m, _i, o):
         count["forward"] += 2 * o.shape[0] * o.shape[-1] * m.out_channels * m.in_channels // m.groups * m.kernel_size[0]
@@ -125,7 +128,10 @@ def relevance_flops(net, cfg, utts, loader) -> dict:
 
     def counted(r, w, stride, dilation, groups):
         count["cones"] += 2 * r.shape[0] * r.shape[-1] * w.shape[0] * w.shape[1] * w.shape[2]
-        return real(r, w, stride, dilation, groups)
+        t = time.perf_counter()
+        out = real(r, w, stride, dilation, groups)
+        count["cone_seconds"] += time.perf_counter() - t
+        return out
 
     handles = [m.register_forward_hook(forward_hook) for m in net.modules() if isinstance(m, nn.Conv1d)]
     cone._transposed = counted
@@ -136,7 +142,8 @@ def relevance_flops(net, cfg, utts, loader) -> dict:
         for h in handles:
             h.remove()
     return {"forward_gflop": count["forward"] / 1e9, "cone_gflop": count["cones"] / 1e9,
-            "flop_floor_ratio": (count["forward"] + count["cones"]) / count["forward"]}
+            "flop_floor_ratio": (count["forward"] + count["cones"]) / count["forward"],
+            "cone_gflop_per_s": count["cones"] / 1e9 / count["cone_seconds"]}
 
 
 def paired(repeats: int, quick: bool, shard_size: int = 64) -> dict:

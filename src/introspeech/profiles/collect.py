@@ -71,13 +71,13 @@ def utterance_kinds(layout: Layout, s: ProfileSettings, utt: Utterance, scores: 
         groups = layout.letter_groups(sym)
         out_lab = run_labels(groups, first, last, scores.shape[1])
         kinds["letters"] = Kind(groups, layout.output.centre((first + last) // 2),
-                                 lambda geo, n: map_letters(out_lab, layout.output, geo, n), sym)
+                                lambda geo, n: map_letters(out_lab, layout.output, geo, n), sym)
     if "phonemes" in s.groups and utt.phones:
         utt.check_alignment(duration)  # an alignment of other audio (or a TextGrid of another file) is an error
         table = phone_table(utt.phones)
         ok = table[2] >= 0
         kinds["phonemes"] = Kind(table[2][ok], 0.5 * (table[0][ok] + table[1][ok]) * frame_rate,
-                                  lambda geo, n: map_phone_table(table, geo, n, frame_rate))
+                                 lambda geo, n: map_phone_table(table, geo, n, frame_rate))
     return kinds
 
 
