@@ -218,3 +218,9 @@ def test_a_textgrid_of_another_recording_is_skipped_and_named(tmp_path):
     assert "84-121-0001.TextGrid" in skipped and "spans 3.500 s but the audio lasts 1.0" in skipped
     assert "84-121-0000" not in skipped
     assert json.loads((tmp_path / "n" / "summary.json").read_text())["utterances"] == 1
+
+
+def test_an_unknown_effect_is_named_before_any_synthesis(tmp_path):
+    res = runner.invoke(app, ["synth", "--out", str(tmp_path / "c"), "--augment", "1", "--effects", "room,reverb"])
+    assert res.exit_code != 0 and "--effects" in res.output and "'reverb'" in res.output
+    assert not (tmp_path / "c").exists()

@@ -114,3 +114,34 @@ def test_piper_plan_is_train_only_with_the_requested_effect_share() -> None:
     assert 0.35 < np.mean([n <= 3 for n in lengths]) < 0.75 and min(lengths) == 1
     a, b = ([j.text for j in p if j.split == "test"] for p in (short, clean))
     assert a[:min(len(a), len(b))] == b[:min(len(a), len(b))]  # whole sentences outside train
+
+
+def test_only_the_chosen_effects_apply() -> None:
+    """`Acoustics.only` keeps each named effect's probability and turns the others off, as the
+    per-effect ablation needs; an unknown name is an error naming it."""
+    x = _wave()
+    keys = {"speed": {"speed"}, "pad": {"pad_s"}, "room": {"room"}, "noise": {"noise", "snr_db"},
+            "channel": {"channel", "cutoff_hz"}}
+    for effect, names in keys.items():
+        settings = acoustics.Acoustics.only((effect,))
+        assert getattr(settings, effect) == getattr(acoustics.Acoustics(), effect) and settings.gain_db == 0
+        seen = set()
+        for seed in range(12):
+            y, scale, shift, rec = acoustics.apply(x, seed, settings)
+            assert set(rec) - {"gain_db"} <= names and rec["gain_db"] == 0.0
+            seen |= set(rec) - {"gain_db"}
+            if effect not in ("speed", "pad"):
+                assert scale == 1.0 and shift == 0.0 and len(y) == len(x)
+        assert seen  # the effect did apply to some of the seeds
+    assert acoustics.Acoustics.only(acoustics.EFFECTS) == acoustics.Acoustics()
+    with pytest.raises(ValueError, match="'reverb'"):
+        acoustics.Acoustics.only(("room", "reverb"))
+
+
+def test_plan_carries_the_chosen_effects() -> None:
+    from introspeech.corpus.synth.driver import plan
+
+    jobs = plan(0.05, 3, ["one two three four", "five six seven eight"] * 20, augment=1.0, effects=("noise",))
+    train = [j for j in jobs if j.split == "train"]
+    assert train and all(j.augment is not None and j.effects == ("noise",) for j in train)
+    assert all(j.augment is None for j in jobs if j.split != "train")

@@ -82,9 +82,19 @@ def synth(
                                   "(speed, room, noise, telephone/G.722 channels), 0 to 1."),
     phrases: float = typer.Option(0.0, "--phrases", help="Share of training utterances that say only 1-3 words of "
                                   "their sentence (isolated words, short prompts), 0 to 1."),
+    effects: str = typer.Option("speed,pad,room,noise,channel,gain", "--effects",
+                                help="With --augment: the effects of the chain that may apply (comma-separated; "
+                                     "the others are off), e.g. room for an ablation of rooms alone."),
 ) -> None:
     """Synthesize a speech corpus (espeak-ng, festival, flite, Piper) with exact word and phone timings."""
+    from .corpus.synth.acoustics import Acoustics
     from .corpus.synth.driver import synthesize
+
+    chosen = tuple(e.strip() for e in effects.split(",") if e.strip())
+    try:
+        Acoustics.only(chosen)
+    except ValueError as e:
+        raise InputError("--effects", str(e)) from None
 
     for name, share in (("--augment", augment), ("--phrases", phrases)):
         if not 0.0 <= share <= 1.0:
@@ -93,7 +103,7 @@ def synth(
         raise InputError("--piper", "choose one of --piper and --accented")
     update, bar = _progress("synth")
     summary = synthesize(out, hours, seed, workers or None, progress=update, accented=accented, piper=piper,
-                         augment=augment, phrases=phrases)
+                         augment=augment, phrases=phrases, effects=chosen)
     bar.close()
     brief = {k: summary[k] for k in ("hours", "utterances", "failed", "cmudict_agreement", "wall_seconds",
                                      "audio_seconds_per_second")}

@@ -19,6 +19,7 @@ What was applied is returned as a record and stored in the manifest (``augment``
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,6 +29,8 @@ from scipy.signal import fftconvolve
 from ...audio import SAMPLE_RATE, resample
 
 CHANNELS = ("telephone", "mulaw", "g722", "lowpass")
+EFFECTS = ("speed", "pad", "room", "noise", "channel", "gain")
+"""The effects of the chain, in the order they are applied (`Acoustics.only` picks some)."""
 G722_DELAY = 22  # samples at 16 kHz between G.722's input and its decoded output (measured, tested)
 
 
@@ -41,6 +44,15 @@ class Acoustics:
     noise: float = 0.5
     channel: float = 0.5
     gain_db: float = 10.0  # random gain in [-gain_db, +gain_db]
+
+    @classmethod
+    def only(cls, effects: tuple[str, ...] | list[str]) -> Acoustics:
+        """The default chain with every effect not named in ``effects`` (of `EFFECTS`) turned off:
+        each effect alone, as an ablation measures it."""
+        unknown = [e for e in effects if e not in EFFECTS]
+        if unknown:
+            raise ValueError(f"unknown effect {', '.join(map(repr, unknown))}; the effects are {', '.join(EFFECTS)}")
+        return dataclasses.replace(cls(), **{"gain_db" if e == "gain" else e: 0.0 for e in EFFECTS if e not in effects})
 
 
 @lru_cache(maxsize=64)

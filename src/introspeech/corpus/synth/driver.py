@@ -33,6 +33,7 @@ from ...audio import PRESETS, SAMPLE_RATE, FeatureConfig, log_mel
 from ...text import SILENCE, cmu_dictionary
 from ..manifest import utterance_to_json
 from ..utterance import Segment, Utterance
+from .acoustics import EFFECTS, Acoustics
 from .base import Rendered, Voice
 from .sentences import sentence_pool
 
@@ -51,6 +52,7 @@ class Job:
     text: str
     voice: Voice
     augment: int | None = None  # seed of the acoustic effects, None: clean
+    effects: tuple[str, ...] = EFFECTS  # which effects of the chain may apply (`Acoustics.only`)
 
 
 def voice_inventory() -> dict[str, dict[str, list[str]]]:
@@ -102,13 +104,15 @@ def _estimate_seconds(text: str, voice: Voice) -> float:
 
 
 def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: bool = False,
-         piper: bool = False, augment: float = 0.0, phrases: float = 0.0) -> list[Job]:
+         piper: bool = False, augment: float = 0.0, phrases: float = 0.0, effects: tuple[str, ...] = EFFECTS
+         ) -> list[Job]:
     """The deterministic list of utterances for ``hours`` of audio (estimated from text length).
 
     ``accented``: training utterances only (the same training sentences as the standard corpus of
     this seed), all spoken by the accented festival voices of `accented`. ``piper``: training
     utterances only, the training sentences taken from the end of the list, spoken by Piper's voice.
-    ``augment``: the share of training utterances given acoustic effects. ``phrases``: the share of
+    ``augment``: the share of training utterances given acoustic effects, those of ``effects``
+    (each with its probability in `Acoustics`; default: all of them). ``phrases``: the share of
     training utterances that say only one to three consecutive words of their sentence (isolated
     words and short prompts, as real recordings often are)."""
     rng = random.Random(seed)
@@ -148,8 +152,8 @@ def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: 
             synth = rng.choices(synths, weights)[0]
             voice = _random_voice(rng, synth, inv[synth][side])
             # no draw without effects, so a corpus without them is the one this seed always gave
-            effects = rng.randrange(2 ** 31) if augment and split == "train" and rng.random() < augment else None
-            jobs.append(Job(f"{split}-{k:06d}", split, text, voice, effects))
+            seed_fx = rng.randrange(2 ** 31) if augment and split == "train" and rng.random() < augment else None
+            jobs.append(Job(f"{split}-{k:06d}", split, text, voice, seed_fx, tuple(effects)))
             total += _estimate_seconds(text, voice)
             k += 1
     return jobs
@@ -204,7 +208,7 @@ def _work(args: tuple[list[Job], str, dict]) -> list[dict]:
         extra = {"voice": job.voice.name, "synth": job.voice.synth, "prosody": dict(job.voice.params),
                  "split": job.split}
         if job.augment is not None:
-            r, extra["augment"] = _augmented(r, job.augment)
+            r, extra["augment"] = _augmented(r, job.augment, job.effects)
         audio = out / "audio" / job.split / f"{job.id}.flac"
         sf.write(str(audio), np.clip(r.wave, -1, 1), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
         np.save(out / "features" / job.split / f"{job.id}.npy", log_mel(r.wave, cfg).astype(np.float16))
@@ -214,11 +218,12 @@ def _work(args: tuple[list[Job], str, dict]) -> list[dict]:
     return results
 
 
-def _augmented(r: Rendered, seed: int) -> tuple[Rendered, dict]:
-    """The rendered utterance through `acoustics.apply`, its timings scaled with the audio."""
+def _augmented(r: Rendered, seed: int, effects: tuple[str, ...] = EFFECTS) -> tuple[Rendered, dict]:
+    """The rendered utterance through `acoustics.apply` (the chain of ``effects``), its timings
+    scaled with the audio."""
     from .acoustics import apply
 
-    wave, scale, shift, record = apply(r.wave, seed)
+    wave, scale, shift, record = apply(r.wave, seed, Acoustics.only(effects))
     end = len(wave) / SAMPLE_RATE
 
     def moved(segs: list[Segment]) -> list[Segment]:
@@ -270,19 +275,22 @@ def cmudict_agreement(records: list[dict]) -> float:
 def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | None = None,
                features: FeatureConfig = PRESETS["default"], sentences: list[str] | None = None,
                progress: Callable[[int, int], None] | None = None, accented: bool = False,
-               piper: bool = False, augment: float = 0.0, phrases: float = 0.0) -> dict:
+               piper: bool = False, augment: float = 0.0, phrases: float = 0.0,
+               effects: tuple[str, ...] = EFFECTS) -> dict:
     """Write a corpus of about ``hours`` of audio to ``out_dir``; returns its summary.
 
     ``accented`` / ``piper``: a training-only corpus of accented voices or of Piper's voice (see
     `plan`), to train beside the standard corpus of the same seed. ``augment``: the share of
-    training utterances given acoustic effects (`acoustics`); ``phrases``: see `plan`."""
+    training utterances given acoustic effects (`acoustics`; ``effects``: which); ``phrases``: see
+    `plan`."""
     out = Path(out_dir)
     t0 = time.perf_counter()
     if accented:
         from .accented import check_installed
 
         check_installed()
-    jobs = plan(hours, seed, sentences, accented, piper, augment, phrases)
+    Acoustics.only(effects)  # an unknown effect is an error before any work
+    jobs = plan(hours, seed, sentences, accented, piper, augment, phrases, effects)
     splits = ("train",) if accented or piper else SPLITS
     for split in splits:
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
@@ -316,7 +324,8 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
     wall = time.perf_counter() - t0
     audio_s = {s: sum(r["duration"] for r in recs) for s, recs in by_split.items()}
     summary = {
-        "seed": seed, "hours_requested": hours, "accented": accented, "piper": piper, "augment": augment, "phrases": phrases,
+        "seed": seed, "hours_requested": hours, "accented": accented, "piper": piper, "augment": augment,
+        "effects": list(effects) if augment else [], "phrases": phrases,
         "hours": {s: round(v / 3600, 4) for s, v in audio_s.items()},
         "utterances": {s: len(v) for s, v in by_split.items()},
         "speakers": {s: sorted({r["speaker"] for r in v}) for s, v in by_split.items()},
