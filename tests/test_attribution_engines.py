@@ -203,3 +203,21 @@ def test_cone_engine_keeps_values_read_before_an_in_place_change(method, opts):
     want = attribute_frames(net, x, "all", "predicted", method, engine="loop", **opts)
     got = attribute_frames(net, x, "all", "predicted", method, engine="cone", **opts)
     torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
+
+
+def test_one_position_transposed_convolution_equals_conv_transpose1d():
+    """The cone engine's matrix-product path for one-position signals (the top of every cone)."""
+    import torch.nn.functional as F
+
+    from introspeech.attribution.cone import _transposed
+
+    g = torch.Generator().manual_seed(0)
+    for n, c_out, c_in, k, stride, dilation, groups in [(5, 7, 3, 1, 1, 1, 1), (4, 6, 5, 7, 2, 1, 1),
+                                                        (3, 8, 4, 5, 1, 2, 1), (2, 8, 4, 3, 1, 1, 2)]:
+        r = torch.randn(n, c_out, 1, generator=g)
+        w = torch.randn(c_out, c_in // groups, k, generator=g)
+        torch.testing.assert_close(_transposed(r, w, stride, dilation, groups),
+                                   F.conv_transpose1d(r, w, stride=stride, dilation=dilation, groups=groups))
+    r = torch.randn(3, 6, 4, generator=g)  # wider signals take conv_transpose1d itself
+    w = torch.randn(6, 2, 3, generator=g)
+    torch.testing.assert_close(_transposed(r, w, 1, 1, 1), F.conv_transpose1d(r, w))

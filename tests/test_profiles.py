@@ -303,3 +303,38 @@ def test_a_reused_recording_serves_only_its_own_unchanged_input(toy):
         changed = attribute_frames(model, x, "all", method="gradient", engine="cone")
     torch.testing.assert_close(other, fresh, rtol=0, atol=0)
     torch.testing.assert_close(changed, fresh, rtol=0, atol=0)
+
+
+def test_compiled_frame_labels_equal_their_definitions():
+    """`map_letters` / `map_phone_table` (compiled loops) against the definitions written with
+    `layer_frame` and `centres`: nearest output-frame centre, and the phone containing the centre."""
+    from introspeech.graph import FrameGeometry
+    from introspeech.profiles.collect import run_labels
+    from introspeech.profiles.labels import layer_frame, map_letters, map_phone_table
+
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        out_geo = FrameGeometry(int(rng.integers(1, 130)), int(rng.choice([1, 2, 4])), int(rng.integers(-10, 10)))
+        geo = FrameGeometry(int(rng.integers(1, 130)), int(rng.choice([1, 2, 4])), int(rng.integers(-10, 10)))
+        out_labels = rng.integers(-1, 28, int(rng.integers(0, 80)))
+        n = int(rng.integers(0, 200))
+        t = layer_frame(out_geo, centres(geo, n))
+        ok = (t >= 0) & (t < out_labels.size)
+        want = np.full(n, -1)
+        want[ok] = out_labels[t[ok]]
+        np.testing.assert_array_equal(map_letters(out_labels, out_geo, geo, n), want)
+        k = int(rng.integers(0, 30))
+        bounds = np.sort(rng.uniform(0, 5, 2 * k)).reshape(k, 2)
+        if trial % 3 == 0 and k:
+            bounds[:, 1] = np.r_[bounds[1:, 0], bounds[-1, 0] + 0.1]  # contiguous phones
+        table = (bounds[:, 0].copy(), bounds[:, 1].copy(), rng.integers(-1, 40, k))
+        rate = float(rng.choice([50.0, 100.0, 62.5]))
+        secs = centres(geo, n) / rate
+        j = np.searchsorted(table[0], secs, side="right") - 1
+        inside = (j >= 0) & (secs < table[1][np.clip(j, 0, None)]) if k else np.zeros(n, bool)
+        want = np.full(n, -1)
+        want[inside] = table[2][j[inside]]
+        np.testing.assert_array_equal(map_phone_table(table, geo, n, rate), want)
+    # runs to frame labels: every frame of a run, nothing else
+    lab = run_labels(np.array([3, 5]), np.array([1, 4]), np.array([2, 6]), 9)
+    np.testing.assert_array_equal(lab, [-1, 3, 3, -1, 5, 5, 5, -1, -1])

@@ -187,7 +187,8 @@ def ctc_viterbi_blocks(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray, blo
 def ctc_viterbi(lp: np.ndarray, ext: np.ndarray, skip_ok: np.ndarray) -> np.ndarray:
     """Best CTC state path through the extended label sequence ``ext`` (blank, l1, blank, …).
 
-    ``lp``: ``(symbols, frames)`` log-probabilities (float64); returns the state index per frame."""
+    ``lp``: ``(symbols, frames)`` log-probabilities (float64, or float32 read as float64); returns
+    the state index per frame."""
     n_frames, n_states = lp.shape[1], ext.shape[0]
     lp = np.ascontiguousarray(lp.T)  # (frames, symbols): each frame's scores in one cache line or two
     score = _viterbi_start(lp, ext)

@@ -288,7 +288,7 @@ def _divide(r, z_full, mask_full, starts):
 
 def _transposed(r: torch.Tensor, w: torch.Tensor, stride: int, dilation: int, groups: int) -> torch.Tensor:
     """``conv_transpose1d``; a one-position signal (the top of every cone) as one matrix product,
-    which is 1.5× faster there for the same sums."""
+    which is faster there than the convolution routine (equal, tested)."""
     if r.shape[-1] == 1 and dilation == 1 and groups == 1:
         return (r[:, :, 0] @ w.reshape(w.shape[0], -1)).reshape(r.shape[0], w.shape[1], w.shape[2])
     return F.conv_transpose1d(r, w, stride=stride, dilation=dilation, groups=groups)

@@ -187,8 +187,13 @@ def _recorded_forward(model: nn.Module, x: torch.Tensor, hooks: Capture) -> Reco
     engine reads (`attribution.cone.reusing`), so the alignment needs no forward pass of its own;
     None where that engine cannot follow the model (then the plain pass runs)."""
     held: list[Recording] = []
+
+    def recorded(inp: torch.Tensor) -> torch.Tensor:
+        held.append(record(model, inp))
+        return held[0][2]
+
     try:
-        hooks(x, forward=lambda inp: held.append(record(model, inp)) or held[0][2])
+        hooks(x, forward=recorded)
     except NotCone:
         return None
     return held[0]
