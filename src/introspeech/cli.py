@@ -11,9 +11,12 @@ from typer.core import TyperGroup
 
 from .cli_support import (
     _ALPHABET,
+    _BEAM,
     _CORPUS,
     _ENGINE,
     _FEATURES,
+    _LM,
+    _LM_WEIGHT,
     _MAX_FRAMES,
     _MODEL,
     _MODEL_FACTORY,
@@ -26,7 +29,9 @@ from .cli_support import (
     _STRICT,
     _THREADS,
     _WEIGHTS,
+    _WORD_BONUS,
     _WORKERS,
+    _beam_decoder,
     _class_naps,
     _decoder,
     _default_prior,
@@ -229,17 +234,20 @@ def transcribe(
     audio: list[Path] = typer.Argument(..., help="Audio files (any format soundfile reads; resampled to 16 kHz)."),
     model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
-    max_frames: int = _MAX_FRAMES,
+    max_frames: int = _MAX_FRAMES, lm: Path = _LM, beam: int = _BEAM, lm_weight: float = _LM_WEIGHT,
+    word_bonus: float = _WORD_BONUS,
 ) -> None:
-    """Print the greedy CTC transcript of each audio file (long recordings in exact overlapping pieces)."""
+    """Print the CTC transcript of each audio file (greedy, or a beam search with --lm; long recordings in
+    exact overlapping pieces)."""
     from .asr.evaluate import transcribe as run
     from .audio import features as compute_features
 
     net, cfg, decode = _recognizer(model, model_factory, weights, alphabet, features)
+    searcher, _ = _beam_decoder(lm, beam, lm_weight, word_bonus, decode)
     failed = 0
     for path in audio:
         try:
-            typer.echo(f"{path}\t{run(net, compute_features(path, cfg), max_frames, decode)}")
+            typer.echo(f"{path}\t{run(net, compute_features(path, cfg), max_frames, decode, searcher)}")
         except InputError as e:
             failed += 1
             typer.echo(f"error: {e}", err=True)
@@ -259,16 +267,18 @@ def evaluate(
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad utterance (default: skip and list it "
                                 "in skipped.tsv beside --out)."),
+    lm: Path = _LM, beam: int = _BEAM, lm_weight: float = _LM_WEIGHT, word_bonus: float = _WORD_BONUS,
 ) -> None:
-    """CER and WER per split (greedy CTC decoding)."""
+    """CER and WER per split (greedy CTC decoding, or a prefix beam search with a word language model)."""
     from .asr.evaluate import evaluate_split
     from .corpus.load import load_corpus
 
     desc = _recognizer_description(model, model_factory, weights, alphabet, features)
     net, cfg = desc.module, desc.features
+    searcher, decoder = _beam_decoder(lm, beam, lm_weight, word_bonus, _decoder(desc))
     data = load_corpus(corpus)
     names = [s for s in splits.split(",") if s] or [s for s in data if s != "train"]
-    result: dict = {"splits": {}}
+    result: dict = {"decoder": decoder, "splits": {}}
     rows: dict = {}
     errors: list[str] = []
     for name in names:
@@ -276,7 +286,7 @@ def evaluate(
             raise typer.BadParameter(f"corpus has no split {name!r} (has {sorted(data)})", param_hint="--splits")
         metrics, rows[name] = evaluate_split(net, cfg, data[name],
                                              on_error=None if strict else lambda u, e: errors.append(str(e)),
-                                             decode=_decoder(desc))
+                                             decode=_decoder(desc), beam=searcher)
         result["splits"][name] = metrics
     if len(names) > 1:  # every utterance of the evaluated splits together
         from .asr.evaluate import error_rates
@@ -294,6 +304,29 @@ def evaluate(
         typer.echo(f"{'split':<14}{'utts':>6}{'CER %':>9}{'WER %':>9}")
         for name, m in [*result["splits"].items(), *([("(pooled)", result["pooled"])] if "pooled" in result else [])]:
             typer.echo(f"{name:<14}{m['utterances']:>6}{100 * m['cer']:>9.2f}{100 * m['wer']:>9.2f}")
+
+
+@app.command("lm")
+def language_model(
+    out: Path = typer.Option(Path("out/lm/wordnet.arpa"), "--out", help="ARPA file to write."),
+    order: int = typer.Option(3, "--order", help="Longest n-gram."),
+    min_count: int = typer.Option(2, "--min-count", help="Leave out n-grams above order 1 seen fewer times."),
+) -> None:
+    """Estimate a word language model (interpolated Kneser-Ney) from WordNet's definitions and headwords
+    (Debian's wordnet-base), for `evaluate --lm` and `transcribe --lm`; never from a corpus' sentences."""
+    from .asr.lm import NgramLM
+    from .corpus.lm_text import lm_sentences
+
+    if order < 1 or min_count < 1:
+        raise typer.BadParameter("--order and --min-count must be at least 1")
+    try:
+        text = lm_sentences()
+    except FileNotFoundError as e:
+        raise InputError("wordnet-base", str(e)) from None
+    model = NgramLM.estimate(text, order=order, min_count=min_count)
+    model.write_arpa(out)
+    sizes = ", ".join(f"{len(p)} {n + 1}-grams" for n, p in enumerate(model.prob))
+    typer.echo(f"{out}: {len(text)} sentences, {len(model.vocab)} words; {sizes}")
 
 
 @app.command()

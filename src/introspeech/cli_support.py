@@ -134,6 +134,11 @@ _REPLOT = typer.Option(False, "--replot", help="Only redraw figures and summary 
 _MAX_FRAMES = typer.Option(6000, "--max-frames", help="Longer recordings run in overlapping pieces of this many "
                            "feature frames (the same results, memory bounded; 0: always whole).")
 _THREADS = typer.Option(1, "--threads", help="Torch threads per process (results depend on it bit-wise).")
+_LM = typer.Option(None, "--lm", help="Word language model (ARPA file, e.g. from `introspeech lm`) fused into a CTC "
+                   "prefix beam search (default: greedy decoding).")
+_BEAM = typer.Option(0, "--beam", help="Hypotheses of the prefix beam search (default: 0, greedy; 32 with --lm).")
+_LM_WEIGHT = typer.Option(0.5, "--lm-weight", help="Weight of the language model's log probability (alpha).")
+_WORD_BONUS = typer.Option(1.0, "--word-bonus", help="Score added per word (beta).")
 _STRICT = typer.Option(False, "--strict", help="Stop at the first bad utterance (default: skip it and list it in "
                        "OUT/skipped.tsv).")
 
@@ -209,3 +214,21 @@ def _default_prior(model: Path | None) -> Path:
         return Path("out/featvis/prior")
     return model.with_name(model.name.removesuffix(".safetensors").removesuffix(".json") + ".prior")
 
+
+
+def _beam_decoder(lm: Path | None, beam: int, weight: float, bonus: float, decode) -> tuple[object, dict]:
+    """The decoder the --lm/--beam options ask for (None: greedy) and its description for JSON."""
+    if lm is None and beam == 0:
+        return None, {"kind": "greedy"}
+    if decode is not None:
+        raise InputError("--lm" if lm is not None else "--beam",
+                         "beam search reads the built-in alphabet; a model with its own --alphabet decodes greedily")
+    if beam < 0:
+        raise typer.BadParameter(f"must be at least 0, got {beam}", param_hint="--beam")
+    from .asr.beam import BeamDecoder, BeamSettings
+    from .asr.lm import NgramLM
+
+    model = NgramLM.read_arpa(lm) if lm is not None else None
+    settings = BeamSettings(beam=beam or 32, alpha=weight if model else 0.0, beta=bonus if model else 0.0,
+                            unk_penalty=BeamSettings.unk_penalty if model else 0.0)
+    return BeamDecoder(model, settings), {"kind": "beam", "lm": str(lm) if lm else None, **vars(settings)}

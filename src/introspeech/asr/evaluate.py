@@ -13,6 +13,7 @@ from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..text import normalize_text
+from .beam import BeamDecoder
 from .decode import greedy_decode
 from .model import Wav2Letter
 
@@ -40,10 +41,15 @@ def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int 
 
 
 def transcribe(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int = MAX_FRAMES,
-               decode: Callable[[np.ndarray], str] | None = None) -> str:
-    """Greedy CTC transcript of one utterance (long ones in pieces, see `scores`); ``decode`` maps
-    the best symbol per frame to text for another alphabet (`models.Output.decode`)."""
+               decode: Callable[[np.ndarray], str] | None = None, beam: BeamDecoder | None = None) -> str:
+    """CTC transcript of one utterance (long ones in pieces, see `scores`): greedy, or the prefix
+    beam search ``beam`` (built-in alphabet only); ``decode`` maps the best symbol per frame to
+    text for another alphabet (`models.Output.decode`)."""
     s = scores(model, feats, max_frames)
+    if beam is not None:
+        if decode is not None:
+            raise ValueError("beam search reads the built-in alphabet; this model has its own")
+        return beam.decode(torch.log_softmax(s.double(), dim=0).T.numpy())
     return greedy_decode(s.unsqueeze(0))[0] if decode is None else decode(s.argmax(0).numpy())
 
 
@@ -59,9 +65,10 @@ def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
 def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utterance],
                    on_error: Callable[[Utterance, Exception], None] | None = None,
                    progress: Callable[[int], None] | None = None,
-                   decode: Callable[[np.ndarray], str] | None = None) -> tuple[dict, list[dict]]:
+                   decode: Callable[[np.ndarray], str] | None = None,
+                   beam: BeamDecoder | None = None) -> tuple[dict, list[dict]]:
     """CER/WER of a split and per-utterance results; unreadable files are reported and skipped
-    (``decode``: see `transcribe`)."""
+    (``decode``, ``beam``: see `transcribe`)."""
     refs, hyps, rows = [], [], []
     for k, u in enumerate(utts):
         ref = normalize_text(u.text).text
@@ -70,7 +77,7 @@ def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utteran
                 on_error(u, InputError(u.audio_path, f"utterance {u.id} has an empty transcript"))
             continue
         try:
-            hyp = transcribe(model, utterance_features(u, cfg), decode=decode)
+            hyp = transcribe(model, utterance_features(u, cfg), decode=decode, beam=beam)
         except InputError as e:
             if e.source == "input":  # name the utterance's file
                 e = InputError(u.audio_path or u.id, str(e).removeprefix("input: "))
