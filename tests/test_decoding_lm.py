@@ -188,7 +188,7 @@ def test_exhaustive_search_agrees_with_torch_ctc() -> None:
     """12 frames (too many paths to enumerate): every labelling's probability is torch's CTC."""
     lp = _random_log_probs(12, [0, 1, BLANK], 0)
     found = BeamDecoder(None, BeamSettings(alpha=0, beta=0, unk_penalty=0, **EXHAUSTIVE)).search(lp)
-    assert len(found) > 1000
+    assert len(found) > 500
     assert sum(math.exp(c) for _, c, _ in found) == pytest.approx(1.0)
     for text, ctc, _ in found[:50] + found[-50:]:
         assert ctc == pytest.approx(_torch_ctc(lp, text), abs=1e-9)
