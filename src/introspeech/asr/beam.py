@@ -48,7 +48,7 @@ class BeamSettings:
 
     beam: int = 32
     alpha: float = 0.5
-    beta: float = 1.0
+    beta: float = 2.0
     unk_penalty: float = -10.0
     token_min_logp: float = -10.0
     prune_logp: float = -20.0
