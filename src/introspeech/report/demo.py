@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..asr.beam import BeamDecoder
 from ..asr.checkpoint import load_model
 from ..audio import PRESETS
 from ..corpus.load import load_corpus, load_features
@@ -125,6 +126,23 @@ def representations_demo(net, splits: dict, out: Path, on_error=None) -> Section
     return representations_section(summary, out, maps)
 
 
+def word_lm_decoder(net, log) -> BeamDecoder | None:
+    """The beam search with a word trigram model of WordNet's definitions (`introspeech lm`), for
+    models of the built-in alphabet; None, and a note, when WordNet is missing."""
+    from ..asr.lm import NgramLM
+    from ..corpus.lm_text import lm_sentences
+    from ..text import SYMBOLS
+
+    if isinstance(net, ModelDescription) and net.output.alphabet != SYMBOLS:
+        return None
+    try:
+        text = lm_sentences()
+    except FileNotFoundError as e:
+        log(f"{e}; the recognizer section decodes greedily only")
+        return None
+    return BeamDecoder(NgramLM.estimate(text, order=3, min_count=2))
+
+
 def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str | Path | ModelDescription | None = None,
              log: Callable[[str], None] = print, strict: bool = False) -> Path:
     """Build the report into ``out_dir``; returns the path of ``index.html``. ``model``: a checkpoint
@@ -163,8 +181,9 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
     log("corpus statistics and sample alignment")
     sections.append(corpus_section(splits, out, cfg, sample))
     if net is not None:
-        log("speech recognizer: error rates and sample posteriors")
-        sections.append(asr_section(net, cfg, meta, splits, sample, out, on_error=keep)[0])
+        log("speech recognizer: error rates (greedy and with a word language model) and sample posteriors")
+        sections.append(asr_section(net, cfg, meta, splits, sample, out, on_error=keep,
+                                    beam=word_lm_decoder(net, log))[0])
         log("local introspection: every method, all frames at once")
         sections.append(attribution_section(net, cfg, sample, corpus_bounds(list(feats.values())), out))
         log("global introspection: letter patterns and neuron activation profiles")

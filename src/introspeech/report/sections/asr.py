@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
+from ...asr.beam import BeamDecoder
 from ...asr.decode import greedy_runs
 from ...asr.evaluate import evaluate_split, scores
 from ...audio import FeatureConfig
 from ...corpus.load import utterance_features
 from ...corpus.utterance import Utterance
 from ...models.description import ModelDescription, describe
-from ...text import normalize_text
+from ...text import SYMBOLS, normalize_text
 from ..figures import posteriors
 from ..html import Section, fragment
 
@@ -21,10 +22,17 @@ TEMPLATE = """
 <p>Model: preset <code>{{ preset }}</code>, {{ "{:,}".format(n_params) }} parameters, receptive field
 {{ rf }} input frames ({{ "%.2f"|format(rf_s) }} s), one output frame per {{ stride }} input frames.
 {{ training }}</p>
-<table><tr><th>split</th><th>utterances</th><th>CER %</th><th>WER %</th></tr>
+<table><tr><th>split</th><th>utterances</th><th>CER %</th><th>WER %</th>
+{% if lm_metrics %}<th>CER % with the word LM</th><th>WER % with the word LM</th>{% endif %}</tr>
 {% for name, m in metrics.items() %}<tr><td>{{ name }}</td><td>{{ m.utterances }}</td>
-<td>{{ "%.2f"|format(100 * m.cer) }}</td><td>{{ "%.2f"|format(100 * m.wer) }}</td></tr>{% endfor %}</table>
-<p>Sample utterance <code>{{ utt.id }}</code>:<br>reference: <q>{{ ref }}</q><br>transcript: <q>{{ hyp }}</q></p>
+<td>{{ "%.2f"|format(100 * m.cer) }}</td><td>{{ "%.2f"|format(100 * m.wer) }}</td>
+{% if lm_metrics %}<td>{{ "%.2f"|format(100 * lm_metrics[name].cer) }}</td>
+<td>{{ "%.2f"|format(100 * lm_metrics[name].wer) }}</td>{% endif %}</tr>{% endfor %}</table>
+{% if lm_metrics %}<p>Greedy CTC decoding, and a CTC prefix beam search (beam {{ beam.beam }}) fused with a word
+trigram model of WordNet's definitions (weight {{ beam.alpha }}, word bonus {{ beam.beta }}; <code>introspeech
+lm</code>, <code>evaluate --lm</code>). The language model has never seen the corpus' sentences.</p>{% endif %}
+<p>Sample utterance <code>{{ utt.id }}</code>:<br>reference: <q>{{ ref }}</q><br>transcript: <q>{{ hyp }}</q>
+{% if lm_hyp is not none %}<br>with the word LM: <q>{{ lm_hyp }}</q>{% endif %}</p>
 <figure><img src="{{ image }}" alt="letter posteriors over time">
 <figcaption>Per-frame letter posteriors (softmax of the output scores); red letters mark where the
 greedy CTC path emits each letter.</figcaption></figure>
@@ -33,10 +41,12 @@ greedy CTC path emits each letter.</figcaption></figure>
 
 def asr_section(desc: ModelDescription, cfg: FeatureConfig, meta: dict, splits: dict[str, list[Utterance]],
                 sample: Utterance, out_dir: Path, max_per_split: int = 0,
-                metrics: dict | None = None, on_error=lambda u, e: None) -> tuple[Section, dict]:
+                metrics: dict | None = None, on_error=lambda u, e: None,
+                beam: BeamDecoder | None = None) -> tuple[Section, dict]:
     """Error rates per split (``metrics`` if already measured) and the sample's posteriors; returns
     the section and the metrics. ``on_error(utterance, error)`` hears of the utterances skipped
-    (None: the first one raises)."""
+    (None: the first one raises). With ``beam`` (a model of the built-in alphabet), the error
+    rates and the sample's transcript of that beam search too."""
     out_dir = Path(out_dir)
     model = desc.module if isinstance(desc, ModelDescription) else desc
     desc = desc if isinstance(desc, ModelDescription) else describe(model, features=cfg)
@@ -44,8 +54,14 @@ def asr_section(desc: ModelDescription, cfg: FeatureConfig, meta: dict, splits: 
     if metrics is None:
         metrics = {name: evaluate_split(model, cfg, utts[: max_per_split or None], on_error=on_error)[0]
                    for name, utts in splits.items()}
+    if beam is not None and desc.output.alphabet != SYMBOLS:
+        raise ValueError("the beam search reads the built-in alphabet; this model has its own")
+    lm_metrics = None if beam is None else {
+        name: evaluate_split(model, cfg, utts[: max_per_split or None], on_error=on_error, beam=beam)[0]
+        for name, utts in splits.items()}
     s = scores(model, utterance_features(sample, cfg))
     lp = torch.log_softmax(s.double(), 0).numpy()
+    lm_hyp = None if beam is None else beam.decode(lp.T)
     frame_s = g.stride / cfg.frame_rate
     out = desc.output
     emitted = [(int(a), out.decode([k])) for k, a, _ in zip(*greedy_runs(s.argmax(0).numpy(), out.blank))]
@@ -59,6 +75,7 @@ def asr_section(desc: ModelDescription, cfg: FeatureConfig, meta: dict, splits: 
     html = fragment(TEMPLATE, preset=(desc.config or {}).get("preset", desc.name),
                     n_params=sum(p.numel() for p in model.parameters()),
                     rf=g.rf, rf_s=g.rf / cfg.frame_rate, stride=g.stride, training=training, metrics=metrics,
-                    utt=sample, ref=normalize_text(sample.text).text, hyp=hyp,
+                    utt=sample, ref=normalize_text(sample.text).text, hyp=hyp, lm_metrics=lm_metrics, lm_hyp=lm_hyp,
+                    beam=beam.settings if beam is not None else None,
                     image=image.relative_to(out_dir).as_posix())
     return Section("Speech recognizer", html, [image]), metrics
