@@ -13,40 +13,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..text import normalize_text
-from .synth.sentences import WORDNET_DIR
-
-_PARTS = ("noun", "verb", "adj", "adv")
+from .synth.sentences import WORDNET_DIR, wordnet_lines
 
 
 def wordnet_definitions(root: Path = WORDNET_DIR) -> Iterator[str]:
     """Normalized definitions of every synset, split at semicolons, usage examples removed."""
-    for part in _PARTS:
-        path = root / f"data.{part}"
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="latin-1").splitlines():
-            if line.startswith("  "):  # licence header
-                continue
-            _, _, gloss = line.partition("| ")
-            gloss = re.sub(r'"[^"]*"', ";", gloss)
-            for piece in gloss.split(";"):
-                text = normalize_text(piece).text
-                if text:
-                    yield text
+    for line in wordnet_lines("data", root):
+        gloss = re.sub(r'"[^"]*"', ";", line.partition("| ")[2])
+        for piece in gloss.split(";"):
+            text = normalize_text(piece).text
+            if text:
+                yield text
 
 
 def wordnet_headwords(root: Path = WORDNET_DIR) -> Iterator[str]:
     """Every headword (a word or a phrase such as ``mail box``), normalized."""
-    for part in _PARTS:
-        path = root / f"index.{part}"
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="latin-1").splitlines():
-            if line.startswith("  "):
-                continue
-            text = normalize_text(line.split(" ", 1)[0]).text
-            if text:
-                yield text
+    for line in wordnet_lines("index", root):
+        text = normalize_text(line.split(" ", 1)[0]).text
+        if text:
+            yield text
 
 
 def lm_sentences(root: Path = WORDNET_DIR) -> list[str]:

@@ -19,17 +19,19 @@ FORTUNE_DIR = Path("/usr/share/games/fortunes")
 FORTUNE_EXCLUDE = frozenset({"ascii-art", "ethnic", "men-women", "drugs", "perl", "linuxcookie"})
 
 
+def wordnet_lines(kind: str, root: Path = WORDNET_DIR) -> Iterator[str]:
+    """Lines of WordNet's ``KIND.noun``, ``KIND.verb``, ``KIND.adj``, ``KIND.adv`` (``kind``: ``data``
+    or ``index``), without the licence header; missing files are skipped."""
+    for part in ("noun", "verb", "adj", "adv"):
+        path = root / f"{kind}.{part}"
+        if path.is_file():
+            yield from (line for line in path.read_text(encoding="latin-1").splitlines() if not line.startswith("  "))
+
+
 def wordnet_examples(root: Path = WORDNET_DIR) -> Iterator[str]:
     """Quoted usage examples from WordNet glosses (``data.noun``, ``data.verb``, ...)."""
-    for name in ("data.noun", "data.verb", "data.adj", "data.adv"):
-        path = root / name
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="latin-1").splitlines():
-            if line.startswith("  "):  # licence header
-                continue
-            _, _, gloss = line.partition("| ")
-            yield from re.findall(r'"([^"]+)"', gloss)
+    for line in wordnet_lines("data", root):
+        yield from re.findall(r'"([^"]+)"', line.partition("| ")[2])
 
 
 def fortune_sentences(root: Path = FORTUNE_DIR) -> Iterator[str]:
