@@ -13,9 +13,11 @@ KenLM's estimator is not on PyPI; the formulas are Chen & Goodman (1998), sectio
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import InputError
 
@@ -67,56 +69,73 @@ class NgramLM:
     # -- estimation ---------------------------------------------------------------------------
     @classmethod
     def estimate(cls, sentences: Iterable[str], order: int = 3, min_count: int = 1) -> NgramLM:
-        """Interpolated Kneser-Ney model of whitespace-tokenized sentences."""
+        """Interpolated Kneser-Ney model of whitespace-tokenized sentences.
+
+        Counted with numpy: every n-gram is one integer (its word ids in base ``V``, the
+        vocabulary size), so that counting, continuation counts and history totals are sorts."""
         if order < 1:
             raise ValueError(f"order must be at least 1, got {order}")
-        counts: list[Counter] = [Counter() for _ in range(order)]
+        index = {BOS: 0, EOS: 1}
+        ids: list[int] = []
         for s in sentences:
-            words = [BOS, *s.split(), EOS]
-            if len(words) == 2:
-                continue
-            for n in range(1, order + 1):
-                for i in range(int(n == 1), len(words) - n + 1):  # <s> is a history, never a unigram
-                    counts[n - 1][tuple(words[i:i + n])] += 1
-        if not counts[0]:
+            words = s.split()
+            if words:
+                ids.append(0)
+                ids.extend(index.setdefault(w, len(index)) for w in words)
+                ids.append(1)
+        if not ids:
             raise ValueError("no words to estimate a language model from")
+        v = len(index)
+        if v ** order >= 2 ** 63:
+            raise ValueError(f"order {order} with {v} words does not fit 64-bit n-gram keys; use a lower order")
+        seq = np.asarray(ids, dtype=np.int64)
+        keys: list[np.ndarray] = [np.zeros(0, np.int64)]  # per order: distinct n-grams, sorted
+        raw: list[np.ndarray] = [np.zeros(0, np.int64)]  # and how often each occurs
+        for n in range(1, order + 1):
+            cols = [seq[i:len(seq) - n + 1 + i] for i in range(n)]
+            ok = cols[0] != 0 if n == 1 else np.ones(len(cols[0]), bool)  # <s> is a history, never a unigram
+            key = np.zeros(len(cols[0]), np.int64)
+            for i, c in enumerate(cols):  # within one sentence: </s> only last, <s> only first
+                if i < n - 1:
+                    ok &= c != 1
+                if i > 0:
+                    ok &= c != 0
+                key = key * v + c
+            k, c = np.unique(key[ok], return_counts=True)
+            keys.append(k)
+            raw.append(c)
         # Lower orders count distinct left contexts (continuation counts), except n-grams that
         # start a sentence, which have no left context and keep their raw count.
-        adjusted: list[Counter] = [Counter() for _ in range(order)]
-        adjusted[order - 1] = counts[order - 1]
+        adjusted = [np.zeros(0)] * (order + 1)
+        adjusted[order] = raw[order].astype(np.float64)
         for n in range(order - 1, 0, -1):
-            for gram in counts[n]:
-                adjusted[n - 1][gram[1:]] += 1
-            for gram, c in counts[n - 1].items():
-                if gram[0] == BOS:
-                    adjusted[n - 1][gram] = c
-        discount = [_discount(adjusted[n]) for n in range(order)]
-        prob: list[dict] = [dict() for _ in range(order)]
+            suffix, cont = np.unique(keys[n + 1] % v ** n, return_counts=True)
+            a = np.zeros(len(keys[n]))
+            a[np.searchsorted(keys[n], suffix)] = cont
+            first = keys[n] // v ** (n - 1) == 0
+            a[first] = raw[n][first]
+            adjusted[n] = a
+        discount = [0.0] + [_discount(adjusted[n]) for n in range(1, order + 1)]
         # order 1: discounted continuation counts, the discounted mass spread over the vocabulary and <unk>
-        uni = {g: c for g, c in adjusted[0].items() if g != (BOS,)}
-        total = sum(uni.values())
-        spread = discount[0] * len(uni) / total / (len(uni) + 1)
-        for g, c in uni.items():
-            prob[0][g] = math.log((c - discount[0]) / total + spread)
+        a, d = adjusted[1], discount[1]
+        spread = d * len(a) / a.sum() / (len(a) + 1)
+        interp = [np.zeros(0), np.log((a - d) / a.sum() + spread)]  # ln p of every counted n-gram
+        for n in range(2, order + 1):
+            a, d = adjusted[n], discount[n]
+            _, inv = np.unique(keys[n] // v, return_inverse=True)
+            total = np.bincount(inv, weights=a)[inv]
+            gamma = d * np.bincount(inv)[inv] / total
+            lower = np.exp(interp[n - 1][np.searchsorted(keys[n - 1], keys[n] % v ** (n - 1))])
+            interp.append(np.log(np.maximum(a - d, 0.0) / total + gamma * lower))
+        vocab = np.array(list(index), dtype=object)
+        prob: list[dict] = []
+        for n in range(1, order + 1):
+            keep = raw[n] >= min_count if n > 1 else np.ones(len(keys[n]), bool)
+            k = keys[n][keep]
+            words = [vocab[(k // v ** (n - 1 - i)) % v] for i in range(n)]
+            prob.append(dict(zip(zip(*words), interp[n][keep].tolist())))
         prob[0][(UNK,)] = math.log(spread)
         prob[0][(BOS,)] = -99.0 * LN10  # a history, never predicted
-        interp = [dict(prob[0])]  # interpolated probabilities of every counted n-gram, per order
-        for n in range(2, order + 1):
-            c = adjusted[n - 1]
-            hist_total: dict = defaultdict(int)
-            hist_types: dict = defaultdict(int)
-            for g, k in c.items():
-                hist_total[g[:-1]] += k
-                hist_types[g[:-1]] += 1
-            d = discount[n - 1]
-            level = {}
-            for g, k in c.items():
-                h = g[:-1]
-                gamma = d * hist_types[h] / hist_total[h]
-                lower = math.exp(_interp_lookup(interp, g[1:]))
-                level[g] = math.log(max(k - d, 0.0) / hist_total[h] + gamma * lower)
-            interp.append(level)
-            prob[n - 1] = {g: p for g, p in level.items() if counts[n - 1][g] >= min_count}
         lm = cls(prob, [dict() for _ in range(order)])
         lm._normalize_backoffs()
         return lm
@@ -188,13 +207,7 @@ class NgramLM:
         return cls(prob, backoff)
 
 
-def _discount(counts: Counter) -> float:
+def _discount(counts: np.ndarray) -> float:
     """Absolute discount ``n1 / (n1 + 2 n2)`` from the counts of counts (0.5 when undefined)."""
-    n1 = sum(1 for c in counts.values() if c == 1)
-    n2 = sum(1 for c in counts.values() if c == 2)
+    n1, n2 = int(np.sum(counts == 1)), int(np.sum(counts == 2))
     return n1 / (n1 + 2 * n2) if n1 and n2 else 0.5
-
-
-def _interp_lookup(interp: list[dict], gram: tuple[str, ...]) -> float:
-    """Interpolated ln p of a counted lower-order n-gram (every suffix of a counted n-gram is counted)."""
-    return interp[len(gram) - 1][gram]
