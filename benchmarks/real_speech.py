@@ -27,7 +27,7 @@ import numpy as np
 
 from introspeech.asr.beam import BeamDecoder, BeamSettings
 from introspeech.asr.checkpoint import load_model
-from introspeech.asr.evaluate import error_rates, evaluate_split
+from introspeech.asr.evaluate import error_rates, evaluate_decoders
 from introspeech.asr.lm import NgramLM
 from introspeech.audio import load_audio
 from introspeech.corpus.load import builtin_corpus, load_corpus
@@ -105,15 +105,15 @@ def main() -> None:
         result["decoder"] = {"lm": a.lm, **vars(settings)}
     for spec in a.model or [None]:
         net, cfg, _ = load_model(spec)
-        for suffix, beam in decoders.items():
+        rows: dict[str, list[dict]] = {suffix: [] for suffix in decoders}
+        for split, utts in splits.items():
+            for suffix, (m, r) in evaluate_decoders(net, cfg, utts, decoders).items():
+                result["splits"].setdefault(split, {})[(spec or "built-in") + suffix] = m
+                rows[suffix] += r
+        for suffix, r in rows.items():
             name = (spec or "built-in") + suffix
-            rows = []
-            for split, utts in splits.items():
-                m, r = evaluate_split(net, cfg, utts, beam=beam)
-                result["splits"].setdefault(split, {})[name] = m
-                rows += r
-            result["pooled"][name] = error_rates([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
-            result.setdefault("by_length", {})[name] = by_length(rows)
+            result["pooled"][name] = error_rates([x["reference"] for x in r], [x["hypothesis"] for x in r])
+            result.setdefault("by_length", {})[name] = by_length(r)
     if not a.no_whisper:
         t0 = time.perf_counter()
         pooled = []

@@ -264,3 +264,22 @@ def test_evaluate_with_a_language_model_is_the_library_search(tmp_path: Path) ->
     res = runner.invoke(app, ["evaluate", "--splits", "heldout", "--lm", str(tmp_path / "no.arpa"), "--out", str(out)])
     assert res.exit_code != 0 and "no.arpa: no such language model file" in res.output
     assert "Traceback" not in res.output
+    NgramLM.estimate(["PRESS ONE", "press two"], order=2).write_arpa(tmp_path / "upper.arpa")
+    res = runner.invoke(app, ["evaluate", "--splits", "heldout", "--lm", str(tmp_path / "upper.arpa"), "--out", str(out)])
+    assert res.exit_code != 0 and "upper.arpa" in res.output and "'ONE'" in res.output and "Traceback" not in res.output
+
+
+def test_several_decoders_in_one_pass_equal_one_at_a_time() -> None:
+    from introspeech.asr.checkpoint import load_model
+    from introspeech.asr.evaluate import evaluate_decoders, evaluate_split
+    from introspeech.corpus.load import builtin_corpus, load_corpus
+
+    data = load_corpus(builtin_corpus())
+    utts = data["heldout"][:5]
+    lm = NgramLM.estimate([u.text.lower() for u in data["test"]], order=2)
+    decoders = {"greedy": None, "lm": BeamDecoder(lm, BeamSettings(beam=8)),
+                "ctc": BeamDecoder(None, BeamSettings(beam=4, alpha=0, beta=0, unk_penalty=0))}
+    net, cfg, _ = load_model()
+    together = evaluate_decoders(net, cfg, utts, decoders)
+    for name, beam in decoders.items():
+        assert together[name] == evaluate_split(net, cfg, utts, beam=beam)

@@ -233,4 +233,8 @@ def _beam_decoder(lm: Path | None, beam: int, weight: float, bonus: float, decod
     model = NgramLM.read_arpa(lm) if lm is not None else None
     settings = BeamSettings(beam=beam or BeamSettings.beam, alpha=weight if model else 0.0, beta=bonus if model else 0.0,
                             unk_penalty=BeamSettings.unk_penalty if model else 0.0)
-    return BeamDecoder(model, settings), {"kind": "beam", "lm": str(lm) if lm else None, **vars(settings)}
+    try:
+        searcher = BeamDecoder(model, settings)
+    except ValueError as e:
+        raise InputError(lm, str(e)) from None
+    return searcher, {"kind": "beam", "lm": str(lm) if lm else None, **vars(settings)}

@@ -82,6 +82,11 @@ class BeamDecoder:
         self.settings = settings
         self._prefixes: frozenset[str] = frozenset()
         if lm is not None:
+            spellable = set(LETTERS) - {" "}
+            odd = sorted(w for w in lm.vocab if not set(w) <= spellable)
+            if odd:  # such words could never be decoded: every hypothesis would score as unknown
+                raise ValueError(f"the language model has {len(odd)} words outside the alphabet a-z and ' "
+                                 f"(e.g. {', '.join(map(repr, odd[:3]))}); estimate it from normalized, lower-case text")
             self._prefixes = frozenset(w[:i] for w in lm.vocab for i in range(1, len(w) + 1))
         self._start = _Words(0.0, lm.state(("<s>",)) if lm is not None else (), "", 0.0)
 
@@ -131,8 +136,8 @@ class BeamDecoder:
         for t in range(lp.shape[0]):
             row = lp[t]
             blank = float(row[BLANK])
-            best = int(np.argmax(row[:BLANK]))
             letters = row[:BLANK]
+            best = int(np.argmax(letters))
             tried = [c for c in np.flatnonzero((letters >= s.token_min_logp) & (letters > NEG_INF)) if c != best] + [best]
             nxt: dict[str, list[float]] = {}
             for prefix, (pb, pnb) in beams.items():
@@ -154,11 +159,9 @@ class BeamDecoder:
                         target[1] = _logaddexp(target[1], p + pb)
                     else:
                         target[1] = _logaddexp(target[1], p + total)
-            ranked = sorted(nxt.items(), key=lambda kv: -self._rank(kv[0], kv[1], words))
-            top = self._rank(*ranked[0], words)
-            floor = top + s.prune_logp
-            beams = {k: (v[0], v[1]) for k, v in ranked[:s.beam]
-                     if (r := self._rank(k, v, words)) > NEG_INF and r >= floor}  # impossible prefixes go
+            ranked = sorted(((self._rank(k, v, words), k, v) for k, v in nxt.items()), key=lambda e: -e[0])
+            floor = ranked[0][0] + s.prune_logp
+            beams = {k: (v[0], v[1]) for r, k, v in ranked[:s.beam] if r > NEG_INF and r >= floor}  # impossible go
         final = []
         for prefix, (pb, pnb) in beams.items():
             ctc = _logaddexp(pb, pnb)

@@ -45,7 +45,12 @@ def transcribe(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: 
     """CTC transcript of one utterance (long ones in pieces, see `scores`): greedy, or the prefix
     beam search ``beam`` (built-in alphabet only); ``decode`` maps the best symbol per frame to
     text for another alphabet (`models.Output.decode`)."""
-    s = scores(model, feats, max_frames)
+    return decode_scores(scores(model, feats, max_frames), decode, beam)
+
+
+def decode_scores(s: torch.Tensor, decode: Callable[[np.ndarray], str] | None = None,
+                  beam: BeamDecoder | None = None) -> str:
+    """The transcript of one utterance's scores ``(n_symbols, frames)`` (see `transcribe`)."""
     if beam is not None:
         if decode is not None:
             raise ValueError("beam search reads the built-in alphabet; this model has its own")
@@ -69,7 +74,17 @@ def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utteran
                    beam: BeamDecoder | None = None) -> tuple[dict, list[dict]]:
     """CER/WER of a split and per-utterance results; unreadable files are reported and skipped
     (``decode``, ``beam``: see `transcribe`)."""
-    refs, hyps, rows = [], [], []
+    return evaluate_decoders(model, cfg, utts, {"": beam}, on_error, progress, decode)[""]
+
+
+def evaluate_decoders(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utterance],
+                      beams: dict[str, BeamDecoder | None], on_error: Callable[[Utterance, Exception], None] | None = None,
+                      progress: Callable[[int], None] | None = None,
+                      decode: Callable[[np.ndarray], str] | None = None) -> dict[str, tuple[dict, list[dict]]]:
+    """`evaluate_split` for several decoders at once (None: greedy), one forward pass per utterance."""
+    refs: list[str] = []
+    hyps: dict[str, list[str]] = {name: [] for name in beams}
+    rows: dict[str, list[dict]] = {name: [] for name in beams}
     for k, u in enumerate(utts):
         ref = normalize_text(u.text).text
         if not ref:
@@ -77,7 +92,7 @@ def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utteran
                 on_error(u, InputError(u.audio_path, f"utterance {u.id} has an empty transcript"))
             continue
         try:
-            hyp = transcribe(model, utterance_features(u, cfg), decode=decode, beam=beam)
+            s = scores(model, utterance_features(u, cfg))
         except InputError as e:
             if e.source == "input":  # name the utterance's file
                 e = InputError(u.audio_path or u.id, str(e).removeprefix("input: "))
@@ -86,8 +101,10 @@ def evaluate_split(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utteran
             on_error(u, e)
             continue
         refs.append(ref)
-        hyps.append(hyp)
-        rows.append({"id": u.id, "reference": ref, "hypothesis": hyp, "speaker": u.speaker})
+        for name, beam in beams.items():
+            hyp = decode_scores(s, decode, beam)
+            hyps[name].append(hyp)
+            rows[name].append({"id": u.id, "reference": ref, "hypothesis": hyp, "speaker": u.speaker})
         if progress:
             progress(k + 1)
-    return error_rates(refs, hyps), rows
+    return {name: (error_rates(refs, hyps[name]), rows[name]) for name in beams}

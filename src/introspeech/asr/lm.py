@@ -42,7 +42,7 @@ class NgramLM:
         """ln P(word | history) with backoff; words outside the vocabulary score as ``<unk>``."""
         if word not in self.vocab and word != EOS:
             word = UNK
-        history = history[len(history) - self.order + 1:] if self.order > 1 else ()
+        history = self.state(history)
         acc = 0.0
         for start in range(len(history) + 1):
             h = history[start:]

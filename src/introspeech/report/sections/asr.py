@@ -9,7 +9,7 @@ import torch
 
 from ...asr.beam import BeamDecoder
 from ...asr.decode import greedy_runs
-from ...asr.evaluate import evaluate_split, scores
+from ...asr.evaluate import evaluate_decoders, scores
 from ...audio import FeatureConfig
 from ...corpus.load import utterance_features
 from ...corpus.utterance import Utterance
@@ -51,14 +51,14 @@ def asr_section(desc: ModelDescription, cfg: FeatureConfig, meta: dict, splits: 
     model = desc.module if isinstance(desc, ModelDescription) else desc
     desc = desc if isinstance(desc, ModelDescription) else describe(model, features=cfg)
     g = desc.output_geometry
-    if metrics is None:
-        metrics = {name: evaluate_split(model, cfg, utts[: max_per_split or None], on_error=on_error)[0]
-                   for name, utts in splits.items()}
     if beam is not None and desc.output.alphabet != SYMBOLS:
         raise ValueError("the beam search reads the built-in alphabet; this model has its own")
-    lm_metrics = None if beam is None else {
-        name: evaluate_split(model, cfg, utts[: max_per_split or None], on_error=on_error, beam=beam)[0]
-        for name, utts in splits.items()}
+    wanted = ({} if metrics is not None else {"greedy": None}) | ({"lm": beam} if beam is not None else {})
+    measured = {name: evaluate_decoders(model, cfg, utts[: max_per_split or None], wanted, on_error=on_error)
+                for name, utts in splits.items()} if wanted else {}
+    if metrics is None:
+        metrics = {name: m["greedy"][0] for name, m in measured.items()}
+    lm_metrics = None if beam is None else {name: m["lm"][0] for name, m in measured.items()}
     s = scores(model, utterance_features(sample, cfg))
     lp = torch.log_softmax(s.double(), 0).numpy()
     lm_hyp = None if beam is None else beam.decode(lp.T)
