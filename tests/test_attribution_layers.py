@@ -80,18 +80,20 @@ def test_gradient_family_on_smooth_activations_and_norms_matches_captum(act, nor
         ]
         for got, want in pairs:
             torch.testing.assert_close(got, want, atol=1e-8, rtol=1e-6)
-    for method in ("lrp", "guided_backprop", "deconvnet"):
+    identity_rule = isinstance(act, (nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh))  # LRP: relevance passes unchanged
+    for method in ("guided_backprop", "deconvnet") if identity_rule else ("lrp", "guided_backprop", "deconvnet"):
         with pytest.raises(TypeError, match=rf"module '1' \({type(act).__name__}\) is not supported by {method}"):
             attribute(net, x, 0, method)
     assert_same_state(state, model_state(net))
 
 
-def test_layernorm_and_groupnorm_are_errors_for_lrp_with_the_reason():
+def test_instance_norm_is_an_error_for_lrp_and_layernorm_keeps_its_gradient_elsewhere():
     torch.manual_seed(2)
+    inorm = nn.Sequential(nn.Conv1d(3, 4, 3), nn.InstanceNorm1d(4), nn.ReLU()).double().eval()
+    with pytest.raises(TypeError, match=r"module '1' \(InstanceNorm1d\) is not supported by lrp: instance"):
+        attribute(inorm, _x(1, 3, 8), torch.ones(1, 4, 6, dtype=torch.float64), "lrp")
     net = nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.ReLU(), nn.Linear(6, 2)).double().eval()
     x = _x(2, 5)
-    with pytest.raises(TypeError, match=r"module '1' \(LayerNorm\) is not supported by lrp: normalization"):
-        attribute(net, x, 1, "lrp")
     torch.testing.assert_close(attribute(net, x, 1, "gradient"), Saliency(net).attribute(x, target=1, abs=False))
     # guided backprop modifies ReLUs only and takes the norm's gradient: as Captum's
     from captum.attr import GuidedBackprop

@@ -87,11 +87,11 @@ def test_model_untouched_including_train_mode_and_failures(method):
 
 
 def test_errors_name_the_module_and_the_alternatives():
-    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+    net = nn.Sequential(nn.Linear(4, 5), nn.ELU(), nn.Linear(5, 2)).double()
     x = torch.randn(3, 4, dtype=torch.float64)
     state = model_state(net)
     for method in ("lrp", "guided_backprop", "deconvnet"):
-        with pytest.raises(TypeError, match=r"module '1' \(Tanh\) is not supported.*gradient, gradient_x_input"):
+        with pytest.raises(TypeError, match=r"module '1' \(ELU\) is not supported.*gradient, gradient_x_input"):
             attribute(net, x, 0, method)
     assert_same_state(state, model_state(net))
     attribute(net, x, 0, "integrated_gradients", steps=4)  # gradient methods handle it

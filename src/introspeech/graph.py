@@ -27,6 +27,9 @@ PAD_TYPES = (nn.ConstantPad1d, nn.ConstantPad2d, nn.ZeroPad2d)
 POINTWISE_TYPES = BN_TYPES + (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Hardtanh,
                               nn.ReLU6, nn.Softplus, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 """Leaves that act on each position (frame) separately."""
+UNIT_TYPES = (nn.MultiheadAttention,)
+"""Modules with children that a modified backward pass treats as one operation (their children
+are not called: ``nn.MultiheadAttention`` uses its ``out_proj`` weights directly)."""
 
 ELEMENTWISE_OPS = {
     "add", "sub", "mul", "div", "true_divide", "neg", "relu", "relu_", "sigmoid", "tanh", "clamp", "clamp_min",
@@ -88,6 +91,8 @@ class Traced:
     modules: dict[str, tuple[FrameGeometry | None, tuple[int, ...]]] = field(default_factory=dict)
     """Every module that ran (leaves and containers): its output's geometry (None: not local) and shape."""
     output_shape: tuple[int, ...] = ()  # the model's output (empty: not a tensor)
+    units: list[tuple[str, nn.Module]] = field(default_factory=list)
+    """Containers that rules treat as one operation (``UNIT_TYPES``: attention), in execution order."""
 
     def frame_geometry(self) -> FrameGeometry:
         if self.geometry is None:
@@ -225,8 +230,12 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
 
     seen: dict[str, tuple[FrameGeometry | None, tuple[int, ...]]] = {}
 
+    units: list[tuple[str, nn.Module]] = []
+
     def container(name):
         def fn(m, inp, out):
+            if isinstance(m, UNIT_TYPES):
+                units.append((name, m))
             if isinstance(out, torch.Tensor) and name:
                 seen[name] = (s.geo.get(id(out)), tuple(out.shape))
         return fn
@@ -278,7 +287,7 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
     why = s.why.get(id(final), "the output is not a tensor computed from the input")
     chain = bool(order) and last[1] and final is last[0] and not s.ops
     shape = tuple(final.shape) if isinstance(final, torch.Tensor) else ()
-    return Traced(order, folded, chain, geo, "" if geo is not None else why, s.ops, seen, shape)
+    return Traced(order, folded, chain, geo, "" if geo is not None else why, s.ops, seen, shape, units)
 
 
 def output_length_fn(model: nn.Module, channels: int, stride: int, dtype: torch.dtype = torch.float32,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .attention import NONLINEAR_TYPES, NORM_TYPES, ModuleRule, OpRules
 from .hooks import BN_TYPES, LINEAR_TYPES, PASS_TYPES, POOL_TYPES, Backward, Traced
 from .rules import (
     ActivationRule,
@@ -46,7 +47,13 @@ class Composite:
     - ``pool``: average pools (adaptive too): relevance in proportion to each input's share;
     - ``addition``: additions of branches written between modules (residual connections);
     - ``activation``: every ReLU (modules and functional calls). Max-pooling passes relevance to
-      the winner of each window (its gradient); reshapes, zero pads and dropout pass it unchanged.
+      the winner of each window (its gradient); reshapes, zero pads and dropout pass it unchanged;
+    - attention models (op_rules.py): GELU, SiLU, sigmoid and tanh pass relevance (identity rule);
+      LayerNorm, GroupNorm and RMSNorm get ``norm`` on the map with their standard deviation held;
+      GLU and products of input-dependent tensors share it (uniform rule); softmax attention follows
+      ``attention`` (``"attnlrp"``: through the softmax, query and key sharing half of the weights'
+      relevance; ``"cp"``: the weights held constant, conservative); ``epsilon`` stabilizes the
+      bilinear products and the additions of constants (masks, fixed positions).
     """
 
     conv: Callable[[], LinearRule] = Epsilon
@@ -59,6 +66,12 @@ class Composite:
     pool: Callable[[], LinearRule] = _stabilizer
     addition: Callable[[], LinearRule] = _stabilizer
     name: str = "custom"
+    attention: str = "attnlrp"
+    epsilon: float = 1e-6
+
+    def ops(self) -> OpRules:
+        """The rules of attention models' operations between and inside modules."""
+        return OpRules(self.attention, self.epsilon, self.norm(), self.dense())
 
     def resolve(self, traced: Traced, method: str = "lrp", canonize: bool = True
                 ) -> dict[str, LinearRule | ActivationRule]:
@@ -86,24 +99,32 @@ class Composite:
                 rules[name] = self.pool()
             elif isinstance(m, nn.ReLU):
                 rules[name] = self.activation
-            elif isinstance(m, BN_TYPES):
+            elif isinstance(m, NONLINEAR_TYPES):
+                rules[name] = Pass
+            elif isinstance(m, BN_TYPES + NORM_TYPES):
                 rules[name] = self.norm()
+            elif isinstance(m, nn.GLU):
+                rules[name] = ModuleRule("glu")
+            elif isinstance(m, nn.Softmax):
+                rules[name] = ModuleRule("softmax")
             elif not isinstance(m, PASS_TYPES):
                 raise unsupported(name, m, method, _why(m))
+        for name, m in traced.units:
+            if isinstance(m, nn.MultiheadAttention):
+                rules[name] = self.by_name.get(name, ModuleRule("mha", unit=True))
         return rules
 
     def backward(self, traced: Traced, method: str = "lrp", canonize: bool = True) -> Backward:
         """The modified backward pass this composite defines on a traced model."""
         return Backward(method, self.resolve(traced, method, canonize), traced, canonize, relevance=True,
-                        activation=self.activation, addition=self.addition())
+                        activation=self.activation, addition=self.addition(), ops=self.ops())
 
 
 def _why(m: nn.Module) -> str:
-    if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)):
-        return "normalization over positions or channels divides by a statistic of the input itself, which no " \
-               "LRP rule here redistributes"
-    if isinstance(m, (nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU)):
-        return "LRP rules are defined for ReLU activations only"
+    if isinstance(m, (nn.InstanceNorm1d, nn.InstanceNorm2d)):
+        return "instance normalization has no LRP rule here (LayerNorm, GroupNorm, RMSNorm and BatchNorm do)"
+    if isinstance(m, (nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Mish, nn.Hardswish)):
+        return "the identity rule covers ReLU, GELU, SiLU, sigmoid and tanh only"
     return ""
 
 
@@ -118,12 +139,14 @@ def _zbox(low, high) -> Callable[[], LinearRule]:
 
 
 def preset(name: str, low: torch.Tensor | float | None = None, high: torch.Tensor | float | None = None,
-           epsilon: float = 1e-6, gamma: float = 0.25, favour: str = "output") -> Composite:
+           epsilon: float = 1e-6, gamma: float = 0.25, favour: str = "output", attention: str = "attnlrp") -> Composite:
     """A named composite: epsilon, epsilon-plus, epsilon-gamma-box, alpha2-beta1, deep-taylor.
 
     ``low``/``high`` are the z^B bounds of the first layer's input (e.g. per Mel bin); ``epsilon``
-    the ε of ε-rule layers, of BatchNorms that are not folded and of additions of branches;
-    ``gamma``/``favour`` those of γ. Average pools keep ε = 1e-9 (a stabilizer only)."""
+    the ε of ε-rule layers, of normalizations (BatchNorm not folded, LayerNorm, GroupNorm, RMSNorm),
+    of additions of branches and of the attention rules; ``gamma``/``favour`` those of γ;
+    ``attention`` the variant through softmax attention (``"attnlrp"`` or ``"cp"``). Average
+    pools keep ε = 1e-9 (a stabilizer only)."""
     eps = lambda: Epsilon(epsilon)  # noqa: E731
     gam = lambda: Gamma(gamma, epsilon, favour)  # noqa: E731
     needs_box = name in ("epsilon-gamma-box", "deep-taylor")
@@ -141,6 +164,8 @@ def preset(name: str, low: torch.Tensor | float | None = None, high: torch.Tenso
     c = presets[name]
     c.name = name
     c.norm = c.addition = eps
+    c.epsilon, c.attention = epsilon, attention
+    c.ops()  # checks the attention variant
     return c
 
 

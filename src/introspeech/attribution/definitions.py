@@ -146,8 +146,10 @@ def _needs_bounds(o: dict) -> set[str]:
 
 _RELU_ONLY = "ReLU: modified; Conv/Linear/BatchNorm/pools/reshapes: gradient; other activations: error"
 _LRP_LAYERS = ("Conv1d/2d (grouped, dilated, 'same' padding), Linear: composite's rule; BatchNorm folded (or its own "
-               "ε rule); additions: shared ε; avg pools: proportional; max pools: winner; ReLU: composite's "
-               "activation rule; LayerNorm/GroupNorm/other activations: error")
+               "ε rule); LayerNorm/GroupNorm/RMSNorm: ε with σ held; additions: shared ε; avg pools: proportional; "
+               "max pools: winner; ReLU: composite's activation rule; GELU/SiLU/sigmoid/tanh: identity; GLU and "
+               "products: uniform; MultiheadAttention, scaled dot-product or explicit softmax attention: AttnLRP or "
+               "CP-LRP (`attention`); other activations, InstanceNorm: error")
 
 _PERTURB_BASELINE = Option("baseline", 0.0, TENSORISH, "replacement value (0: the corpus mean of z-normalized features)")
 _BATCH = Option("batch", 32, (int,), "perturbed inputs per forward pass")
@@ -181,6 +183,8 @@ METHODS: dict[str, Method] = {d.name: d for d in (
         Option("epsilon", 1e-6, NUMBER, "ε of ε-rule layers (presets)"),
         Option("gamma", 0.25, NUMBER, "γ of γ-rule layers (presets)"),
         Option("favour", "output", (str,), "γ favours contributions of the output's sign, or 'positive' ones"),
+        Option("attention", "attnlrp", (str,), "softmax attention: 'attnlrp' (through the softmax) or 'cp' (weights "
+               "held constant)"),
     ), True, True, _LRP_LAYERS, m.lrp, completeness=lambda o: "score", needs=_needs_bounds),
     Method("deep_taylor", "deep Taylor decomposition (rules, or a root point)", (
         Option("root", None, (torch.Tensor, str), "None: z^B/z⁺ rules; a root tensor; or 'search'"),

@@ -19,7 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..graph import BN_TYPES, LINEAR_TYPES, Traced, leaves, trace
-from .operations import ActivationFn, Between
+from . import attention as att
+from .attention import ModuleRule, OpRules
+from .operations import Between
+from .propagate import ActivationFn, LinearRuleFn, lrp_backward
 from .rules import ActivationRule, LinearRule
 
 POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
@@ -48,6 +51,7 @@ class Backward:
     activation: ActivationRule | None = None
     addition: LinearRule | None = None
     record: Callable | None = field(default=None, compare=False)  # (layer, r_in, r_out, r_bias) per ruled layer
+    ops: OpRules | None = None  # rules of attention models' operations (LRP)
 
     def recording(self, record: Callable) -> Backward:
         """The same pass, reporting each ruled layer's relevance to ``record`` (see deltas.py)."""
@@ -114,64 +118,6 @@ def layer_params(module: nn.Module, bn: nn.Module | None) -> tuple[torch.Tensor 
     return folded_params(module, bn)
 
 
-class _LinearRuleFn(torch.autograd.Function):
-    """Identity on the forward value; the backward applies a `LinearRule`."""
-
-    @staticmethod
-    def forward(ctx, x, out, rule, fn, weight, bias, record=None):  # noqa: D401
-        ctx.save_for_backward(x)
-        ctx.rule, ctx.fn, ctx.weight, ctx.bias, ctx.record = rule, fn, weight, bias, record
-        return out.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        r = lrp_backward(ctx.rule, ctx.fn, x, ctx.weight, ctx.bias, grad, ctx.record)
-        return r, None, None, None, None, None, None
-
-
-def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torch.Tensor,
-                 record: Callable | None = None) -> torch.Tensor:
-    """Relevance of a layer's inputs from the relevance ``grad`` of its outputs (see rules.py).
-
-    ``record(r_in, r_out, r_bias)`` receives the per-row sums of the relevance leaving, entering
-    and absorbed by the biases of the rule's terms (the rest is absorbed by the stabilizer)."""
-    x = x.detach()
-    w = weight.detach() if weight is not None else None
-    b = bias.detach() if bias is not None else None
-    total = torch.zeros_like(x)
-    plain = None
-    absorbed = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-    with torch.enable_grad():
-        for group in rule.groups(x):
-            xs = [t.input(x).detach().requires_grad_(True) for t in group.terms]
-            zs = []
-            for t, xk in zip(group.terms, xs):
-                wk = t.weight(w) if w is not None else None
-                bk = t.bias(b) if (b is not None and t.bias is not None) else None
-                zs.append(t.scale * fn(xk, wk, bk))
-            z = torch.stack(zs).sum(0) if len(zs) > 1 else zs[0]
-            d = rule.stabilize(z.detach())
-            s = grad / torch.where(d == 0, torch.ones_like(d), d) * (d != 0)  # 0/0 (ε = 0, all inputs 0) is 0
-            if group.sign:
-                if plain is None:
-                    with torch.no_grad():
-                        plain = fn(x, w, b)
-                s = s * group.mask(plain)
-            grads = torch.autograd.grad(zs, xs, grad_outputs=[s] * len(zs))
-            total = total + group.coef * sum(xk.detach() * gk for xk, gk in zip(xs, grads))
-            if record is not None and b is not None:
-                with torch.no_grad():
-                    zero = torch.zeros_like(x)
-                    for t in group.terms:
-                        if t.bias is not None and w is not None:
-                            bias_map = t.scale * fn(zero, t.weight(w), t.bias(b))
-                            absorbed += group.coef * (bias_map * s).flatten(1).sum(1)
-    if record is not None:
-        record(total.flatten(1).sum(1), grad.flatten(1).sum(1), absorbed)
-    return total
-
-
 class _Bypass(torch.autograd.Function):
     """A folded BatchNorm: its output is the (already normalized) input, gradient passes."""
 
@@ -203,9 +149,9 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
     mode to enter around the forward pass (operations between modules). With ``canonize``, each
     BatchNorm that directly follows a ruled Linear/Conv layer is folded into it. Hooks are always
     removed on exit."""
-    modules = dict(spec.traced.order)
+    modules = dict(spec.traced.order + spec.traced.units)
     bn_of = spec.folds()
-    mode = Between(spec.method, spec.relevance, spec.activation, spec.addition)
+    mode = Between(spec.method, spec.relevance, spec.activation, spec.addition, spec.ops)
     handles = []
 
     def linear_hook(name, rule):
@@ -221,7 +167,7 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
             else:
                 value = out.detach()
             record = (lambda *sums: spec.record(name, *sums)) if spec.record is not None else None
-            return _LinearRuleFn.apply(inp[0], value, rule, fn, w, b, record)
+            return LinearRuleFn.apply(inp[0], value, rule, fn, w, b, record)
         return hook
 
     def activation_hooks(m, rule):
@@ -235,26 +181,47 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
             return ActivationFn.apply(stash.pop(), out.detach(), rule)
         return pre, post
 
+    def norm_hook(rule):
+        def hook(mod, inp, out):
+            if not mode.depends(inp[0]):
+                return None
+            return att.norm_module(mod, inp[0], rule)
+        return hook
+
+    def module_hook(rule: ModuleRule):
+        def hook(mod, args, kwargs, out):
+            if not any(mode.depends(t) for t in args) and not any(mode.depends(t) for t in kwargs.values()):
+                return None
+            return att.module_forward(rule, mod, args, kwargs, out, spec.ops, mode.depends)
+        return hook
+
     def enter(mod, inp):
         mode.depth += 1
 
-    def leave(mod, inp, out):
+    def leave(mod, args, kwargs, out):
         mode.depth -= 1
+        if any(mode.depends(t) for t in args) or any(mode.depends(t) for t in kwargs.values()):
+            mode.mark(out)
 
     try:
         for name, rule in spec.rules.items():
             m = modules[name]
-            if isinstance(rule, LinearRule):
+            if isinstance(rule, LinearRule) and isinstance(m, att.NORM_TYPES):
+                handles.append(m.register_forward_hook(norm_hook(rule)))
+            elif isinstance(rule, LinearRule):
                 handles.append(m.register_forward_hook(linear_hook(name, rule)))
+            elif isinstance(rule, ModuleRule):
+                handles.append(m.register_forward_hook(module_hook(rule), with_kwargs=True))
             else:
                 pre, post = activation_hooks(m, rule)
                 handles.append(m.register_forward_pre_hook(pre))
                 handles.append(m.register_forward_hook(post))
         for name in bn_of.values():
             handles.append(modules[name].register_forward_hook(lambda m, inp, out: _Bypass.apply(inp[0])))
-        for _, m in leaves(model):
+        units = [modules[n] for n, r in spec.rules.items() if isinstance(r, ModuleRule) and r.unit]
+        for m in [m for _, m in leaves(model)] + units:
             handles.append(m.register_forward_pre_hook(enter))
-            handles.append(m.register_forward_hook(leave))
+            handles.append(m.register_forward_hook(leave, with_kwargs=True))
         yield mode
     finally:
         for h in handles:
@@ -275,6 +242,7 @@ def run_backward(model: nn.Module, x: torch.Tensor, selector: torch.Tensor, spec
             out = model(x)
     else:
         with modified(model, spec) as mode, torch.enable_grad():
+            mode.mark(x)
             with mode:
                 out = model(x)
     if out.shape != selector.shape:

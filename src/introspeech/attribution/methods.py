@@ -167,18 +167,25 @@ def deconvnet(model, x, selector) -> Plan:
     return Plan(relu_backward(model, x, DeconvReLU, "deconvnet"), [Point(x)])
 
 
-def composite_of(composite: str | Composite, low, high, epsilon: float, gamma: float, favour: str) -> Composite:
-    return composite if isinstance(composite, Composite) else preset(composite, low, high, epsilon, gamma, favour)
+def composite_of(composite: str | Composite, low, high, epsilon: float, gamma: float, favour: str,
+                 attention: str = "attnlrp") -> Composite:
+    if isinstance(composite, Composite):
+        return composite
+    return preset(composite, low, high, epsilon, gamma, favour, attention)
 
 
 def lrp(model, x, selector, composite: str | Composite = "epsilon", canonize: bool = True, low=None, high=None,
-        epsilon: float = 1e-6, gamma: float = 0.25, favour: str = "output") -> Plan:
+        epsilon: float = 1e-6, gamma: float = 0.25, favour: str = "output", attention: str = "attnlrp") -> Plan:
     """Layer-wise relevance propagation; the target score is the initial relevance (Σ R ≈ f(x)).
 
     BatchNorm after a Conv/Linear is folded into it (``canonize``) for the rules. ``epsilon``,
-    ``gamma``, ``favour`` and ``low``/``high`` configure a preset ``composite`` (a `Composite`
-    object carries its own rules)."""
-    comp = composite_of(composite, low, high, epsilon, gamma, favour)
+    ``gamma``, ``favour``, ``attention`` and ``low``/``high`` configure a preset ``composite`` (a
+    `Composite` object carries its own rules). ``attention``: ``"attnlrp"`` (AttnLRP, relevance
+    through the softmax) or ``"cp"`` (CP-LRP, attention weights held constant)."""
+    if isinstance(composite, Composite) and attention != "attnlrp":
+        raise ValueError("attention= configures a preset composite; a Composite object carries its own "
+                         "(Composite.attention)")
+    comp = composite_of(composite, low, high, epsilon, gamma, favour, attention)
     return Plan(comp.backward(trace(model, x), "lrp", canonize), [Point(x)])
 
 
