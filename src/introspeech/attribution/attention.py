@@ -184,6 +184,7 @@ def multihead_attention(m: nn.MultiheadAttention, query: Tensor, key: Tensor, va
     if m.bias_k is not None or m.add_zero_attn:
         raise ValueError("nn.MultiheadAttention with add_bias_kv or add_zero_attn is not supported by LRP's "
                          "attention rules")
+    deps = tuple(dep(t) for t in (query, key, value))
     batched = query.dim() == 3
     if not batched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
@@ -198,7 +199,6 @@ def multihead_attention(m: nn.MultiheadAttention, query: Tensor, key: Tensor, va
     else:
         wq, wk, wv = m.q_proj_weight, m.k_proj_weight, m.v_proj_weight
     bq, bk, bv = m.in_proj_bias.chunk(3) if m.in_proj_bias is not None else (None, None, None)
-    deps = tuple(dep(t) for t in (query, key, value))
 
     def project(t, w, b, d):
         return linear(t, w, b, rules.dense) if d else F.linear(t, w, b)

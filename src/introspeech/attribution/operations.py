@@ -90,9 +90,10 @@ class Between(TorchFunctionMode):
         self._dep: dict[int, torch.Tensor] = {}  # id -> tensor (kept alive so that ids are not reused)
 
     def mark(self, *values) -> None:
-        """Record tensors (in any nesting) as computed from the input."""
+        """Record tensors (in any nesting) as computed from the input (those a rule holds constant,
+        such as CP-LRP's attention weights, are not: they carry no relevance back)."""
         for t in tree_flatten(values)[0]:
-            if isinstance(t, torch.Tensor):
+            if isinstance(t, torch.Tensor) and t.requires_grad:
                 self._dep[id(t)] = t
 
     def depends(self, t) -> bool:
