@@ -1,0 +1,153 @@
+"""LRP through attention models: AttnLRP and CP-LRP against an independent reference, per-operation
+rules against their equations, conservation of CP-LRP, errors that name what is not supported."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from introspeech.attribution import attribute
+from introspeech.attribution.op_rules import AddConstant, Bilinear, Softmax, Uniform
+
+from .attention_nets import (
+    ConformerCTC,
+    WhisperishEncoder,
+    conformer_forward,
+    randomize,
+    reference,
+    whisperish_forward,
+)
+from .nets import assert_same_state, model_state
+
+MODELS = {
+    "conformer": (lambda: ConformerCTC(), conformer_forward),
+    "whisper-explicit": (lambda: WhisperishEncoder(explicit=True), whisperish_forward),
+    "whisper-sdpa": (lambda: WhisperishEncoder(explicit=False), whisperish_forward),
+}
+
+
+def _selector(out: torch.Tensor, seed: int) -> torch.Tensor:
+    """One score per row, a different one in each row."""
+    g = torch.Generator().manual_seed(seed)
+    sel = torch.zeros(out.shape, dtype=out.dtype)
+    for b in range(out.shape[0]):
+        sel[b].view(-1)[int(torch.randint(out[b].numel(), (1,), generator=g))] = 1
+    return sel
+
+
+@pytest.mark.parametrize("variant", ["attnlrp", "cp"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_lrp_through_attention_equals_the_reference(name, variant):
+    build, forward = MODELS[name]
+    model = randomize(build(), seed=3)
+    x = torch.randn(3, 6, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    state = model_state(model)
+    with torch.no_grad():
+        out = model(x)
+    for seed in range(2):
+        sel = _selector(out, seed)
+        want = reference(forward, model, x, sel, cp=variant == "cp")
+        got = attribute(model, x, sel * out, "lrp", epsilon=1e-12, attention=variant)
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
+        assert float(want.abs().max()) > 1e-3  # a map, not zeros
+    assert_same_state(state, model_state(model))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cp_lrp_conserves_in_a_bias_free_network_and_attnlrp_does_not(name):
+    build, _ = MODELS[name]
+    model = randomize(build(), seed=4, bias_free=True)
+    if isinstance(model, WhisperishEncoder):
+        with torch.no_grad():
+            model.positions.zero_()  # added positions absorb relevance as a bias would
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        out = model(x)
+    sel = _selector(out, 0)
+    maps, delta = attribute(model, x, sel * out, "lrp", epsilon=1e-12, attention="cp", return_convergence_delta=True)
+    torch.testing.assert_close(maps.flatten(1).sum(1), (sel * out).flatten(1).sum(1), atol=1e-8, rtol=1e-8)
+    assert float(delta.abs().max()) < 1e-8
+    _, delta_attn = attribute(model, x, sel * out, "lrp", epsilon=1e-12, return_convergence_delta=True)
+    assert float(delta_attn.abs().max()) > 1e-6  # the softmax rule is not conservative
+
+
+def _stab(z, eps):
+    return z + eps * (1.0 if z >= 0 else -1.0)
+
+
+def test_bilinear_rule_equals_explicit_contributions():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
+    r = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    scale, eps = 0.7, 1e-3
+    z = scale * a @ b
+    for sa, sb in ((0.5, 0.5), (0.0, 1.0)):
+        ra, rb = torch.zeros_like(a), torch.zeros_like(b)
+        for i in range(3):
+            for j in range(2):
+                for k in range(4):
+                    share = scale * a[i, k] * b[k, j] / _stab(float(z[i, j]), eps) * r[i, j]
+                    ra[i, k] += sa * share
+                    rb[k, j] += sb * share
+        got = Bilinear(sa, sb, scale, eps).relevance([a, b], z, r)
+        torch.testing.assert_close(got[1], rb)
+        if sa:
+            torch.testing.assert_close(got[0], ra)
+        else:
+            assert got[0] is None
+
+
+def test_softmax_uniform_and_constant_rules_equal_their_equations():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    x[1, 3] = -math.inf  # a masked logit receives nothing
+    s = torch.softmax(x, -1)
+    r = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    (got,) = Softmax(-1).relevance([x], s, r)
+    for row in range(2):
+        for i in range(5):
+            want = 0.0 if s[row, i] == 0 else float(x[row, i] * (r[row, i] - s[row, i] * r[row].sum()))
+            assert abs(float(got[row, i]) - want) < 1e-12
+    a, b = torch.randn(2, 3, 4, generator=g), torch.randn(2, 1, 4, generator=g)
+    ra, rb = Uniform().relevance([a, b], a * b, torch.ones(2, 3, 4))
+    torch.testing.assert_close(ra, torch.full_like(a, 0.5))
+    torch.testing.assert_close(rb, torch.full_like(b, 1.5))  # broadcast over 3 rows: the shares add up
+    c = torch.tensor([0.0, 2.0, -math.inf], dtype=torch.float64)
+    v = torch.tensor([1.0, -1.0, 3.0], dtype=torch.float64)
+    (rv,) = AddConstant(1e-9).relevance([v], v + c, torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(rv, torch.tensor([1.0, -1.0 / (1.0 - 1e-9), 0.0], dtype=torch.float64))
+
+
+def test_unsupported_attention_forms_are_errors_that_name_them():
+    mha = nn.MultiheadAttention(4, 2, add_bias_kv=True, batch_first=True).double().eval()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = mha
+
+        def forward(self, x):
+            return self.attn(x, x, x)[0]
+    x = torch.randn(1, 3, 4, dtype=torch.float64)
+    state = model_state(Net())
+    with pytest.raises(ValueError, match="add_bias_kv or add_zero_attn is not supported"):
+        attribute(Net(), x, torch.ones(1, 3, 4, dtype=torch.float64), "lrp")
+    assert_same_state(state, model_state(Net()))
+
+    class Exp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.lin(x)
+            return torch.softmax(h, -1) @ torch.exp(h)
+    with pytest.raises(ValueError, match="operation 'exp' between modules is not supported by lrp"):
+        attribute(Exp().double(), torch.randn(1, 4, 4, dtype=torch.float64), torch.ones(1, 4, 4, dtype=torch.float64),
+                  "lrp")
+    with pytest.raises(ValueError, match="attention must be one of"):
+        attribute(Exp().double(), torch.randn(1, 4, 4, dtype=torch.float64), torch.ones(1, 4, 4, dtype=torch.float64),
+                  "lrp", attention="magic")
