@@ -19,6 +19,9 @@ def selection(model: nn.Module, x: torch.Tensor, target: Target) -> tuple[torch.
     explicitly (an output gradient: then it is the initial relevance as given, not scaled)."""
     with torch.no_grad():
         out = model(x.detach())  # "predicted" targets are resolved on this output (output_gradient)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model returned {type(out).__name__}, not a tensor of scores: wrap it as "
+                        "introspeech.attribution.Scores(model) (ModelOutput logits, frames first, extra inputs)")
     explicit = isinstance(target, torch.Tensor) and target.shape == out.shape and target.dtype.is_floating_point
     return output_gradient(out, target).detach(), explicit
 

@@ -14,7 +14,11 @@ same maps, each evaluating the method's one `methods.Plan`:
 - ``loop``: `attribute` once per frame (the reference; also what a method that is not linear in
   the target, deep Taylor with a searched root, needs).
 
-``auto`` takes the cone engine where it applies, else colouring, else the loop. Grad-CAM's global
+- ``batched`` (batched.py): for models without locality (attention, global pooling), one shared
+  forward pass and the backward passes of ``chunk`` frames at a time, vectorized.
+
+``auto`` takes the cone engine where it applies, else colouring, else (a model that is not local
+in time) the batched engine, else the loop. Grad-CAM's global
 average over positions is not local: its channel weights are summed from each frame's own gradient
 cone (cones of one colour are disjoint too), then combined with all activations.
 """
@@ -31,6 +35,7 @@ from ..chunking import MAX_FRAMES, model_geometry
 from ..graph import FrameGeometry, trace
 from . import methods as m
 from .api import attribute
+from .batched import batched_frames
 from .cam import find_layer, layer_gradient, upsample
 from .cone import NotCone, cone_frames
 from .definitions import Method
@@ -38,7 +43,7 @@ from .definitions import method as lookup
 from .hooks import preserved
 from .windows import Windows, cut, explain_in_pieces
 
-ENGINES = ("auto", "cone", "colour", "loop")
+ENGINES = ("auto", "cone", "colour", "batched", "loop")
 ENGINE_ALIASES = {"chain": "cone", "color": "colour"}
 __all__ = ["attribute_frames", "FrameGeometry", "Windows", "chain_geometry", "ENGINES"]
 
@@ -71,7 +76,8 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
     pieces (`introspeech.chunking`; the same maps, working memory bounded by the piece; 0: whole).
     Every engine equals `attribute` called per frame, for every method and option (see the module
     docstring); ``engine`` forces one, and one that cannot honour the method, the options or the
-    model raises an error that says why.
+    model raises an error that says why. A model without locality (attention, global pooling) runs
+    on the ``batched`` engine (batched.py: one forward, ``chunk`` frames per batched backward).
 
     >>> maps = attribute_frames(model, x, "all", "predicted", "lrp", composite="epsilon-plus")
     """
@@ -110,7 +116,8 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
     if isinstance(result, Windows):
         return result if output == "windows" else result.dense()
     if output == "windows":
-        raise ValueError(f"{spec.name} maps are not local in time: output='windows' needs a local method")
+        raise ValueError(f"{spec.name} maps of this model are not local in time: output='windows' needs a local "
+                         "method and a model whose frames see a window of the input")
     return result
 
 
@@ -148,12 +155,18 @@ def _explain(model, x, frames, classes, spec: Method, opts: dict, options: dict,
         geo = geometry or chain_geometry(model, x)
         return _cam_frames(model, x, out, todo, cls, spec, geo, chunk, progress, **opts)
     plan = spec.plan(model, x, None, **opts)
+    if engine == "batched":
+        return batched_frames(model, x, todo, cls, plan, chunk, progress)
     if engine in ("auto", "cone"):
         try:
             return cone_frames(model, x, todo, cls, plan, chunk * 8, progress)
         except NotCone as e:
             if engine == "cone":
                 raise ValueError(f"engine='cone' cannot run this: {e}") from None
+    if geometry is None and engine == "auto":
+        geometry = trace(model, x).geometry
+        if geometry is None:  # not local in time: every frame needs a whole backward pass
+            return batched_frames(model, x, todo, cls, plan, chunk, progress)
     geo = geometry or chain_geometry(model, x)
     if out is None:
         with torch.no_grad():

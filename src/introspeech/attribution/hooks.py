@@ -32,7 +32,8 @@ PASS_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Flatten, nn.Unflatten, 
 winner-takes-all, dropout in eval mode)."""
 
 __all__ = ["Backward", "BN_TYPES", "LINEAR_TYPES", "PASS_TYPES", "POOL_TYPES", "Traced", "leaves", "trace",
-           "folded_params", "affine_params", "linear_fn", "lrp_backward", "modified", "preserved", "run_backward"]
+           "folded_params", "affine_params", "linear_fn", "lrp_backward", "modified", "preserved", "run_backward",
+           "forward_graph"]
 
 
 @dataclass(frozen=True)
@@ -228,15 +229,10 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
             h.remove()
 
 
-def run_backward(model: nn.Module, x: torch.Tensor, selector: torch.Tensor, spec: Backward,
-                 scale: bool | None = None) -> torch.Tensor:
-    """Input gradient (relevance, with rules) of Σ selector ⊙ f(x), on the modified backward pass.
-
-    ``selector`` is shaped like the output (a one-hot choice of scores, or any output gradient).
-    ``scale`` (default: ``spec.relevance``) multiplies it by the output first: the scores themselves
-    are the initial relevance."""
+def forward_graph(model: nn.Module, x: torch.Tensor, spec: Backward) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass whose graph follows ``spec``'s rules: (the input as a leaf that requires
+    grad, the output). Hooks are gone when it returns; the graph keeps what the rules need."""
     x = x.detach().requires_grad_(True)
-    scale = spec.relevance if scale is None else scale
     if spec.plain:
         with torch.enable_grad():
             out = model(x)
@@ -245,6 +241,21 @@ def run_backward(model: nn.Module, x: torch.Tensor, selector: torch.Tensor, spec
             mode.mark(x)
             with mode:
                 out = model(x)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model returned {type(out).__name__}, not a tensor of scores: wrap it as "
+                        "introspeech.attribution.Scores(model) (ModelOutput logits, frames first, extra inputs)")
+    return x, out
+
+
+def run_backward(model: nn.Module, x: torch.Tensor, selector: torch.Tensor, spec: Backward,
+                 scale: bool | None = None) -> torch.Tensor:
+    """Input gradient (relevance, with rules) of Σ selector ⊙ f(x), on the modified backward pass.
+
+    ``selector`` is shaped like the output (a one-hot choice of scores, or any output gradient).
+    ``scale`` (default: ``spec.relevance``) multiplies it by the output first: the scores themselves
+    are the initial relevance."""
+    scale = spec.relevance if scale is None else scale
+    x, out = forward_graph(model, x, spec)
     if out.shape != selector.shape:
         raise ValueError(f"output gradient of shape {tuple(selector.shape)} for outputs {tuple(out.shape)}")
     g = selector.to(out) * out.detach() if scale else selector.to(out)

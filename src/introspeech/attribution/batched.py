@@ -1,0 +1,63 @@
+"""All output frames of a model without locality (attention, global pooling, squeeze-excitation):
+one shared forward pass, then batched backward passes.
+
+Every output frame of such a model may depend on every input frame, so each needs a backward pass
+of its own; the forward pass, though, is the same for all of them. For a method whose backward is
+linear in the output gradient (the gradient family, LRP with any composite and attention rules,
+rule-based deep Taylor), each point of the method's `methods.Plan` is run forward once, with the
+rules' hooks, and the graph is kept; the one-hot output gradients of ``chunk`` frames at a time
+are then pulled back together (``torch.autograd.grad(..., is_grads_batched=True)``: the backward
+pass vectorized over frames). The result equals `attribute` called frame by frame; memory grows
+with ``chunk``, not with the number of frames. A sequence-to-sequence model explained through
+`outputs.Scores` (decoder teacher-forced) gets every decoded token's map this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from . import methods as m
+from .hooks import forward_graph
+
+
+def batched_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torch.Tensor, plan: m.Plan,
+                   chunk: int = 16, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Dense maps ``(len(todo), *x.shape[1:])`` of frames ``todo`` (classes ``cls[t]``) of a
+    ``(1, C, T)``-output model, for one utterance ``x``."""
+    x0 = plan.points[0].input
+    result = torch.zeros(len(todo), *x0.shape[1:], dtype=x.dtype, device=x.device)
+    per = max(1, plan.rows or len(plan.points))
+    frames = torch.as_tensor(todo, dtype=torch.long, device=x.device)
+    classes = cls.to(x.device)[frames] if len(todo) else frames
+    chunk = max(1, chunk)
+    done, total = 0, len(todo) * ((len(plan.points) + per - 1) // per)
+    for k0 in range(0, len(plan.points), per):
+        points = plan.points[k0:k0 + per]
+        inp = torch.cat([p.input for p in points]) if len(points) > 1 else points[0].input
+        xin, out = forward_graph(model, inp, plan.backward)
+        if out.dim() != 3:
+            raise ValueError(f"attribute_frames needs (batch, classes, frames) outputs, the model gives "
+                             f"{tuple(out.shape)}")
+        value = out.detach()
+        for c0 in range(0, len(todo), chunk):
+            n = min(chunk, len(todo) - c0)
+            rows = torch.arange(n, device=x.device)
+            grads = torch.zeros(n, *out.shape, dtype=out.dtype, device=out.device)
+            grads[rows, :, classes[c0:c0 + n], frames[c0:c0 + n]] = 1.0
+            if plan.backward.relevance:
+                grads = grads * value
+            (g,) = torch.autograd.grad(out, xin, grads, retain_graph=True, is_grads_batched=True)
+            g = g.reshape(n, len(points), *x0.shape[1:])
+            for j, p in enumerate(points):
+                term = g[:, j] * p.multiplier if p.multiplier is not None else g[:, j]
+                result[c0:c0 + n] += term * p.weight if p.weight != 1.0 else term
+            done += n
+            if progress:
+                progress(done, total)
+        del out, xin
+    if plan.post is not None:
+        result = plan.post * result
+    return plan.finish(result) if plan.finish is not None else result
