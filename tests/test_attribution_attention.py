@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from introspeech.attribution import attribute
+from introspeech.attribution import Scores, attribute
+from introspeech.attribution.frames import attribute_frames
 from introspeech.attribution.op_rules import AddConstant, Bilinear, Softmax, Uniform
 
 from .attention_nets import (
@@ -151,3 +152,78 @@ def test_unsupported_attention_forms_are_errors_that_name_them():
     with pytest.raises(ValueError, match="attention must be one of"):
         attribute(Exp().double(), torch.randn(1, 4, 4, dtype=torch.float64), torch.ones(1, 4, 4, dtype=torch.float64),
                   "lrp", attention="magic")
+
+
+class TinySeq2Seq(nn.Module):
+    """An encoder of features and a decoder over tokens with cross-attention: (mel, tokens) →
+    (B, tokens, vocab) logits, as Whisper's."""
+
+    def __init__(self, n_mels: int = 6, d: int = 8, vocab: int = 7):
+        super().__init__()
+        self.encoder = WhisperishEncoder(n_mels, d, classes=d, layers=1)
+        self.embed = nn.Embedding(vocab, d)
+        self.cross = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, vocab)
+
+    def forward(self, mel, tokens):
+        memory = self.encoder(mel)
+        h = self.embed(tokens)
+        h = h + self.cross(h, memory, memory, need_weights=False)[0]
+        return self.head(self.norm(h))
+
+
+def _loop(model, x, cls, method, **opts):
+    return torch.stack([attribute(model, x, (int(cls[t]), t), method, **opts)[0] for t in range(len(cls))])
+
+
+@pytest.mark.parametrize("method,opts", [("gradient", {}), ("gradient_x_input", {}), ("lrp", {}),
+                                         ("lrp", {"attention": "cp", "composite": "epsilon-plus"}),
+                                         ("integrated_gradients", {"steps": 3}), ("smoothgrad", {"samples": 2})])
+def test_all_frames_of_models_without_locality_equal_the_per_frame_loop(method, opts):
+    models = [randomize(ConformerCTC(), seed=5), Scores(randomize(WhisperishEncoder(explicit=False), seed=6), time_axis=1)]
+    for model in models:
+        x = torch.randn(1, 6, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        state = model_state(model)
+        with torch.no_grad():
+            cls = model(x)[0].argmax(0)
+        want = _loop(model, x, cls, method, **opts)
+        for engine, chunk in (("auto", 5), ("batched", 64)):
+            got = attribute_frames(model, x, "all", cls, method, chunk=chunk, engine=engine, **opts)
+            torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+        assert_same_state(state, model_state(model))
+    with pytest.raises(ValueError, match="engine='cone' cannot run this"):
+        attribute_frames(models[0], x, "all", "predicted", method, engine="cone", **opts)
+
+
+def test_every_decoded_token_of_a_teacher_forced_decoder_in_one_call():
+    model = randomize(TinySeq2Seq(), seed=7)
+    mel = torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    tokens = torch.tensor([[1, 4, 2, 6, 3]])
+    scores = Scores(model, time_axis=1, args=(tokens,))
+    following = torch.tensor([4, 2, 6, 3, 0])  # each position explains the next token's logit
+    for method in ("gradient", "lrp"):
+        got = attribute_frames(scores, mel, "all", following, method)
+        torch.testing.assert_close(got, _loop(scores, mel, following, method), atol=1e-12, rtol=1e-9)
+    from captum.attr import Saliency
+
+    for t in (0, 3):  # the gradient, against Captum on the model with its decoder input
+        want = Saliency(lambda m: model(m, tokens)[:, t]).attribute(mel, target=int(following[t]), abs=False)
+        torch.testing.assert_close(attribute_frames(scores, mel, [t], following, "gradient"), want)
+
+
+def test_outputs_that_are_not_scores_are_errors_that_say_how_to_wrap_them():
+    class Dicty(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return {"logits": self.lin(x), "hidden": x}
+    x = torch.randn(2, 5, 4)
+    with pytest.raises(TypeError, match=r"returned dict, not a tensor of scores: wrap it as .*Scores\(model\)"):
+        attribute(Dicty(), x, (1, 2), "gradient")
+    wrapped = Scores(Dicty(), time_axis=1)
+    got = attribute(wrapped, x, (1, 2), "gradient")  # class 1 at frame 2 of (B, frames, classes) logits
+    xg = x.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(Dicty.forward(wrapped.model, xg)["logits"][:, 2, 1].sum(), xg)
+    torch.testing.assert_close(got, want)

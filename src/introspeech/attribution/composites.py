@@ -107,7 +107,7 @@ class Composite:
                 rules[name] = ModuleRule("glu")
             elif isinstance(m, nn.Softmax):
                 rules[name] = ModuleRule("softmax")
-            elif not isinstance(m, PASS_TYPES):
+            elif not isinstance(m, PASS_TYPES + (nn.Embedding,)):  # an embedding looks up integers: a constant
                 raise unsupported(name, m, method, _why(m))
         for name, m in traced.units:
             if isinstance(m, nn.MultiheadAttention):
