@@ -7,8 +7,15 @@ All three are timed in the same dtype (``--dtype``, default float32, the dtype m
 the best of three full runs, the loops are timed on sampled frames after a warm-up call;
 the accuracy check always runs in float64: our maps of the sampled frames against Captum's.
 
+A third row, a Conformer-CTC (``examples/conformer.py`` preset small, ≈ 5 M parameters, 80 Mel
+bands, seeded random weights) has no locality: every frame needs a whole backward pass, so the
+floor is one shared forward pass plus T backward passes (the backward pass of one frame, timed
+alone, x T). It is timed for the gradient and AttnLRP against Captum's gradient (Captum has no
+attention rules), and against that floor.
+
 Goals: built-in model >= 30x faster than the loop and >= 5x faster than the repeated batch for
-gradient, LRP-epsilon and IG; QuartzNet-like >= 10x the loop; max |difference| <= 1e-5 in float64
+gradient, LRP-epsilon and IG; QuartzNet-like >= 10x the loop; Conformer >= 3x the loop, >= 1.5x
+the repeated batch, within 1.3x of the floor; max |difference| <= 1e-5 in float64
 where Captum computes the same quantity; peak memory bounded by ``chunk``. The loops are timed on
 a sample of frames and extrapolated to all frames (stated in the output); everything else runs in
 full.
@@ -147,6 +154,97 @@ def run(seconds: float, methods: list[str], loop_frames: int, batch_rows: int, c
     return results
 
 
+def _conformer():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples.conformer import conformer
+
+    torch.manual_seed(0)
+    model = conformer("small", n_mels=80)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval(), "examples/conformer.py preset small, seeded random weights"
+
+
+def _floor(model, x, classes, method: str, opts: dict, repeats: int = 3) -> dict:
+    """One forward pass with the method's rules, and the backward pass of one frame timed alone."""
+    from introspeech.attribution.definitions import method as lookup
+    from introspeech.attribution.hooks import forward_graph
+
+    plan = lookup(method).plan(model, x, None, **opts)
+    t0 = time.perf_counter()
+    xin, out = forward_graph(model, x, plan.backward)
+    t_forward = time.perf_counter() - t0
+    times = []
+    for t in (0, out.shape[2] // 2, out.shape[2] - 1)[:repeats]:
+        g = torch.zeros_like(out)
+        g[0, int(classes[t]), t] = out.detach()[0, int(classes[t]), t] if plan.backward.relevance else 1.0
+        t0 = time.perf_counter()
+        torch.autograd.grad(out, xin, g, retain_graph=True)
+        times.append(time.perf_counter() - t0)
+    t_backward = sorted(times)[len(times) // 2]
+    return {"forward_s": round(t_forward, 4), "one_frame_backward_s": round(t_backward, 4),
+            "floor_s": round(t_forward + out.shape[2] * t_backward, 2)}
+
+
+def run_attention(seconds: float, methods: list[str], loop_frames: int, batch_rows: int, chunk: int,
+                  dtype: torch.dtype = torch.float32) -> dict:
+    """The Conformer row: ours (batched engine) vs Captum's gradient loop and repeated batch, and the floor."""
+    from introspeech.attribution import attribute
+    from introspeech.attribution.frames import attribute_frames
+
+    model, source = _conformer()
+    model = model.to(dtype)
+    torch.manual_seed(0)
+    x = torch.randn(1, 80, int(seconds * 100), dtype=dtype)
+    with torch.no_grad():
+        out = model(x)
+    n_out = out.shape[2]
+    classes = out[0].argmax(0)
+    results = {"setup": {"model": source, "parameters": sum(p.numel() for p in model.parameters()),
+                         "input_frames": x.shape[2], "output_frames": n_out, "chunk": chunk,
+                         "threads": torch.get_num_threads(), "timing_dtype": str(dtype),
+                         "loop_frames_timed": loop_frames, "batch_rows_per_call": batch_rows}}
+    captum = _captum_single("gradient", model, 0)
+    captum(x, (int(classes[0]), 0))  # warm-up
+    sample = torch.linspace(0, n_out - 1, loop_frames).round().long().tolist()
+    t0 = time.perf_counter()
+    for t in sample:
+        captum(x, (int(classes[t]), t))
+    t_loop = (time.perf_counter() - t0) * n_out / len(sample)
+    rows = sample[:batch_rows]
+    t0 = time.perf_counter()
+    captum(x.expand(len(rows), -1, -1).contiguous(), [(int(classes[t]), t) for t in rows])
+    t_batch = (time.perf_counter() - t0) * n_out / len(rows)
+    for name, method, opts in (("gradient", "gradient", {}), ("lrp_attnlrp", "lrp", {"attention": "attnlrp"}),
+                               ("lrp_cp", "lrp", {"attention": "cp"})):
+        if method not in methods and name not in methods:
+            continue
+        attribute_frames(model, x, [0, 1], classes, method, chunk=chunk, **opts)  # warm-up
+        before = _peak_mb()
+        t0 = time.perf_counter()
+        ours = attribute_frames(model, x, "all", classes, method, chunk=chunk, **opts)
+        t_ours = time.perf_counter() - t0
+        peak = _peak_mb() - before
+        floor = _floor(model, x, classes, method, opts)
+        refs = [attribute(model, x, (int(classes[t]), t), method, **opts)[0] for t in sample[:4]]
+        diff = max(float((ours[t] - r).abs().max()) for t, r in zip(sample[:4], refs))
+        scale = max(float(r.abs().max()) for r in refs)
+        del ours
+        results[name] = {"seconds": round(t_ours, 2), "loop_seconds_extrapolated": round(t_loop, 2),
+                         "batch_seconds_extrapolated": round(t_batch, 2), "speedup_vs_loop": round(t_loop / t_ours, 1),
+                         "speedup_vs_batch": round(t_batch / t_ours, 1), **floor,
+                         "vs_floor": round(t_ours / floor["floor_s"], 2), "max_abs_diff": diff,
+                         "max_abs_map": scale, "diff_against": "introspeech attribute() per frame",
+                         "captum_method": "Saliency (gradient) for both loop and batch", "peak_mb": round(peak, 1)}
+        print("conformer", name, json.dumps(results[name]), flush=True)
+    return results
+
+
 _MEMORY_CHILD = """
 import os, sys, threading, time, torch
 from introspeech.asr.model import build_model
@@ -194,11 +292,16 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--methods", default="gradient,lrp,integrated_gradients")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of the timed runs")
-    ap.add_argument("--models", default="wav2letter,quartznet", help="rows: wav2letter (built-in), quartznet")
+    ap.add_argument("--models", default="wav2letter,quartznet,conformer",
+                    help="rows: wav2letter (built-in), quartznet, conformer")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     res: dict = {}
     for which in args.models.split(","):
+        if which == "conformer":
+            res[which] = run_attention(2.0 if args.quick else 10.0, args.methods.split(",") + ["lrp_cp"],
+                                       4 if args.quick else 12, 4 if args.quick else 12, args.chunk, dtype)
+            continue
         if args.quick:
             res[which] = run(2.0, args.methods.split(","), 4, 4, args.chunk, 4, args.model, dtype, which)
         else:

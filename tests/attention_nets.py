@@ -15,71 +15,13 @@ import math
 
 import torch
 import torch.nn.functional as F
+from examples.conformer import ConformerCTC
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 
 # -- the models --------------------------------------------------------------------------------
-class FeedForward(nn.Module):
-    def __init__(self, d: int):
-        super().__init__()
-        self.norm, self.up, self.act, self.down = nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d)
-
-    def forward(self, x):
-        return x + 0.5 * self.down(self.act(self.up(self.norm(x))))
-
-
-class ConvModule(nn.Module):
-    """Pointwise conv + GLU, depthwise conv, BatchNorm, SiLU, squeeze-excitation, pointwise conv."""
-
-    def __init__(self, d: int, k: int = 5):
-        super().__init__()
-        self.norm = nn.LayerNorm(d)
-        self.pw1, self.glu = nn.Conv1d(d, 2 * d, 1), nn.GLU(dim=1)
-        self.dw, self.bn, self.act = nn.Conv1d(d, d, k, padding=k // 2, groups=d), nn.BatchNorm1d(d), nn.SiLU()
-        self.se_down, self.se_up = nn.Linear(d, d // 2), nn.Linear(d // 2, d)
-        self.pw2 = nn.Conv1d(d, d, 1)
-
-    def forward(self, x):  # x: (B, T, d)
-        y = self.norm(x).transpose(1, 2)
-        y = self.act(self.bn(self.dw(self.glu(self.pw1(y)))))
-        gate = torch.sigmoid(self.se_up(F.silu(self.se_down(y.mean(-1)))))  # squeeze-excitation
-        y = self.pw2(y * gate.unsqueeze(-1))
-        return x + y.transpose(1, 2)
-
-
-class ConformerBlock(nn.Module):
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.ff1, self.ff2 = FeedForward(d), FeedForward(d)
-        self.attn_norm = nn.LayerNorm(d)
-        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
-        self.conv = ConvModule(d)
-        self.out_norm = nn.LayerNorm(d)
-
-    def forward(self, x):
-        x = self.ff1(x)
-        y = self.attn_norm(x)
-        x = x + self.attn(y, y, y, need_weights=False)[0]
-        x = self.conv(x)
-        return self.out_norm(self.ff2(x))
-
-
-class ConformerCTC(nn.Module):
-    """(B, n_mels, T) → (B, classes, T/4): conv subsampling, Conformer blocks, a linear CTC head."""
-
-    def __init__(self, n_mels: int = 6, d: int = 8, heads: int = 2, layers: int = 2, classes: int = 5):
-        super().__init__()
-        self.subsample = nn.Sequential(nn.Conv1d(n_mels, d, 3, 2, 1), nn.ReLU(), nn.Conv1d(d, d, 3, 2, 1), nn.ReLU())
-        self.blocks = nn.ModuleList([ConformerBlock(d, heads) for _ in range(layers)])
-        self.head = nn.Linear(d, classes)
-
-    def forward(self, x):
-        x = self.subsample(x).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(x).transpose(1, 2)
-
-
 class WhisperishAttention(nn.Module):
     def __init__(self, d: int, heads: int):
         super().__init__()
@@ -244,3 +186,74 @@ def reference(forward, model, x: torch.Tensor, selector: torch.Tensor, cp: bool 
     out = forward(model, x, Rules(cp))
     (g,) = torch.autograd.grad((out * selector).sum(), x)
     return (x * g).detach()
+
+
+class GradientForm(TorchFunctionMode):
+    """The same reference for any model (a Hugging Face one): the rules applied to the operations
+    its modules call, for a model whose parameters do not require grad (so that ``requires_grad``
+    marks what depends on the input)."""
+
+    NONLINEAR = {"gelu", "silu", "sigmoid", "tanh", "relu"}
+
+    def __init__(self, cp: bool = False):
+        super().__init__()
+        self.cp = cp
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        live = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor) and a.requires_grad]
+        if not live:
+            return func(*args, **kwargs)
+        if name in self.NONLINEAR:
+            return Rules.nonlinear(lambda t: func(t, *args[1:], **kwargs), args[0])
+        if name == "layer_norm":
+            x, shape = args[0], tuple(args[1])
+            w, b = (args[2] if len(args) > 2 else kwargs.get("weight")), (args[3] if len(args) > 3 else kwargs.get("bias"))
+            eps = args[4] if len(args) > 4 else kwargs.get("eps", 1e-5)
+            dims = tuple(range(-len(shape), 0))
+            sigma = torch.sqrt(x.var(dims, unbiased=False, keepdim=True) + eps).detach()
+            return (x - x.mean(dims, keepdim=True)) / sigma * w + b
+        if name == "group_norm":
+            names = ("input", "num_groups", "weight", "bias", "eps")
+            call = {**dict(zip(names, args)), **kwargs}
+            x, groups, w, b, eps = (call.get(n) for n in names)
+            eps = 1e-5 if eps is None else eps
+            n, c = x.shape[:2]
+            xg = x.reshape(n, groups, -1)
+            sigma = torch.sqrt(xg.var(-1, unbiased=False, keepdim=True) + eps).detach()
+            y = ((xg - xg.mean(-1, keepdim=True)) / sigma).reshape(x.shape)
+            shape = (1, c) + (1,) * (x.dim() - 2)
+            return y * w.reshape(shape) + b.reshape(shape)
+        both = len(args) >= 2 and all(isinstance(a, torch.Tensor) and a.requires_grad for a in args[:2])
+        if name in ("mul", "__mul__", "__rmul__") and both:
+            return Rules.product(args[0], args[1])
+        if name in ("matmul", "__matmul__", "bmm") and both:
+            return Rules.bilinear(args[0], args[1])
+        if name == "softmax" and self.cp:
+            return func(*args, **kwargs).detach()
+        if name in ("scaled_dot_product_attention", "multi_head_attention_forward"):
+            raise NotImplementedError("the reference runs attention written out (eager)")
+        return func(*args, **kwargs)
+
+
+def reference_any(model, x: torch.Tensor, selector: torch.Tensor, cp: bool = False) -> torch.Tensor:
+    """`reference` through `GradientForm` on a copy of ``model`` whose parameters are frozen."""
+    import copy
+
+    frozen = copy.deepcopy(model).requires_grad_(False)
+    x = x.detach().clone().requires_grad_(True)
+    with GradientForm(cp):
+        out = frozen(x)
+    (g,) = torch.autograd.grad((out * selector).sum(), x)
+    return (x * g).detach()
+
+
+def whisperish() -> nn.Module:
+    """For ``--model-factory tests.attention_nets:whisperish``: the Whisper-like encoder over the
+    built-in 40 Mel bands and 29 letters, frames first (wrapped as `Scores`)."""
+    from introspeech.attribution import Scores
+
+    torch.manual_seed(0)
+    return Scores(WhisperishEncoder(n_mels=40, d=16, heads=2, layers=2, classes=29, n_ctx=2048, explicit=False),
+                  time_axis=1)

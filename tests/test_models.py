@@ -202,7 +202,8 @@ def test_layers_command_lists_paths_and_receptive_fields(monkeypatch):
     res = runner.invoke(app, ["layers", "--model-factory", "examples.quartznet:quartznet", "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)["layers"]
-    assert rows[0] == {"name": "prologue", "path": "prologue", "channels": 64, "rf": 11, "stride": 2, "offset": -5}
+    assert rows[0] == {"name": "prologue", "path": "prologue", "channels": 64, "rf": 11, "stride": 2, "offset": -5,
+                       "time_axis": -1, "local": True}
     assert rows[-1]["rf"] == 211
 
 

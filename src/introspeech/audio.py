@@ -25,6 +25,9 @@ class FeatureConfig:
 
     ``normalize``: ``"utterance"`` (each Mel bin to zero mean / unit variance over the utterance),
     ``"corpus"`` (fixed ``mean``/``std`` per bin, e.g. from training data) or ``"none"``.
+    ``kind="waveform"``: the samples themselves, ``(1, samples)``, normalized the same way, for
+    models with their own front end (wav2vec 2.0); one frame per sample (``n_mels=1``, hop of one
+    sample).
     """
 
     sample_rate: int = SAMPLE_RATE
@@ -38,8 +41,13 @@ class FeatureConfig:
     normalize: str = "utterance"
     mean: tuple[float, ...] | None = field(default=None, compare=True)
     std: tuple[float, ...] | None = field(default=None, compare=True)
+    kind: str = "logmel"
 
     def __post_init__(self) -> None:
+        if self.kind not in ("logmel", "waveform"):
+            raise ValueError(f"kind must be 'logmel' or 'waveform', not {self.kind!r}")
+        if self.kind == "waveform" and (self.n_mels != 1 or self.hop_length != 1):
+            raise ValueError("waveform input has n_mels=1 and a hop of one sample (hop_ms = 1000 / sample_rate)")
         if self.normalize not in ("utterance", "corpus", "none"):
             raise ValueError(f"normalize must be 'utterance', 'corpus' or 'none', not {self.normalize!r}")
         if self.normalize == "corpus" and (self.mean is None or self.std is None):
@@ -61,8 +69,8 @@ class FeatureConfig:
         return self.sample_rate / self.hop_length
 
     def n_frames(self, n_samples: int) -> int:
-        """Number of feature frames for a signal of ``n_samples`` (centered frames)."""
-        return 1 + n_samples // self.hop_length
+        """Number of feature frames for a signal of ``n_samples`` (centered frames; samples for waveforms)."""
+        return n_samples if self.kind == "waveform" else 1 + n_samples // self.hop_length
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -90,6 +98,8 @@ class FeatureConfig:
 
 PRESETS: dict[str, FeatureConfig] = {
     "default": FeatureConfig(),
+    # the samples themselves, for models with their own front end (wav2vec 2.0, hama)
+    "waveform": FeatureConfig(n_mels=1, hop_ms=1000 / SAMPLE_RATE, kind="waveform"),
     # speechless / the slides: 128 Mel bands at an 8 ms hop (20 ms window).
     "paper": FeatureConfig(n_mels=128, win_ms=20.0, hop_ms=8.0),
 }
@@ -173,12 +183,15 @@ def normalize(logmel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def features(source: str | Path | np.ndarray, cfg: FeatureConfig = PRESETS["default"]) -> np.ndarray:
-    """Model input for a file or a 16 kHz waveform: z-normalized log-Mel ``(n_mels, frames)``."""
+    """Model input for a file or a 16 kHz waveform: z-normalized log-Mel ``(n_mels, frames)`` (or
+    the normalized samples ``(1, samples)`` for ``kind="waveform"``)."""
     wave = source if isinstance(source, np.ndarray) else load_audio(source, cfg.sample_rate)
     if wave.size == 0:
         raise InputError("<waveform>", "zero-length audio")
     if not np.isfinite(wave).all():
         raise InputError("<waveform>", "samples are NaN or infinite")
+    if cfg.kind == "waveform":
+        return normalize(np.asarray(wave, dtype=np.float32)[None, :], cfg)
     return normalize(log_mel(wave, cfg), cfg)
 
 

@@ -126,22 +126,31 @@ def layers(
     features: str = _FEATURES,
     as_json: bool = typer.Option(False, "--json", help="Print the layers as JSON."),
 ) -> None:
-    """The layers an analysis profiles: module paths, channels and receptive fields (in input frames)."""
+    """The layers an analysis profiles: module paths, channels, receptive fields (in input frames), where
+    the frames are in each output, and whether the layer sees a window of the input or all of it."""
     desc = _description(model, model_factory, weights, alphabet, features)
     rows = [{"name": layer.name, "path": layer.path or "(output)", "channels": layer.channels,
-             **({"rf": layer.geometry.rf, "stride": layer.geometry.stride, "offset": layer.geometry.offset}
-                if layer.geometry else {})} for layer in desc.layers]
+             **({"rf": layer.geometry.rf, "stride": layer.geometry.stride, "offset": layer.geometry.offset,
+                 "time_axis": layer.time_axis, "local": layer.local} if layer.geometry else {})} for layer in desc.layers]
     if as_json:
         typer.echo(json.dumps({"model": desc.name, "output": desc.output.kind, "layers": rows}))
         return
     rate = desc.features.frame_rate if desc.features else None
     typer.echo(f"{desc.name}: {desc.output.kind} output over {len(desc.output.alphabet)} symbols")
-    typer.echo(f"{'layer':<24}{'module path':<28}{'channels':>9}{'rf':>7}{'stride':>8}{'offset':>8}")
+    typer.echo(f"{'layer':<24}{'module path':<28}{'channels':>9}{'rf':>7}{'stride':>8}{'offset':>8}  layout")
     for r in rows:
-        rf = f"{r['rf']:>7}{r['stride']:>8}{r['offset']:>8}" if "rf" in r else ""
-        typer.echo(f"{r['name']:<24}{r['path']:<28}{r['channels']:>9}{rf}")
-    if rate and desc.layers and desc.layers[-1].geometry:
-        typer.echo(f"receptive field of the output: {desc.layers[-1].geometry.rf / rate:.2f} s")
+        geo = ""
+        if "rf" in r:
+            rf = r["rf"] if r["local"] else "all"
+            shape = "(B, C, T)" if r["time_axis"] == -1 else "(B, T, C)"
+            geo = f"{rf:>7}{r['stride']:>8}{r['offset']:>8}  {shape}" + ("" if r["local"] else ", not local")
+        typer.echo(f"{r['name']:<24}{r['path']:<28}{r['channels']:>9}{geo}")
+    last = desc.layers[-1] if desc.layers else None
+    if rate and last and last.geometry and last.local:
+        typer.echo(f"receptive field of the output: {last.geometry.rf / rate:.2f} s")
+    elif rate and last and last.geometry:
+        typer.echo(f"the output sees the whole input (attention or global pooling); frames every "
+                   f"{last.geometry.stride / rate * 1000:.0f} ms")
 
 
 @app.command()

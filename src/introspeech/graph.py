@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrize import is_parametrized
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
@@ -102,8 +103,17 @@ class Traced:
 
 
 def leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Modules without children, in registration order; a parametrized module (weight norm) is a
+    leaf, its parametrizations are not (they compute its weight, not its output)."""
+    inside: list[str] = []
     for name, m in model.named_modules():
-        if not any(True for _ in m.children()):
+        if any(name.startswith(p + ".") for p in inside):
+            continue
+        children = [n for n, _ in m.named_children()]
+        if is_parametrized(m) and children == ["parametrizations"]:
+            inside.append(name)
+            yield name, m
+        elif not children:
             yield name, m
 
 

@@ -234,6 +234,10 @@ class ModuleRule:
     unit: bool = False
 
 
+OPEN = ModuleRule("open")
+"""A parameter-free module whose operations are followed as code between modules."""
+
+
 def norm_module(m: nn.Module, x: Tensor, rule: LinearRule) -> Tensor:
     """``nn.LayerNorm`` / ``nn.GroupNorm`` / ``nn.RMSNorm`` with σ held constant."""
     if isinstance(m, nn.LayerNorm):

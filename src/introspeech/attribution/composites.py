@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .attention import NONLINEAR_TYPES, NORM_TYPES, ModuleRule, OpRules
+from .attention import NONLINEAR_TYPES, NORM_TYPES, OPEN, ModuleRule, OpRules
 from .hooks import BN_TYPES, LINEAR_TYPES, PASS_TYPES, POOL_TYPES, Backward, Traced
 from .rules import (
     ActivationRule,
@@ -48,6 +48,8 @@ class Composite:
     - ``addition``: additions of branches written between modules (residual connections);
     - ``activation``: every ReLU (modules and functional calls). Max-pooling passes relevance to
       the winner of each window (its gradient); reshapes, zero pads and dropout pass it unchanged;
+    - a parameter-free module of another type is opened: the operations its ``forward`` calls get
+      their rules as code between modules does (and an operation without one raises);
     - attention models (op_rules.py): GELU, SiLU, sigmoid and tanh pass relevance (identity rule);
       LayerNorm, GroupNorm and RMSNorm get ``norm`` on the map with their standard deviation held;
       GLU and products of input-dependent tensors share it (uniform rule); softmax attention follows
@@ -107,8 +109,12 @@ class Composite:
                 rules[name] = ModuleRule("glu")
             elif isinstance(m, nn.Softmax):
                 rules[name] = ModuleRule("softmax")
-            elif not isinstance(m, PASS_TYPES + (nn.Embedding,)):  # an embedding looks up integers: a constant
+            elif isinstance(m, PASS_TYPES + (nn.Embedding,)):  # an embedding looks up integers: a constant
+                continue
+            elif _why(m) or any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(False)):
                 raise unsupported(name, m, method, _why(m))
+            else:  # a parameter-free module of its own (transformers' GELUActivation): its operations get their rules
+                rules[name] = OPEN
         for name, m in traced.units:
             if isinstance(m, nn.MultiheadAttention):
                 rules[name] = self.by_name.get(name, ModuleRule("mha", unit=True))

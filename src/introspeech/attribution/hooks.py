@@ -211,6 +211,8 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
                 handles.append(m.register_forward_hook(norm_hook(rule)))
             elif isinstance(rule, LinearRule):
                 handles.append(m.register_forward_hook(linear_hook(name, rule)))
+            elif rule == att.OPEN:
+                continue
             elif isinstance(rule, ModuleRule):
                 handles.append(m.register_forward_hook(module_hook(rule), with_kwargs=True))
             else:
@@ -220,7 +222,8 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
         for name in bn_of.values():
             handles.append(modules[name].register_forward_hook(lambda m, inp, out: _Bypass.apply(inp[0])))
         units = [modules[n] for n, r in spec.rules.items() if isinstance(r, ModuleRule) and r.unit]
-        for m in [m for _, m in leaves(model)] + units:
+        opened = {n for n, r in spec.rules.items() if r == att.OPEN}
+        for m in [m for n, m in leaves(model) if n not in opened] + units:
             handles.append(m.register_forward_pre_hook(enter))
             handles.append(m.register_forward_hook(leave, with_kwargs=True))
         yield mode

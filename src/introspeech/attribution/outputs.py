@@ -35,17 +35,22 @@ class Scores(nn.Module):
 
     ``time_axis``: the axis of frames in the model's 3-D output (``-1``: already last; ``1``:
     ``(batch, frames, classes)``, transposed here); ``field``: the scores in a ``ModelOutput`` or
-    dict; ``args``/``kwargs``: further inputs after the explained one (a decoder's tokens)."""
+    dict; ``args``/``kwargs``: further inputs after the explained one (a decoder's tokens);
+    ``waveform``: the model takes ``(batch, samples)`` (wav2vec 2.0), analyses pass ``(batch, 1, samples)``."""
 
     def __init__(self, model: nn.Module, time_axis: int = -1, field: str = "logits", args: tuple = (),
-                 kwargs: dict | None = None):
+                 kwargs: dict | None = None, waveform: bool = False):
         super().__init__()
         if time_axis not in (-1, 1, 2):
             raise ValueError(f"time_axis must be 1 (frames first) or -1/2 (frames last), not {time_axis}")
-        self.model, self.time_axis, self.field = model, time_axis, field
+        self.model, self.time_axis, self.field, self.waveform = model, time_axis, field, waveform
         self.args, self.kwargs = tuple(args), dict(kwargs or {})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.waveform:  # (batch, 1, samples), as every analysis passes sequences, to (batch, samples)
+            if x.dim() != 3 or x.shape[1] != 1:
+                raise ValueError(f"waveform=True takes (batch, 1, samples), got {tuple(x.shape)}")
+            x = x[:, 0]
         out = scores_tensor(self.model(x, *self.args, **self.kwargs), self.field)
         if self.time_axis == 1:
             if out.dim() != 3:

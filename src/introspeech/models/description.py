@@ -83,12 +83,20 @@ class Output:
 @dataclass(frozen=True)
 class Layer:
     """A layer to profile: a short name, its module path, channels and frame geometry (None for
-    models without a time axis)."""
+    models without a time axis).
+
+    ``time_axis``: where the frames are in the layer's output (``-1``: ``(batch, channels, time)``;
+    ``1``: ``(batch, time, channels)``, as transformers give them). ``local``: whether the geometry
+    is a receptive field; a layer after attention or global pooling sees the whole input, and its
+    geometry is nominal (the frame rate and offset of the positions it carries, those of the last
+    local layer of the same length)."""
 
     name: str
     path: str
     channels: int
     geometry: FrameGeometry | None
+    time_axis: int = -1
+    local: bool = True
 
 
 @dataclass
@@ -150,7 +158,7 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
         return describe_wav2letter(module, features, name)
     features = features or FEATURE_PRESETS["default"]
     if example is None:
-        example = torch.zeros(1, features.n_mels, 200, dtype=next(module.parameters()).dtype)
+        example = torch.zeros(1, features.n_mels, int(2 * features.frame_rate), dtype=next(module.parameters()).dtype)
     modes = {m: m.training for m in module.modules()}
     try:
         module.eval()
@@ -170,6 +178,7 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
                                f"{len(output.alphabet)} symbols (pass --alphabet)")
     paths = layers or _block_paths(module)
     named = dict(module.named_modules())
+    longer = _trace_longer(module, example) if sequence else None
     result = []
     for path in paths:
         if path not in named:
@@ -179,12 +188,67 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
             raise InputError(name, f"module {path!r} ({kind}) gave no tensor in the forward pass (it did not run, or "
                                    "it returns a tuple, as recurrent layers do); profile modules that return tensors")
         geo, shape = traced.modules[path]
-        if sequence and geo is None:
-            raise InputError(name, f"module {path!r} has no frame geometry: {traced.not_local or 'not local in time'}")
-        result.append(Layer(path, path, int(shape[1]), geo if sequence else None))
-    if sequence and (not result or result[-1].geometry != traced.geometry or result[-1].channels != n_scores):
-        result.append(Layer("output", "", int(n_scores), traced.frame_geometry()))
+        if not sequence:
+            result.append(Layer(path, path, int(shape[1]), None))
+            continue
+        axis = _time_axis(name, path, shape, longer.modules.get(path, (None, ()))[1] if longer else None, traced)
+        channels = int(shape[1] if axis == -1 else shape[2])
+        if geo is not None and axis == -1:
+            result.append(Layer(path, path, channels, geo))
+        else:
+            result.append(Layer(path, path, channels, _nominal(name, path, shape[axis], traced), axis, False))
+    if sequence and (not result or result[-1].geometry != traced.geometry or result[-1].channels != n_scores
+                     or result[-1].time_axis != -1):
+        if traced.geometry is not None:
+            result.append(Layer("output", "", int(n_scores), traced.geometry))
+        else:
+            result.append(Layer("output", "", int(n_scores), _nominal(name, "", out_shape[2], traced), -1, False))
     return ModelDescription(module, tuple(result), output, features, int(example.shape[1]), name)
+
+
+def _trace_longer(module: nn.Module, example: torch.Tensor):
+    """The model traced on a longer input (what tells time from channels), or None where it only
+    takes one length (Whisper's 30 s windows)."""
+    longer = torch.cat([example, example[..., : max(16, example.shape[-1] // 4)]], -1)
+    modes = {m: m.training for m in module.modules()}
+    try:
+        module.eval()
+        return trace(module, longer)
+    except Exception:  # noqa: BLE001 - a model of one input length
+        return None
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def _time_axis(name: str, path: str, shape: tuple, longer_shape: tuple | None, traced) -> int:
+    """The axis of frames in a 3-D layer output: the one that grows with the input; without a
+    longer trace, the one whose size is a length some local layer has."""
+    if len(shape) != 3:
+        raise InputError(name, f"module {path!r} gives {tuple(shape)}: profiles need (batch, channels, time) or "
+                               "(batch, time, channels) outputs")
+    if longer_shape:
+        grown = [a for a in (1, 2) if longer_shape[a] != shape[a]]
+    else:
+        lengths = {s[-1] for g, s in traced.modules.values() if g is not None and len(s) == 3}
+        grown = [a for a in (1, 2) if shape[a] in lengths]
+    if len(grown) != 1:
+        raise InputError(name, f"module {path!r} gives {tuple(shape)}: which axis is time cannot be told (pass layers "
+                               "whose outputs are (batch, channels, time) or (batch, time, channels))")
+    return -1 if grown[0] == 2 else 1
+
+
+def _nominal(name: str, path: str, length: int, traced) -> FrameGeometry:
+    """The geometry of the positions a non-local layer carries: that of the last local module (in
+    execution order) whose output has the same number of frames."""
+    found = None
+    for geo, shape in traced.modules.values():
+        if geo is not None and len(shape) == 3 and shape[-1] == length:
+            found = geo
+    if found is None:
+        raise InputError(name, f"module {path or 'output'!r} is not local in time and no local layer before it has "
+                               f"its {length} frames: its frames cannot be placed on the input")
+    return found
 
 
 def describe_wav2letter(model: nn.Module, features: FeatureConfig | None = None, name: str = "model") -> ModelDescription:

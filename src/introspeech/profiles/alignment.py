@@ -73,21 +73,23 @@ def emission_frames(scores: np.ndarray, blank: int = BLANK) -> tuple[np.ndarray,
 
 def align_emissions(model: nn.Module, x: torch.Tensor, scores: torch.Tensor, out_geo: Geometry,
                     method: str = "gradient", by: str = "max", max_frames: int = MAX_FRAMES,
-                    blank: int = BLANK, **options) -> AlignedEmissions:
+                    blank: int = BLANK, local: bool = True, **options) -> AlignedEmissions:
     """Every letter of the greedy CTC path of ``scores`` ``(n_symbols, frames)`` for input
     ``x`` ``(1, n_mels, time)``, with its nominal and relevance-aligned input frame.
 
     The emission's frame is the frame of its run where its own score is highest (the earliest on
-    ties); the relevance map is that of that score (``attribute_frames``, all emissions in one call)."""
+    ties); the relevance map is that of that score (``attribute_frames``, all emissions in one call).
+    ``local=False`` (a model with attention): ``out_geo`` is nominal, every map covers the whole input."""
     symbol, frames = emission_frames(np.ascontiguousarray(scores.detach().cpu().numpy()), blank)
     if symbol.size == 0:
         return AlignedEmissions(symbol, frames, frames, frames)
     nominal = np.clip(np.rint(out_geo.centre(0) + out_geo.stride * frames), 0, x.shape[2] - 1).astype(np.int64)
     if not method:
         return AlignedEmissions(symbol, frames, nominal, nominal)
-    geo = FrameGeometry(out_geo.rf, out_geo.stride, out_geo.offset)
+    geo = FrameGeometry(out_geo.rf, out_geo.stride, out_geo.offset) if local else None
     windows = attribute_frames(model, x, frames=frames.tolist(), classes=scores.argmax(0), method=method, geometry=geo,
-                               output="windows", max_frames=max_frames, **options)  # classes given: no second forward
+                               output="windows", max_frames=max_frames if local else 0, **options)  # classes given:
+    # no second forward
     return AlignedEmissions(symbol, frames, nominal, evidence_frames(windows, by))
 
 

@@ -141,7 +141,7 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
         with Capture(model, layout) as cap:
             return accumulate_utterance(acc, model, layout, s, utt, feats, frame_rate, cap)
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
-    parts = pieces(x.shape[-1], layout.geometry, s.max_frames)
+    parts = pieces(x.shape[-1], layout.geometry, s.max_frames if layout.local else 0)  # attention: always whole
     try:  # the forward pass comes before any sum, so a failure leaves the accumulators as they were
         recording = None
         if len(parts) == 1:
@@ -176,7 +176,7 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     for kind, v in kinds.items():
         add_total(acc, kind, len(v.groups))
     if "letters" in kinds and s.gradient_adjusted and len(kinds["letters"].groups):
-        _adjusted(acc, layout, s, acts, time_major, out, kinds["letters"], kinds["letters"].centre)
+        _adjusted(acc, layout, s, hooks.raw, time_major, out, kinds["letters"], kinds["letters"].centre)
     add_patterns(acc, model, layout, s, kinds, x, scores, rows, recording)
     add_total(acc, "utterances", 1)
     add_total(acc, "input_frames", feats.shape[1])
@@ -235,7 +235,8 @@ def add_patterns(acc: dict, model: nn.Module, layout: Layout, s: ProfileSettings
 def _letter_patterns(acc, model, layout: Layout, s: ProfileSettings, x, scores, rows) -> None:
     """Input windows around each emitted letter: at the nominal position of its output frame, and
     at the position its relevance points to."""
-    em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by, s.max_frames, layout.blank)
+    em = align_emissions(model, x, scores, layout.output, s.relevance, s.align_by, s.max_frames, layout.blank,
+                         local=layout.local)
     if not len(em):
         return
     groups = layout.letter_groups(em.symbol)
@@ -257,6 +258,7 @@ def _adjusted(acc, layout: Layout, s: ProfileSettings, acts, time_major, out, le
     seeds[torch.arange(len(groups)), 0, torch.as_tensor(letters.symbols), torch.as_tensor(t_out)] = 1.0
     tensors = [acts[name] for name in layout.layers]
     grads = torch.autograd.grad(out, tensors, grad_outputs=seeds, is_grads_batched=True, retain_graph=False)
-    for name, g in zip(layout.layers, grads):
+    for name, g, axis in zip(layout.layers, grads, layout.time_axes):
+        g = g if axis == -1 else g.transpose(2, 3)  # (n_occ, batch, channels, time)
         frames = g[:, 0].abs().mean(1).argmax(-1).numpy()  # (n_occ,)
         _windows(acc, f"anap/{name}/letters", time_major[name], groups, frames, s.nap_window)

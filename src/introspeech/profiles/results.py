@@ -151,7 +151,7 @@ def save(acc: Accumulated, folder: str | Path, model_config: dict | None = None)
             "blank": acc.layout.blank,
             "layers": list(acc.layout.layers), "channels": list(acc.layout.channels),
             "geometry": [[g.rf, g.stride, g.offset] for g in acc.layout.geometry], "n_mels": acc.layout.n_mels,
-            "paths": list(acc.layout.paths),
+            "paths": list(acc.layout.paths), "time_axes": list(acc.layout.time_axes), "local": acc.layout.local,
             "settings": acc.settings.to_dict(), "features": acc.features.to_dict(), "model": model_config,
             "utterances": acc.utterances, "errors": acc.errors}
     (folder / "profiles.json").write_text(json.dumps(meta, indent=1))
@@ -172,7 +172,8 @@ def load(folder: str | Path) -> Accumulated:
     try:
         letters = tuple(meta["groups"].get("letters", LETTERS))
         layout = Layout(tuple(meta["layers"]), tuple(meta["channels"]), tuple(Geometry(*g) for g in meta["geometry"]),
-                        meta["n_mels"], tuple(meta.get("paths", ())), letters, meta.get("blank", BLANK))
+                        meta["n_mels"], tuple(meta.get("paths", ())), letters, meta.get("blank", BLANK),
+                        tuple(meta.get("time_axes", ())), meta.get("local", True))
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(meta_path, f"inconsistent profile metadata ({e}); recompute without --replot") from None
     return Accumulated(arrays, layout, ProfileSettings.from_dict(meta["settings"]),

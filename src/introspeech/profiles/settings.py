@@ -64,6 +64,8 @@ class Layout:
     paths: tuple[str, ...] = ()  # module paths ("" = the model's output); default: the built-in model's
     letters: tuple[str, ...] = LETTERS  # the letter groups: the model's CTC alphabet without its blank
     blank: int = BLANK  # the blank's output index
+    time_axes: tuple[int, ...] = ()  # per layer: -1 (batch, channels, time) or 1 (batch, time, channels); default -1
+    local: bool = True  # every layer's geometry is a receptive field (else the model runs whole, never in pieces)
 
     def __post_init__(self) -> None:
         if not len(self.layers) == len(self.channels) == len(self.geometry) or len(set(self.layers)) != len(self.layers):
@@ -72,6 +74,10 @@ class Layout:
             object.__setattr__(self, "paths", tuple(f"layers.{n}" for n in self.layers))
         if len(self.paths) != len(self.layers):
             raise ValueError("layout needs one module path per layer")
+        if not self.time_axes:
+            object.__setattr__(self, "time_axes", (-1,) * len(self.layers))
+        if len(self.time_axes) != len(self.layers) or any(a not in (-1, 1) for a in self.time_axes):
+            raise ValueError(f"layout needs a time axis (-1 or 1) per layer, got {self.time_axes}")
 
     @classmethod
     def of(cls, model: nn.Module | ModelDescription) -> Layout:
@@ -83,7 +89,8 @@ class Layout:
         return cls(tuple(layer.name for layer in desc.layers), tuple(layer.channels for layer in desc.layers),
                    tuple(layer.geometry for layer in desc.layers), desc.input_channels,
                    tuple(layer.path for layer in desc.layers), desc.output.letters if ctc else (),
-                   desc.output.blank if ctc else -1)
+                   desc.output.blank if ctc else -1, tuple(layer.time_axis for layer in desc.layers),
+                   all(layer.local for layer in desc.layers))
 
     def groups(self, kind: str) -> tuple[str, ...]:
         """The group names of a labelling: the model's letters, or the phonemes (ARPAbet + silence)."""
