@@ -227,3 +227,58 @@ def test_outputs_that_are_not_scores_are_errors_that_say_how_to_wrap_them():
     xg = x.clone().requires_grad_(True)
     (want,) = torch.autograd.grad(Dicty.forward(wrapped.model, xg)["logits"][:, 2, 1].sum(), xg)
     torch.testing.assert_close(got, want)
+
+
+transformers = pytest.importorskip("transformers", reason="transformers is a test dependency (pip install .[test])")
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_wav2vec2_lrp_equals_the_reference_and_all_frames_the_loop(implementation):
+    from .attention_nets import reference_any
+    from .hf_models import wav2vec2_model
+
+    model = Scores(wav2vec2_model(implementation).double(), time_axis=1, waveform=True)
+    eager = Scores(wav2vec2_model("eager").double(), time_axis=1, waveform=True)  # the reference runs attention written out
+    x = torch.randn(2, 1, 800, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    state = model_state(model)
+    with torch.no_grad():
+        out = model(x)
+    sel = _selector(out, 1)
+    for variant in ("attnlrp", "cp"):
+        want = reference_any(eager, x, sel, cp=variant == "cp")
+        got = attribute(model, x, sel * out, "lrp", epsilon=1e-12, attention=variant)
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-7)
+    one = x[:1]
+    with torch.no_grad():
+        cls = model(one)[0].argmax(0)
+    for method in ("gradient", "lrp"):
+        torch.testing.assert_close(attribute_frames(model, one, "all", cls, method, chunk=4),
+                                   _loop(model, one, cls, method), atol=1e-12, rtol=1e-9)
+    assert_same_state(state, model_state(model))
+
+
+@pytest.mark.parametrize("factory,extra", [("examples.conformer:conformer", []),
+                                           ("tests.attention_nets:whisperish", []),
+                                           ("tests.hf_models:wav2vec2", ["--features", "waveform"])])
+def test_naps_and_patterns_of_attention_models_from_the_cli(factory, extra, tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    runner = CliRunner()
+    own = ["--model-factory", factory, *extra]
+    res = runner.invoke(app, ["layers", *own, "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["layers"]
+    assert any(r["time_axis"] == 1 and not r["local"] for r in rows)  # (batch, time, channels) after attention
+    res = runner.invoke(app, ["naps", *own, "--out", str(tmp_path / "naps"), "--splits", "test", "--window", "2"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "naps" / "summary.json").read_text())
+    assert summary["utterances"] > 100 and summary["occurrences"]["phonemes"] > 1000
+    assert set(summary["layers"]) >= {r["name"] for r in rows if r["time_axis"] == 1}
+    res = runner.invoke(app, ["patterns", *own, "--out", str(tmp_path / "pat"), "--splits", "test"])
+    assert res.exit_code == 0, res.output

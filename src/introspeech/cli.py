@@ -137,14 +137,16 @@ def layers(
         return
     rate = desc.features.frame_rate if desc.features else None
     typer.echo(f"{desc.name}: {desc.output.kind} output over {len(desc.output.alphabet)} symbols")
-    typer.echo(f"{'layer':<24}{'module path':<28}{'channels':>9}{'rf':>7}{'stride':>8}{'offset':>8}  layout")
+    wn = max([24] + [len(r["name"]) + 2 for r in rows])
+    wp = max([28] + [len(r["path"]) + 2 for r in rows])
+    typer.echo(f"{'layer':<{wn}}{'module path':<{wp}}{'channels':>9}{'rf':>7}{'stride':>8}{'offset':>8}  layout")
     for r in rows:
         geo = ""
         if "rf" in r:
             rf = r["rf"] if r["local"] else "all"
             shape = "(B, C, T)" if r["time_axis"] == -1 else "(B, T, C)"
             geo = f"{rf:>7}{r['stride']:>8}{r['offset']:>8}  {shape}" + ("" if r["local"] else ", not local")
-        typer.echo(f"{r['name']:<24}{r['path']:<28}{r['channels']:>9}{geo}")
+        typer.echo(f"{r['name']:<{wn}}{r['path']:<{wp}}{r['channels']:>9}{geo}")
     last = desc.layers[-1] if desc.layers else None
     if rate and last and last.geometry and last.local:
         typer.echo(f"receptive field of the output: {last.geometry.rf / rate:.2f} s")

@@ -160,7 +160,8 @@ class _Recorder(TorchFunctionMode):
 
 
 class _TraceState:
-    def __init__(self, x: torch.Tensor):
+    def __init__(self, x: torch.Tensor, positional: bool = False):
+        self.positional = positional  # a layer that keeps the number of frames keeps their places
         self.depth = 0
         self.keep: list[torch.Tensor] = [x]  # keeps traced tensors alive: ids are not reused
         self.geo: dict[int, FrameGeometry | None] = {id(x): FrameGeometry(1, 1, 0)}
@@ -207,6 +208,8 @@ class _TraceState:
                 g = FrameGeometry(geos[0].rf, geos[0].stride, geos[0].offset - left * geos[0].stride)
             else:
                 why = f"operation {name} between modules changes or moves the last axis"
+                if self.positional and same and len(set(geos)) == 1:
+                    g, why = geos[0], ""
         for o in outs:
             self.set(o, g, why)
 
@@ -226,12 +229,16 @@ def _constant_pad(args, kwargs) -> bool:
     return mode == "constant"
 
 
-def trace(model: nn.Module, x: torch.Tensor) -> Traced:
+def trace(model: nn.Module, x: torch.Tensor, positional: bool = False) -> Traced:
     """Run the model once (no grad) recording leaves, BatchNorm pairs, chain structure and geometry.
+
+    ``positional``: the geometry of the places frames stand for, not of what they see: a layer or
+    operation that keeps the number of frames (a normalization over time, attention along the last
+    axis) keeps their places (what gives a layer after attention its nominal geometry).
 
     A BatchNorm is foldable into the Conv/Linear layer before it when it consumes that layer's output
     and nothing else does (else folding would change what the other consumers see)."""
-    s = _TraceState(x)
+    s = _TraceState(x, positional)
     order: list[tuple[str, nn.Module]] = []
     produced: dict[int, str] = {}  # output id -> linear layer name
     pending: list[tuple[str, int]] = []  # (batchnorm, input id)
@@ -273,6 +280,8 @@ def trace(model: nn.Module, x: torch.Tensor) -> Traced:
                     s.set(out, None, s.why[id(inp[0])])
                 elif src is not None:
                     g, why = module_geometry(m, src)
+                    if g is None and s.positional and out.dim() == inp[0].dim() and out.shape[-1] == inp[0].shape[-1]:
+                        g, why = src, ""
                     s.set(out, g, f"{why} ({name!r})" if why else "")
                 else:
                     s.set(out, None, f"layer {name!r} does not take the traced input")

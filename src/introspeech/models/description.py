@@ -128,16 +128,23 @@ def _is_leaf(m: nn.Module) -> bool:
     return not any(True for _ in m.children())
 
 
-def _block_paths(model: nn.Module) -> list[str]:
+def _block_paths(model: nn.Module, tensors: set[str] | None = None) -> list[str]:
     """Every block output, in module order: containers (and the model itself) are opened; a custom
-    module is a block; in a container, a leaf ends a block when it is an activation or the last
-    child; a Sequential of leaves with one activation, at its end, is one block."""
+    module is a block, unless its output is not a tensor (``tensors``: the paths whose output is;
+    a wrapper, a Hugging Face model returning a ``ModelOutput`` or a tuple); in a container, a leaf
+    ends a block when it is an activation or the last child; a Sequential of leaves with one
+    activation, at its end, is one block."""
+    def opened(m: nn.Module, prefix: str) -> bool:
+        return isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)) or (
+            tensors is not None and prefix not in tensors)
+
     def visit(m: nn.Module, prefix: str, root: bool) -> list[str]:
-        if _is_leaf(m) or not (root or isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))):
+        if _is_leaf(m) or not (root or opened(m, prefix)):
             return [prefix]
         children = list(m.named_children())
         acts = [n for n, c in children if isinstance(c, ACTIVATIONS)]
-        if not root and all(_is_leaf(c) for _, c in children) and acts in ([], [children[-1][0]]):
+        whole = tensors is None or prefix in tensors
+        if not root and whole and all(_is_leaf(c) for _, c in children) and acts in ([], [children[-1][0]]):
             return [prefix]
         out = []
         for n, c in children:
@@ -176,9 +183,13 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
     if n_scores != len(output.alphabet):
         raise InputError(name, f"the model gives {n_scores} scores per frame, its alphabet has "
                                f"{len(output.alphabet)} symbols (pass --alphabet)")
-    paths = layers or _block_paths(module)
+    paths = layers or _block_paths(module, set(traced.modules))
     named = dict(module.named_modules())
     longer = _trace_longer(module, example) if sequence else None
+    places = None
+    if sequence and any(g is None for g, _ in traced.modules.values()):
+        with torch.no_grad():
+            places = trace(module, example, positional=True)
     result = []
     for path in paths:
         if path not in named:
@@ -196,13 +207,13 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
         if geo is not None and axis == -1:
             result.append(Layer(path, path, channels, geo))
         else:
-            result.append(Layer(path, path, channels, _nominal(name, path, shape[axis], traced), axis, False))
+            result.append(Layer(path, path, channels, _nominal(name, path, shape[axis], places), axis, False))
     if sequence and (not result or result[-1].geometry != traced.geometry or result[-1].channels != n_scores
                      or result[-1].time_axis != -1):
         if traced.geometry is not None:
             result.append(Layer("output", "", int(n_scores), traced.geometry))
         else:
-            result.append(Layer("output", "", int(n_scores), _nominal(name, "", out_shape[2], traced), -1, False))
+            result.append(Layer("output", "", int(n_scores), _nominal(name, "", out_shape[2], places), -1, False))
     return ModelDescription(module, tuple(result), output, features, int(example.shape[1]), name)
 
 
@@ -239,8 +250,8 @@ def _time_axis(name: str, path: str, shape: tuple, longer_shape: tuple | None, t
 
 
 def _nominal(name: str, path: str, length: int, traced) -> FrameGeometry:
-    """The geometry of the positions a non-local layer carries: that of the last local module (in
-    execution order) whose output has the same number of frames."""
+    """The geometry of the places a non-local layer's frames stand for: that of the last module (in
+    execution order, traced with ``positional``) whose output has as many frames along its last axis."""
     found = None
     for geo, shape in traced.modules.values():
         if geo is not None and len(shape) == 3 and shape[-1] == length:
