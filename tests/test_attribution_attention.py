@@ -280,5 +280,6 @@ def test_naps_and_patterns_of_attention_models_from_the_cli(factory, extra, tmp_
     summary = json.loads((tmp_path / "naps" / "summary.json").read_text())
     assert summary["utterances"] > 100 and summary["occurrences"]["phonemes"] > 1000
     assert set(summary["layers"]) >= {r["name"] for r in rows if r["time_axis"] == 1}
-    res = runner.invoke(app, ["patterns", *own, "--out", str(tmp_path / "pat"), "--splits", "test"])
-    assert res.exit_code == 0, res.output
+    if "waveform" not in extra:  # relevance-aligned patterns of every letter of a random waveform model: minutes
+        res = runner.invoke(app, ["patterns", *own, "--out", str(tmp_path / "pat"), "--splits", "test"])
+        assert res.exit_code == 0, res.output
