@@ -283,3 +283,27 @@ def test_naps_and_patterns_of_attention_models_from_the_cli(factory, extra, tmp_
     if "waveform" not in extra:  # relevance-aligned patterns of every letter of a random waveform model: minutes
         res = runner.invoke(app, ["patterns", *own, "--out", str(tmp_path / "pat"), "--splits", "test"])
         assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("variant", ["attnlrp", "cp"])
+@pytest.mark.parametrize("name", ["conformer", "whisper-explicit"])
+def test_conservation_accounts_for_every_loss_of_relevance(name, variant):
+    """Σ map − f(x) = −Σ (bias + stabilizer) over the recorded layers and operations: every rule
+    that does not conserve relevance reports what it loses, the softmax rule among them."""
+    from introspeech.attribution.deltas import conservation
+
+    build, _ = MODELS[name]
+    model = randomize(build(), seed=8)
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    with torch.no_grad():
+        out = model(x)
+    sel = _selector(out, 2)
+    maps, delta = attribute(model, x, sel * out, "lrp", epsilon=1e-12, attention=variant, return_convergence_delta=True)
+    rows = conservation(model, x, sel * out, "lrp", epsilon=1e-12, attention=variant)
+    lost = sum(r.bias + r.stabilizer for r in rows)
+    torch.testing.assert_close(delta, -lost, atol=1e-8, rtol=1e-8)
+    softmax = [r for r in rows if r.layer.startswith("softmax#")]
+    if variant == "cp":
+        assert not softmax
+    else:
+        assert softmax and float(sum(r.stabilizer.abs().sum() for r in softmax)) > 1e-6

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .op_rules import VARIANTS, AddConstant, Bilinear, Softmax, Uniform
-from .propagate import ActivationFn, LinearRuleFn, apply_rule
+from .propagate import ActivationFn, LinearRuleFn, apply_rule, linear_map, recorder
 from .rules import Epsilon, LinearRule, Pass
 
 Tensor = torch.Tensor
@@ -86,7 +86,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None, rule: LinearRule) -> 
     """``F.linear`` with constant weights under a layer rule."""
     with torch.no_grad():
         out = F.linear(x, weight, bias)
-    return LinearRuleFn.apply(x, out, rule, lambda v, w, b: F.linear(v, w, b), weight, bias)
+    return LinearRuleFn.apply(x, out, rule, linear_map, weight, bias, recorder("linear"))
 
 
 def _affine(y: Tensor, w: Tensor | None, b: Tensor | None, shape) -> Tensor:
@@ -95,7 +95,7 @@ def _affine(y: Tensor, w: Tensor | None, b: Tensor | None, shape) -> Tensor:
     return y + b.reshape(shape) if b is not None else y
 
 
-def layer_norm(x: Tensor, normalized_shape, weight, bias, eps: float, rule: LinearRule) -> Tensor:
+def layer_norm(x: Tensor, normalized_shape, weight, bias, eps: float, rule: LinearRule, record=None) -> Tensor:
     """LayerNorm with its standard deviation held constant: a linear map (centring, scaling) + bias."""
     dims = tuple(range(-len(tuple(normalized_shape)), 0))
     with torch.no_grad():
@@ -105,10 +105,10 @@ def layer_norm(x: Tensor, normalized_shape, weight, bias, eps: float, rule: Line
 
     def fn(v, w, b):
         return _affine((v - v.mean(dims, keepdim=True)) / sigma, w, b, shape)
-    return LinearRuleFn.apply(x, out, rule, fn, weight, bias)
+    return LinearRuleFn.apply(x, out, rule, fn, weight, bias, record or recorder("layer_norm"))
 
 
-def rms_norm(x: Tensor, normalized_shape, weight, eps: float | None, rule: LinearRule) -> Tensor:
+def rms_norm(x: Tensor, normalized_shape, weight, eps: float | None, rule: LinearRule, record=None) -> Tensor:
     """RMSNorm with its root mean square held constant: a diagonal linear map."""
     dims = tuple(range(-len(tuple(normalized_shape)), 0))
     eps = torch.finfo(x.dtype).eps if eps is None else eps
@@ -116,10 +116,11 @@ def rms_norm(x: Tensor, normalized_shape, weight, eps: float | None, rule: Linea
         rms = torch.sqrt((x * x).mean(dims, keepdim=True) + eps)
         out = F.rms_norm(x, tuple(normalized_shape), weight, eps)
     shape = tuple(normalized_shape)
-    return LinearRuleFn.apply(x, out, rule, lambda v, w, b: _affine(v / rms, w, None, shape), weight, None)
+    return LinearRuleFn.apply(x, out, rule, lambda v, w, b: _affine(v / rms, w, None, shape), weight, None,
+                              record or recorder("rms_norm"))
 
 
-def group_norm(x: Tensor, groups: int, weight, bias, eps: float, rule: LinearRule) -> Tensor:
+def group_norm(x: Tensor, groups: int, weight, bias, eps: float, rule: LinearRule, record=None) -> Tensor:
     """GroupNorm (N, C, *) with each group's standard deviation held constant."""
     n, c = x.shape[:2]
     shape = (1, c) + (1,) * (x.dim() - 2)
@@ -131,7 +132,7 @@ def group_norm(x: Tensor, groups: int, weight, bias, eps: float, rule: LinearRul
     def fn(v, w, b):
         vg = v.reshape(n, groups, -1)
         return _affine(((vg - vg.mean(-1, keepdim=True)) / sigma).reshape(v.shape), w, b, shape)
-    return LinearRuleFn.apply(x, out, rule, fn, weight, bias)
+    return LinearRuleFn.apply(x, out, rule, fn, weight, bias, record or recorder("group_norm"))
 
 
 def glu(x: Tensor, dim: int, rules: OpRules) -> Tensor:
@@ -189,10 +190,10 @@ def multihead_attention(m: nn.MultiheadAttention, query: Tensor, key: Tensor, va
     if not batched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
         key_padding_mask = None if key_padding_mask is None else key_padding_mask.unsqueeze(0)
-    if m.batch_first:
+    if not m.batch_first:  # every step below runs batch first: relevance sums per row of the batch
         query, key, value = (t.transpose(0, 1) for t in (query, key, value))
-    n_q, bsz, e = query.shape
-    n_k = key.shape[0]
+    bsz, n_q, e = query.shape
+    n_k = key.shape[1]
     h, hd = m.num_heads, m.head_dim
     if m._qkv_same_embed_dim:
         wq, wk, wv = m.in_proj_weight.chunk(3)
@@ -203,7 +204,7 @@ def multihead_attention(m: nn.MultiheadAttention, query: Tensor, key: Tensor, va
     def project(t, w, b, d):
         return linear(t, w, b, rules.dense) if d else F.linear(t, w, b)
     q, k, v = project(query, wq, bq, deps[0]), project(key, wk, bk, deps[1]), project(value, wv, bv, deps[2])
-    q, k, v = (t.reshape(t.shape[0], bsz * h, hd).transpose(0, 1).reshape(bsz, h, t.shape[0], hd) for t in (q, k, v))
+    q, k, v = (t.reshape(bsz, t.shape[1], h, hd).transpose(1, 2) for t in (q, k, v))
     mask = None
     if attn_mask is not None:
         mask = attn_mask if attn_mask.dtype != torch.bool else torch.zeros(
@@ -215,10 +216,10 @@ def multihead_attention(m: nn.MultiheadAttention, query: Tensor, key: Tensor, va
         kp = kp.reshape(bsz, 1, 1, n_k)
         mask = kp if mask is None else mask + kp
     out = attention(q, k, v, rules, mask, is_causal and attn_mask is None and key_padding_mask is None, None, deps)
-    out = out.permute(2, 0, 1, 3).reshape(n_q, bsz, e)
+    out = out.transpose(1, 2).reshape(bsz, n_q, e)
     out = linear(out, m.out_proj.weight, m.out_proj.bias, rules.dense) if any(deps) else \
         F.linear(out, m.out_proj.weight, m.out_proj.bias)
-    if m.batch_first:
+    if not m.batch_first:
         out = out.transpose(0, 1)
     if not batched:
         out = out.squeeze(1)
@@ -238,13 +239,13 @@ OPEN = ModuleRule("open")
 """A parameter-free module whose operations are followed as code between modules."""
 
 
-def norm_module(m: nn.Module, x: Tensor, rule: LinearRule) -> Tensor:
+def norm_module(m: nn.Module, x: Tensor, rule: LinearRule, record=None) -> Tensor:
     """``nn.LayerNorm`` / ``nn.GroupNorm`` / ``nn.RMSNorm`` with σ held constant."""
     if isinstance(m, nn.LayerNorm):
-        return layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps, rule)
+        return layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps, rule, record)
     if isinstance(m, nn.GroupNorm):
-        return group_norm(x, m.num_groups, m.weight, m.bias, m.eps, rule)
-    return rms_norm(x, m.normalized_shape, m.weight, m.eps, rule)
+        return group_norm(x, m.num_groups, m.weight, m.bias, m.eps, rule, record)
+    return rms_norm(x, m.normalized_shape, m.weight, m.eps, rule, record)
 
 
 def _call_arg(args, kwargs, i, name, default=None):

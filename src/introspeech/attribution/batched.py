@@ -6,8 +6,9 @@ of its own; the forward pass, though, is the same for all of them. For a method 
 linear in the output gradient (the gradient family, LRP with any composite and attention rules,
 rule-based deep Taylor), each point of the method's `methods.Plan` is run forward once, with the
 rules' hooks, and the graph is kept; the one-hot output gradients of ``chunk`` frames at a time
-are then pulled back together (``torch.autograd.grad(..., is_grads_batched=True)``: the backward
-pass vectorized over frames). The result equals `attribute` called frame by frame; memory grows
+are then pulled back together (the backward pass vectorized over frames: ``torch.func.vmap`` of
+the pull-back for the plain gradient, ``torch.autograd.grad(..., is_grads_batched=True)`` through
+the rules' autograd functions). The result equals `attribute` called frame by frame; memory grows
 with ``chunk``, not with the number of frames. A sequence-to-sequence model explained through
 `outputs.Scores` (decoder teacher-forced) gets every decoded token's map this way.
 """
@@ -37,7 +38,11 @@ def batched_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torc
     for k0 in range(0, len(plan.points), per):
         points = plan.points[k0:k0 + per]
         inp = torch.cat([p.input for p in points]) if len(points) > 1 else points[0].input
-        xin, out = forward_graph(model, inp, plan.backward)
+        if plan.backward.plain:  # the plain gradient: functorch's vmap batches more backward formulas than autograd's
+            out, pull = torch.func.vjp(model, inp.detach())
+            vectorized = torch.func.vmap(pull)
+        else:
+            xin, out = forward_graph(model, inp, plan.backward)
         if out.dim() != 3:
             raise ValueError(f"attribute_frames needs (batch, classes, frames) outputs, the model gives "
                              f"{tuple(out.shape)}")
@@ -49,7 +54,10 @@ def batched_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torc
             grads[rows, :, classes[c0:c0 + n], frames[c0:c0 + n]] = 1.0
             if plan.backward.relevance:
                 grads = grads * value
-            (g,) = torch.autograd.grad(out, xin, grads, retain_graph=True, is_grads_batched=True)
+            if plan.backward.plain:
+                g = vectorized(grads)[0].detach()
+            else:
+                (g,) = torch.autograd.grad(out, xin, grads, retain_graph=True, is_grads_batched=True)
             g = g.reshape(n, len(points), *x0.shape[1:])
             for j, p in enumerate(points):
                 term = g[:, j] * p.multiplier if p.multiplier is not None else g[:, j]
@@ -57,7 +65,7 @@ def batched_frames(model: nn.Module, x: torch.Tensor, todo: list[int], cls: torc
             done += n
             if progress:
                 progress(done, total)
-        del out, xin
+        del out
     if plan.post is not None:
         result = plan.post * result
     return plan.finish(result) if plan.finish is not None else result

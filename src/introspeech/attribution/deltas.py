@@ -5,6 +5,10 @@ map accounts for, and for LRP where the rest went, layer by layer.
 should conserve). `conservation` follows LRP through the network: for every ruled layer, the
 relevance reaching its output, the relevance it passes to its input, the share its biases absorb,
 and the share the stabilizer (ε) absorbs, so ``out = in + bias + stabilizer`` holds per layer.
+In attention models the per-operation rules report too, named ``<rule>#<k>`` in execution order
+(``softmax#1``, ``bilinear#2``, ``layer_norm#1``, ``add-constant#1`` …): what a constant added to a
+tensor absorbs counts as bias, and the "stabilizer" of a softmax is what AttnLRP's softmax rule
+does not conserve (CP-LRP holds the softmax, so no relevance enters it).
 """
 
 from __future__ import annotations

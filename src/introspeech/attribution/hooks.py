@@ -22,7 +22,7 @@ from ..graph import BN_TYPES, LINEAR_TYPES, Traced, leaves, trace
 from . import attention as att
 from .attention import ModuleRule, OpRules
 from .operations import Between
-from .propagate import ActivationFn, LinearRuleFn, lrp_backward
+from .propagate import ActivationFn, LinearRuleFn, linear_map, lrp_backward, recording
 from .rules import ActivationRule, LinearRule
 
 POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
@@ -92,13 +92,19 @@ def linear_fn(module: nn.Module) -> Callable[[torch.Tensor, torch.Tensor | None,
     """Functional form f(x, weight, bias) of a Linear/Conv layer, a BatchNorm (per-channel weight and
     bias: its scale and shift) or a parameter-free pool."""
     if isinstance(module, nn.Linear):
-        return lambda x, w, b: F.linear(x, w, b)
+        return linear_map
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         if module.padding_mode != "zeros":
             raise ValueError(f"{type(module).__name__} with padding_mode={module.padding_mode!r} is not supported "
                              "by LRP rules (only zero padding)")
         conv = F.conv1d if isinstance(module, nn.Conv1d) else F.conv2d
-        return lambda x, w, b: conv(x, w, b, module.stride, module.padding, module.dilation, module.groups)
+
+        def fn(x, w, b):
+            return conv(x, w, b, module.stride, module.padding, module.dilation, module.groups)
+        if isinstance(module, nn.Conv1d) and not isinstance(module.padding, str):
+            fn.vjp = lambda s, w, shape: torch.nn.grad.conv1d_input(shape, w, s, module.stride, module.padding,
+                                                                    module.dilation, module.groups)
+        return fn
     if isinstance(module, BN_TYPES):
         def affine(x, w, b):
             shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -182,11 +188,12 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
             return ActivationFn.apply(stash.pop(), out.detach(), rule)
         return pre, post
 
-    def norm_hook(rule):
+    def norm_hook(name, rule):
         def hook(mod, inp, out):
             if not mode.depends(inp[0]):
                 return None
-            return att.norm_module(mod, inp[0], rule)
+            record = (lambda *sums: spec.record(name, *sums)) if spec.record is not None else None
+            return att.norm_module(mod, inp[0], rule, record)
         return hook
 
     def module_hook(rule: ModuleRule):
@@ -208,7 +215,7 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
         for name, rule in spec.rules.items():
             m = modules[name]
             if isinstance(rule, LinearRule) and isinstance(m, att.NORM_TYPES):
-                handles.append(m.register_forward_hook(norm_hook(rule)))
+                handles.append(m.register_forward_hook(norm_hook(name, rule)))
             elif isinstance(rule, LinearRule):
                 handles.append(m.register_forward_hook(linear_hook(name, rule)))
             elif rule == att.OPEN:
@@ -226,7 +233,8 @@ def modified(model: nn.Module, spec: Backward) -> Iterator[Between]:
         for m in [m for n, m in leaves(model) if n not in opened] + units:
             handles.append(m.register_forward_pre_hook(enter))
             handles.append(m.register_forward_hook(leave, with_kwargs=True))
-        yield mode
+        with recording(spec.record):
+            yield mode
     finally:
         for h in handles:
             h.remove()

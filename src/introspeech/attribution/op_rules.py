@@ -92,6 +92,7 @@ class AddConstant:
 
     epsilon: float = 1e-6
     name: str = "add-constant"
+    absorbs = True  # what the input does not receive, the constant absorbed (a bias)
 
     def relevance(self, inputs: list[Tensor], out: Tensor, r: Tensor) -> list[Tensor]:
         (x,) = inputs

@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_flatten
 from ..graph import RESHAPE_OPS
 from . import attention as att
 from .op_rules import Conserve
-from .propagate import ActivationFn, LinearRuleFn, PassFn, SumFn, apply_rule
+from .propagate import ActivationFn, LinearRuleFn, PassFn, SumFn, apply_rule, recorder
 from .rules import ActivationRule, LinearRule
 
 ADD_OPS = {"add", "__add__", "__radd__", "__iadd__", "add_"}
@@ -166,7 +166,8 @@ class Between(TorchFunctionMode):
             with torch.no_grad():
                 out = func(*args, **kwargs)
             rest = args[1:]
-            return LinearRuleFn.apply(first, out, self.addition, lambda v, w, b: func(v, *rest, **kwargs), None, None)
+            return LinearRuleFn.apply(first, out, self.addition, lambda v, w, b: func(v, *rest, **kwargs), None, None,
+                                      recorder(name))
         if self.ops is None:
             return NotImplemented
         return self._attention_op(func, name, args, kwargs, deps)

@@ -10,23 +10,78 @@ an `ActivationRule` for a ReLU or another elementwise nonlinearity, or a per-ope
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 import torch
 
-from .rules import LinearRule
+from .rules import IDENTITY, LinearRule
+
+_RECORDER: ContextVar[Callable | None] = ContextVar("relevance_recorder", default=None)
+_COUNTS: ContextVar[dict | None] = ContextVar("relevance_counts", default=None)
+
+
+@contextlib.contextmanager
+def recording(record: Callable | None) -> Iterator[None]:
+    """While a forward pass runs inside, every per-operation rule it ties reports its relevance
+    sums on the way back: ``record(name, r_in, r_out, r_bias)``, named ``<rule>#<k>`` in order."""
+    tokens = (_RECORDER.set(record), _COUNTS.set({}))
+    try:
+        yield
+    finally:
+        _RECORDER.reset(tokens[0])
+        _COUNTS.reset(tokens[1])
+
+
+def recorder(name: str) -> Callable | None:
+    """The current recorder bound to a numbered name (None when nothing records)."""
+    record, counts = _RECORDER.get(), _COUNTS.get()
+    if record is None or counts is None:
+        return None
+    k = counts[name] = counts.get(name, 0) + 1
+    label = f"{name}#{k}"
+    return lambda r_in, r_out, r_bias: record(label, r_in, r_out, r_bias)
+
+
+def _row_sums(t: torch.Tensor, rows: int) -> torch.Tensor:
+    return t.reshape(rows, -1).sum(1) if t.shape and t.shape[0] == rows else t.sum().expand(rows)
+
+
+def linear_map(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` as a layer's functional form, with its transpose (``linear_map.vjp``)."""
+    return torch.nn.functional.linear(x, w, b)
+
+
+linear_map.vjp = lambda s, w, shape: s @ w  # what an ε-rule pulls back without a second forward
+
+
+def _plain_terms(rule: LinearRule, x: torch.Tensor, bias) -> bool:
+    """Whether ``rule`` is one group of one unmodified term (the ε-rule): its normalizer is the
+    layer's own output."""
+    groups = rule.groups(x)
+    if len(groups) != 1 or len(groups[0].terms) != 1 or groups[0].sign or groups[0].coef != 1.0:
+        return False
+    t = groups[0].terms[0]
+    return t.input is IDENTITY and t.weight is IDENTITY and t.scale == 1.0 and (t.bias is IDENTITY or bias is None)
 
 
 def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torch.Tensor,
-                 record: Callable | None = None) -> torch.Tensor:
+                 record: Callable | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Relevance of a layer's inputs from the relevance ``grad`` of its outputs (see rules.py).
 
-    ``fn(x, weight, bias)`` is the layer's functional form. ``record(r_in, r_out, r_bias)``
+    ``fn(x, weight, bias)`` is the layer's functional form (``fn.vjp(s, weight, shape)``, where
+    given, its transpose); ``out`` its output at ``x``, when known. ``record(r_in, r_out, r_bias)``
     receives the per-row sums of the relevance leaving, entering and absorbed by the biases of the
     rule's terms (the rest is absorbed by the stabilizer)."""
     x = x.detach()
     w = weight.detach() if weight is not None else None
     b = bias.detach() if bias is not None else None
+    if out is not None and record is None and getattr(fn, "vjp", None) is not None and w is not None \
+            and _plain_terms(rule, x, b):  # the ε-rule of a layer whose transpose is known: no second forward
+        d = rule.stabilize(out.detach())
+        s = grad / torch.where(d == 0, torch.ones_like(d), d) * (d != 0)
+        return x * fn.vjp(s, w, x.shape)
     total = torch.zeros_like(x)
     plain = None
     absorbed = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
@@ -65,14 +120,14 @@ class LinearRuleFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, out, rule, fn, weight, bias, record=None):  # noqa: D401
-        ctx.save_for_backward(x)
+        ctx.save_for_backward(x, out)
         ctx.rule, ctx.fn, ctx.weight, ctx.bias, ctx.record = rule, fn, weight, bias, record
         return out.clone()
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        r = lrp_backward(ctx.rule, ctx.fn, x, ctx.weight, ctx.bias, grad, ctx.record)
+        x, out = ctx.saved_tensors
+        r = lrp_backward(ctx.rule, ctx.fn, x, ctx.weight, ctx.bias, grad, ctx.record, out)
         return r, None, None, None, None, None, None
 
 
@@ -137,8 +192,8 @@ class OpRuleFn(torch.autograd.Function):
     constant that receives none)."""
 
     @staticmethod
-    def forward(ctx, rule, out, *inputs):
-        ctx.rule = rule
+    def forward(ctx, rule, record, out, *inputs):
+        ctx.rule, ctx.record = rule, record
         ctx.save_for_backward(out, *inputs)
         return out.clone()
 
@@ -146,9 +201,15 @@ class OpRuleFn(torch.autograd.Function):
     def backward(ctx, grad):
         out, *inputs = ctx.saved_tensors
         rs = ctx.rule.relevance([t.detach() for t in inputs], out.detach(), grad)
-        return (None, None, *rs)
+        if ctx.record is not None and grad.dim() > 0:
+            rows = grad.shape[0]
+            r_in = sum((_row_sums(r, rows) for r in rs if r is not None), torch.zeros(rows, dtype=grad.dtype))
+            r_out = _row_sums(grad, rows)
+            absorbed = r_out - r_in if getattr(ctx.rule, "absorbs", False) else torch.zeros_like(r_out)
+            ctx.record(r_in, r_out, absorbed)
+        return (None, None, None, *rs)
 
 
 def apply_rule(rule, out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
     """``out`` (computed without a graph) tied to ``inputs`` by a per-operation rule."""
-    return OpRuleFn.apply(rule, out.detach(), *inputs)
+    return OpRuleFn.apply(rule, recorder(rule.name), out.detach(), *inputs)

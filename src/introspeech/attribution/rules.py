@@ -38,6 +38,10 @@ def _identity(t: Tensor) -> Tensor:
     return t
 
 
+IDENTITY = _identity
+"""The unmodified input or parameter of a `Term`."""
+
+
 def _pos(t: Tensor) -> Tensor:
     return t.clamp(min=0)
 
