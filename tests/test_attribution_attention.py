@@ -307,3 +307,44 @@ def test_conservation_accounts_for_every_loss_of_relevance(name, variant):
         assert not softmax
     else:
         assert softmax and float(sum(r.stabilizer.abs().sum() for r in softmax)) > 1e-6
+
+
+def test_the_transpose_fast_path_of_the_epsilon_rule_equals_its_definition():
+    """lrp_backward with the layer's output and transpose given equals the rule evaluated by
+    autograd, for Linear, Conv1d (strided, dilated, grouped) and the three normalizations."""
+    from introspeech.attribution import attention as att
+    from introspeech.attribution.hooks import linear_fn
+    from introspeech.attribution.propagate import LinearRuleFn, lrp_backward
+    from introspeech.attribution.rules import Epsilon, Gamma
+
+    g = torch.Generator().manual_seed(9)
+    rule = Epsilon(1e-3)
+    x = torch.randn(2, 6, 11, generator=g, dtype=torch.float64)
+    layers = [nn.Linear(11, 5), nn.Conv1d(6, 4, 3, stride=2, padding=2, dilation=2),
+              nn.Conv1d(6, 6, 5, padding=2, groups=3)]
+    for layer in layers:
+        layer = layer.double()
+        fn, w, b = linear_fn(layer), layer.weight.detach(), layer.bias.detach()
+        out = fn(x, w, b)
+        r = torch.randn(out.shape, generator=g, dtype=torch.float64)
+        assert getattr(fn, "vjp", None) is not None
+        torch.testing.assert_close(lrp_backward(rule, fn, x, w, b, r, out=out), lrp_backward(rule, fn, x, w, b, r))
+        # a rule that is not the plain ε-rule never takes the fast path
+        gamma = Gamma(0.5)
+        torch.testing.assert_close(lrp_backward(gamma, fn, x, w, b, r, out=out), lrp_backward(gamma, fn, x, w, b, r))
+    captured = []
+    real = LinearRuleFn.apply
+    try:
+        LinearRuleFn.apply = lambda *a: captured.append(a) or real(*a)
+        weight = 1 + 0.1 * torch.randn(11, generator=g, dtype=torch.float64)
+        bias = torch.randn(11, generator=g, dtype=torch.float64)
+        att.layer_norm(x, (11,), weight, bias, 1e-5, rule)
+        att.rms_norm(x, (11,), weight, 1e-6, rule)
+        gw, gb = 1 + 0.1 * torch.randn(6, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+        att.group_norm(x, 3, gw, gb, 1e-5, rule)
+    finally:
+        LinearRuleFn.apply = real
+    for xx, out, rl, fn, w, b, _ in captured:
+        r = torch.randn(out.shape, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(lrp_backward(rl, fn, xx, w, b, r, out=out), lrp_backward(rl, fn, xx, w, b, r))
+    assert len(captured) == 3

@@ -105,6 +105,11 @@ def layer_norm(x: Tensor, normalized_shape, weight, bias, eps: float, rule: Line
 
     def fn(v, w, b):
         return _affine((v - v.mean(dims, keepdim=True)) / sigma, w, b, shape)
+
+    def vjp(g, w, _shape):  # the centring is symmetric: its transpose is itself
+        gw = g * w if w is not None else g
+        return (gw - gw.mean(dims, keepdim=True)) / sigma
+    fn.vjp = vjp
     return LinearRuleFn.apply(x, out, rule, fn, weight, bias, record or recorder("layer_norm"))
 
 
@@ -116,8 +121,10 @@ def rms_norm(x: Tensor, normalized_shape, weight, eps: float | None, rule: Linea
         rms = torch.sqrt((x * x).mean(dims, keepdim=True) + eps)
         out = F.rms_norm(x, tuple(normalized_shape), weight, eps)
     shape = tuple(normalized_shape)
-    return LinearRuleFn.apply(x, out, rule, lambda v, w, b: _affine(v / rms, w, None, shape), weight, None,
-                              record or recorder("rms_norm"))
+    def fn(v, w, b):
+        return _affine(v / rms, w, None, shape)
+    fn.vjp = lambda g, w, _shape: (g * w if w is not None else g) / rms
+    return LinearRuleFn.apply(x, out, rule, fn, weight, None, record or recorder("rms_norm"))
 
 
 def group_norm(x: Tensor, groups: int, weight, bias, eps: float, rule: LinearRule, record=None) -> Tensor:
@@ -132,6 +139,11 @@ def group_norm(x: Tensor, groups: int, weight, bias, eps: float, rule: LinearRul
     def fn(v, w, b):
         vg = v.reshape(n, groups, -1)
         return _affine(((vg - vg.mean(-1, keepdim=True)) / sigma).reshape(v.shape), w, b, shape)
+
+    def vjp(g, w, _shape):
+        gw = (g * w.reshape(shape) if w is not None else g).reshape(n, groups, -1)
+        return ((gw - gw.mean(-1, keepdim=True)) / sigma).reshape(g.shape)
+    fn.vjp = vjp
     return LinearRuleFn.apply(x, out, rule, fn, weight, bias, record or recorder("group_norm"))
 
 

@@ -105,11 +105,14 @@ def _grad_cam(model, x, target, layer, relu: bool = True, mode: str = "linear"):
 
 
 def _guided_grad_cam(model, x, target, layer, mode: str = "linear"):
-    from .api import attribute
+    from .targets import output_gradient
 
     _need_layer("guided_grad_cam", layer)
     target = resolve_predicted(model, x, target)
-    return attribute(model, x, target, "guided_backprop") * GradCAM(model, layer, True, mode)(x, target)
+    with torch.no_grad():
+        selector = output_gradient(model(x), target)
+    guided = m.evaluate(model, m.guided_backprop(model, x, selector), selector, False)
+    return guided * GradCAM(model, layer, True, mode)(x, target)
 
 
 def resolve_predicted(model, x, target):
@@ -258,7 +261,7 @@ def method_table() -> str:
     for d in METHODS.values():
         opts = ", ".join(f"`{o.name}`={_default(o.default)}" for o in d.options) or "—"
         name = f"`{d.name}`" + (f" ({', '.join(f'`{a}`' for a in d.aliases)})" if d.aliases else "")
-        engines = "cone, colour, loop" if d.local else "exact CAM path (per-frame gradient cones, coloured)"
+        engines = "cone, colour, batched, loop" if d.local else "exact CAM path (per-frame gradient cones, coloured)"
         if d.frames is not None:
             engines = d.frames_note
         elif d.frames_note:

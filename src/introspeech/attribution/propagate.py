@@ -77,8 +77,8 @@ def lrp_backward(rule: LinearRule, fn, x: torch.Tensor, weight, bias, grad: torc
     x = x.detach()
     w = weight.detach() if weight is not None else None
     b = bias.detach() if bias is not None else None
-    if out is not None and record is None and getattr(fn, "vjp", None) is not None and w is not None \
-            and _plain_terms(rule, x, b):  # the ε-rule of a layer whose transpose is known: no second forward
+    if out is not None and record is None and getattr(fn, "vjp", None) is not None and _plain_terms(rule, x, b):
+        # the ε-rule of a layer whose transpose is known: no second forward
         d = rule.stabilize(out.detach())
         s = grad / torch.where(d == 0, torch.ones_like(d), d) * (d != 0)
         return x * fn.vjp(s, w, x.shape)
