@@ -207,7 +207,7 @@ def test_every_decoded_token_of_a_teacher_forced_decoder_in_one_call():
     from captum.attr import Saliency
 
     for t in (0, 3):  # the gradient, against Captum on the model with its decoder input
-        want = Saliency(lambda m: model(m, tokens)[:, t]).attribute(mel, target=int(following[t]), abs=False)
+        want = Saliency(lambda m, t=t: model(m, tokens)[:, t]).attribute(mel, target=int(following[t]), abs=False)
         torch.testing.assert_close(attribute_frames(scores, mel, [t], following, "gradient"), want)
 
 
