@@ -128,7 +128,7 @@ def load_description(model: str | Path | None = None, factory: str | None = None
     feats = parse_features(features)
     dtype = next(net.parameters()).dtype
     out = output or parse_alphabet(alphabet)
-    example = torch.zeros(1, feats.n_mels, 200, dtype=dtype) if example is None else example.to(dtype)
+    example = torch.zeros(1, feats.n_mels, int(2 * feats.frame_rate), dtype=dtype) if example is None else example.to(dtype)
     desc = describe(net, example=example, layers=layers, output=out, features=feats, name=factory)
     desc.factory = factory
     return desc

@@ -1,0 +1,71 @@
+"""Models that learned from real speech, read from their wheels, against the wheels' own runtimes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+hama = pytest.importorskip("hama", reason="hama's wheel is an extra: pip install '.[real]'")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime comes with hama's extra")
+
+
+def _fp32_session(path):
+    """The wheel's float16 graph with every float16 tensor and cast turned float32 (same ops)."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    m = onnx.load(str(path))
+    for i, init in enumerate(m.graph.initializer):
+        if init.data_type == TensorProto.FLOAT16:
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32),
+                                                                    init.name))
+    for n in m.graph.node:
+        for a in n.attribute:
+            if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT16:
+                a.i = TensorProto.FLOAT
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT16:
+                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float32), a.t.name))
+    return ort.InferenceSession(m.SerializeToString())
+
+
+def test_hama_module_equals_onnxruntime_on_the_same_float32_graph():
+    from introspeech.audio import load_audio
+    from introspeech.corpus.load import load_corpus
+    from introspeech.models.hama import BLANK_BIAS, asset, load_hama, tokens
+
+    model = load_hama()
+    session = _fp32_session(asset("asr_waveform_fp16.onnx"))
+    vocab = tokens()
+    assert len(vocab) == 191 and vocab[-1] == "<blank>" and vocab[-2] == "<wb>"
+    runtime = hama.ASRModel()  # hama's own runtime (the float16 graph), for the greedy phonemes
+    for utt in load_corpus(None)["test"][:6]:
+        wave = load_audio(utt.audio_path, 16000).astype(np.float32)
+        want, _ = session.run(None, {"waveform": wave[None], "waveform_lengths": np.array([len(wave)], dtype=np.int64)})
+        with torch.no_grad():
+            got = model(torch.from_numpy(wave)[None, None]).transpose(1, 2).numpy()
+        assert got.shape == want.shape
+        assert float(np.abs(np.exp(got) - np.exp(want)).max()) < 1e-3  # posteriors
+        assert float(np.abs(got - want).max()) < 5e-3  # log-probabilities, tails included
+        best = got[0].copy()
+        best[:, -1] += BLANK_BIAS
+        path, prev = [], -1
+        for s in best.argmax(1):
+            if s != prev and s != 190:
+                path.append(int(s))
+            prev = s
+        assert path == runtime.transcribe_waveform(wave, 16000).token_ids
+
+
+def test_a_damaged_or_missing_hama_model_is_a_one_line_error(tmp_path):
+    from introspeech.errors import InputError
+    from introspeech.models.hama import asset, load_hama
+
+    bad = tmp_path / "asr.onnx"
+    bad.write_bytes(asset("asr_waveform_fp16.onnx").read_bytes()[:100_000])
+    with pytest.raises(InputError, match=r"asr.onnx.*not a readable ONNX model.*pip install 'hama==1.3.10'"):
+        load_hama(bad)
+    other = tmp_path / "other.onnx"
+    other.write_bytes(asset("encoder.onnx").read_bytes())  # another graph of the same wheel
+    with pytest.raises(InputError, match=r"not the graph of hama 1.3.10"):
+        load_hama(other)
