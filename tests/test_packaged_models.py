@@ -69,3 +69,30 @@ def test_a_damaged_or_missing_hama_model_is_a_one_line_error(tmp_path):
     other.write_bytes(asset("encoder.onnx").read_bytes())  # another graph of the same wheel
     with pytest.raises(InputError, match=r"not the graph of hama 1.3.10"):
         load_hama(other)
+
+
+def test_transcribe_and_layers_by_name_reproduce_hamas_runtime(monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+    from introspeech.corpus.load import load_corpus
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["models", "--json"])
+    assert res.exit_code == 0 and {"name": "hama", "installed": True} .items() <= json.loads(res.output)[0].items()
+    utts = load_corpus(None)["test"][:4]
+    res = runner.invoke(app, ["transcribe", "--model", "hama", *[str(u.audio_path) for u in utts]])
+    assert res.exit_code == 0, res.output
+    runtime = hama.ASRModel()
+    from introspeech.audio import load_audio
+
+    for line, u in zip(res.output.strip().splitlines(), utts):
+        want = runtime.transcribe_waveform(load_audio(u.audio_path, 16000), 16000).word_phoneme_text
+        assert line.split("\t")[1] == want
+    res = runner.invoke(app, ["layers", "--model", "hama", "--json"])
+    rows = json.loads(res.output)["layers"]
+    assert rows[0] == {"name": "front", "path": "front", "channels": 80, "rf": 400, "stride": 160, "offset": -200,
+                       "time_axis": -1, "local": True}
+    assert [r["stride"] for r in rows[2:]] == [320] * (len(rows) - 2) and not rows[-1]["local"]

@@ -120,8 +120,23 @@ def main() -> None:  # pragma: no cover
 
 
 @app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="Print the models as JSON.")) -> None:
+    """The recognizers that learned from real speech, by name (for --model), and whether they are installed."""
+    from .models.packaged import PACKAGED
+
+    rows = [{"name": p.name, "installed": p.installed, "licence": p.licence, "summary": p.summary,
+             "install": p.install} for p in PACKAGED.values()]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for r in rows:
+        state = "installed" if r["installed"] else f"not installed: {r['install']}"
+        typer.echo(f"{r['name']:<18}{r['licence']:<12}{state}\n{'':<18}{r['summary']}")
+
+
+@app.command()
 def layers(
-    model: Path = typer.Option(None, "--model", help="Checkpoint (default: the built-in model)."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint or packaged model name (default: the built-in model)."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET,
     features: str = _FEATURES,
     as_json: bool = typer.Option(False, "--json", help="Print the layers as JSON."),

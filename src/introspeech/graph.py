@@ -34,7 +34,7 @@ are not called: ``nn.MultiheadAttention`` uses its ``out_proj`` weights directly
 
 ELEMENTWISE_OPS = {
     "add", "sub", "mul", "div", "true_divide", "neg", "relu", "relu_", "sigmoid", "tanh", "clamp", "clamp_min",
-    "abs", "exp", "leaky_relu", "gelu", "elu", "silu", "hardtanh", "dropout", "__add__", "__radd__", "__iadd__",
+    "abs", "exp", "log", "leaky_relu", "gelu", "elu", "silu", "hardtanh", "dropout", "__add__", "__radd__", "__iadd__",
     "__sub__", "__rsub__", "__isub__", "__mul__", "__rmul__", "__imul__", "__truediv__", "__rtruediv__", "add_",
     "mul_", "__neg__",
 }
@@ -225,8 +225,10 @@ def _moves_last_axis(name: str, args, kwargs, ndim: int) -> bool:
 
 
 def _constant_pad(args, kwargs) -> bool:
+    """A pad whose new positions are zeros or copies of positions inside the same receptive field
+    (reflect, replicate: the geometry is that of a zero pad)."""
     mode = kwargs.get("mode", args[2] if len(args) > 2 else "constant")
-    return mode == "constant"
+    return mode in ("constant", "reflect", "replicate")
 
 
 def trace(model: nn.Module, x: torch.Tensor, positional: bool = False) -> Traced:

@@ -12,6 +12,7 @@ from ..chunking import MAX_FRAMES, model_geometry, run_in_pieces
 from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
+from ..graph import trace
 from ..text import normalize_text
 from .beam import BeamDecoder
 from .decode import greedy_decode
@@ -30,8 +31,8 @@ def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int 
     was = model.training
     model.eval()
     try:
-        if max_frames and x.shape[-1] > max_frames:
-            return run_in_pieces(model, x, model_geometry(model, x), max_frames)[0].cpu()
+        if max_frames and x.shape[-1] > max_frames and trace(model, x[..., :2000]).geometry is not None:
+            return run_in_pieces(model, x, model_geometry(model, x), max_frames)[0].cpu()  # not local: whole
         return model(x)[0].cpu()
     except RuntimeError as e:  # e.g. an unpadded model on an input shorter than its receptive field
         raise InputError("input", f"the model cannot run on these {x.shape[-1]} frames ({str(e).splitlines()[0]})") \
@@ -55,7 +56,7 @@ def decode_scores(s: torch.Tensor, decode: Callable[[np.ndarray], str] | None = 
         if decode is not None:
             raise ValueError("beam search reads the built-in alphabet; this model has its own")
         return beam.decode(torch.log_softmax(s.double(), dim=0).T.numpy())
-    return greedy_decode(s.unsqueeze(0))[0] if decode is None else decode(s.argmax(0).numpy())
+    return greedy_decode(s.unsqueeze(0))[0] if decode is None else decode(s.numpy())
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:

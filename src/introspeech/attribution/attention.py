@@ -29,7 +29,8 @@ Tensor = torch.Tensor
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 NONLINEAR_TYPES = (nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh)
 """Elementwise nonlinearities of one input that pass relevance unchanged (the identity rule)."""
-NONLINEAR_OPS = {"gelu", "silu", "sigmoid", "tanh", "silu_", "sigmoid_", "tanh_"}
+NONLINEAR_OPS = {"gelu", "silu", "sigmoid", "tanh", "silu_", "sigmoid_", "tanh_", "log", "clamp", "clamp_min"}
+"""The same between modules (``log`` and ``clamp`` of a spectrogram front end among them)."""
 
 
 @dataclass(frozen=True)

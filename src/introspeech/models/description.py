@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,11 +29,19 @@ ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.S
 @dataclass(frozen=True)
 class Output:
     """What the scores mean: ``ctc`` (per frame, over ``alphabet`` with a ``blank``), ``frames``
-    (per-frame classes) or ``classes`` (one score vector per example)."""
+    (per-frame classes) or ``classes`` (one score vector per example).
+
+    A phoneme recognizer's symbols are whole tokens (``spaced``: a transcript is the tokens
+    separated by spaces, ``boundary`` the token that separates words, shown as ``|``); it cannot
+    spell a letter transcript. ``blank_bias`` is added to the blank's score before greedy decoding
+    (as the recognizer's own runtime does)."""
 
     kind: str = "ctc"
     alphabet: tuple[str, ...] = SYMBOLS
     blank: int | None = BLANK
+    spaced: bool = False
+    boundary: str | None = None
+    blank_bias: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in OUTPUT_KINDS:
@@ -45,9 +54,20 @@ class Output:
         """The symbols a CTC path can emit (the alphabet without the blank)."""
         return tuple(s for i, s in enumerate(self.alphabet) if i != self.blank)
 
-    def decode(self, best: Sequence[int]) -> str:
+    def decode(self, best: Sequence[int] | np.ndarray) -> str:
         """The transcript of a best-symbol-per-frame path: repeats collapsed, blanks dropped, ``|`` and
-        ``▁`` read as spaces, letters in lower case (the text normalization's alphabet)."""
+        ``▁`` read as spaces, letters in lower case (the text normalization's alphabet); phoneme
+        tokens separated by spaces and words by `` | ``. Given scores ``(n_symbols, frames)``
+        instead, the greedy path is taken first (with ``blank_bias``)."""
+        best = np.asarray(best)
+        if best.ndim == 2:
+            scores = best.astype(np.float64)
+            if self.blank_bias and self.blank is not None:
+                scores = scores.copy()
+                scores[self.blank] += self.blank_bias
+            best = scores.argmax(0)
+        if self.spaced:
+            return self._tokens(best)
         out, prev = [], None
         for s in best:
             s = int(s)
@@ -57,11 +77,32 @@ class Output:
             prev = s
         return " ".join("".join(out).split())
 
+    def _tokens(self, best) -> str:
+        words: list[list[str]] = [[]]
+        prev = None
+        for s in best:
+            s = int(s)
+            if s != prev and s != self.blank:
+                tok = self.alphabet[s]
+                if tok == self.boundary:
+                    words.append([])
+                else:
+                    words[-1].append(tok)
+            prev = s
+        return " | ".join(" ".join(w) for w in words if w)
+
+    @property
+    def spells(self) -> bool:
+        """Whether transcripts (letters) can be written in this output's symbols."""
+        return self.kind == "ctc" and not self.spaced
+
     def encode(self, text: str) -> list[int]:
         """Output indices of a normalized transcript (a–z, space, apostrophe) in this alphabet: each
         character as it is, else its upper case; a space as ``|`` or ``▁`` when the alphabet has no
         space (wav2vec 2.0, SentencePiece); an apostrophe the alphabet lacks is left out (a model
         trained without it never emits one). Any other missing character is an error naming it."""
+        if self.spaced:
+            raise ValueError("this model's symbols are phonemes: a letter transcript cannot be written in them")
         index = {s: i for i, s in enumerate(self.alphabet) if i != self.blank}
         space = next((c for c in (" ", "|", "▁") if c in index), None)
         out = []

