@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test,piper,real]'
+	$(PY) -m pip install -q --no-deps 'openai-whisper==20250625'
 	touch $(STAMP)
 
 env: system $(STAMP)

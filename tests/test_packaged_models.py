@@ -96,3 +96,42 @@ def test_transcribe_and_layers_by_name_reproduce_hamas_runtime(monkeypatch):
     assert rows[0] == {"name": "front", "path": "front", "channels": 80, "rf": 400, "stride": 160, "offset": -200,
                        "time_axis": -1, "local": True}
     assert [r["stride"] for r in rows[2:]] == [320] * (len(rows) - 2) and not rows[-1]["local"]
+
+
+def test_whisper_from_the_ctranslate2_file_decodes_as_ctranslate2():
+    """Greedy text of our module (openai-whisper's decoding) equals CTranslate2's own runtime on the
+    same log-Mel features."""
+    whisper = pytest.importorskip("whisper", reason="openai-whisper is an extra: pip install --no-deps openai-whisper")
+    ctranslate2 = pytest.importorskip("ctranslate2", reason="CTranslate2 comes with faster-whisper")
+    from whisper.tokenizer import get_tokenizer
+
+    from introspeech.audio import load_audio
+    from introspeech.corpus.load import load_corpus
+    from introspeech.models.whisper import load_whisper, model_file
+
+    model = load_whisper()
+    runtime = ctranslate2.models.Whisper(str(model_file().parent), device="cpu", compute_type="float32")
+    tok = get_tokenizer(multilingual=False)
+    prompt = list(tok.sot_sequence_including_notimestamps)
+    for utt in load_corpus(None)["test"][:5]:
+        audio = torch.from_numpy(load_audio(utt.audio_path, 16000).astype(np.float32))
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio))
+        ours = whisper.decode(model, mel, whisper.DecodingOptions(language="en", without_timestamps=True, fp16=False))
+        out = runtime.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel.numpy()[None])), [prompt],
+                               beam_size=1, max_length=224, suppress_blank=True, suppress_tokens=[-1])
+        assert ours.text.strip() == tok.decode([t for t in out[0].sequences_ids[0] if t < tok.eot]).strip()
+        assert ours.text.strip()
+
+
+def test_a_truncated_whisper_file_is_a_one_line_error(tmp_path):
+    pytest.importorskip("whisper", reason="openai-whisper is an extra")
+    from introspeech.errors import InputError
+    from introspeech.models.whisper import load_whisper, model_file
+
+    bad = tmp_path / "model.bin"
+    bad.write_bytes(model_file().read_bytes()[:5_000_000])
+    with pytest.raises(InputError, match=r"model.bin.*truncated CTranslate2 file"):
+        load_whisper(bad)
+    bad.write_bytes(b"\x09\x00\x00\x00" + model_file().read_bytes()[4:1000])
+    with pytest.raises(InputError, match=r"format version 9 is not read here"):
+        load_whisper(bad)
