@@ -135,3 +135,28 @@ def test_a_truncated_whisper_file_is_a_one_line_error(tmp_path):
     bad.write_bytes(b"\x09\x00\x00\x00" + model_file().read_bytes()[4:1000])
     with pytest.raises(InputError, match=r"format version 9 is not read here"):
         load_whisper(bad)
+
+
+def test_transcribe_by_name_with_whisper_and_its_errors():
+    pytest.importorskip("whisper", reason="openai-whisper is an extra")
+    import whisper
+    from typer.testing import CliRunner
+
+    from introspeech.audio import load_audio
+    from introspeech.cli import app
+    from introspeech.corpus.load import load_corpus
+    from introspeech.models.whisper import load_whisper
+
+    runner = CliRunner()
+    utts = load_corpus(None)["test"][:3]
+    res = runner.invoke(app, ["transcribe", "--model", "whisper-tiny.en", *[str(u.audio_path) for u in utts]])
+    assert res.exit_code == 0, res.output
+    model = load_whisper()
+    for line, u in zip(res.output.strip().splitlines(), utts):
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(load_audio(u.audio_path, 16000))))
+        want = whisper.decode(model, mel, whisper.DecodingOptions(language="en", without_timestamps=True, fp16=False))
+        assert line.split("\t")[1] == want.text.strip()
+    res = runner.invoke(app, ["layers", "--model", "whisper-tiny.en"])
+    assert res.exit_code == 2 and "transcribe` runs it" in res.output
+    res = runner.invoke(app, ["transcribe", "--model", "whisper-tiny.en", "--lm", "x.arpa", str(utts[0].audio_path)])
+    assert res.exit_code == 2 and "--lm" in res.output

@@ -37,6 +37,7 @@ from .cli_support import (
     _default_prior,
     _description,
     _evaluate_report,
+    _packaged_transcriber,
     _pattern_wavs,
     _profile_run,
     _progress,
@@ -267,13 +268,21 @@ def transcribe(
     exact overlapping pieces)."""
     from .asr.evaluate import transcribe as run
     from .audio import features as compute_features
+    from .audio import load_audio
 
-    net, cfg, decode = _recognizer(model, model_factory, weights, alphabet, features)
-    searcher, _ = _beam_decoder(lm, beam, lm_weight, word_bonus, decode)
+    text = _packaged_transcriber(model, lm)
+    if text is not None:
+        net = cfg = decode = searcher = None
+    else:
+        net, cfg, decode = _recognizer(model, model_factory, weights, alphabet, features)
+        searcher, _ = _beam_decoder(lm, beam, lm_weight, word_bonus, decode)
     failed = 0
     for path in audio:
         try:
-            typer.echo(f"{path}\t{run(net, compute_features(path, cfg), max_frames, decode, searcher)}")
+            if text is not None:
+                typer.echo(f"{path}\t{text(load_audio(path, 16000))}")
+            else:
+                typer.echo(f"{path}\t{run(net, compute_features(path, cfg), max_frames, decode, searcher)}")
         except InputError as e:
             failed += 1
             typer.echo(f"error: {e}", err=True)

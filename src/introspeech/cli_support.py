@@ -73,6 +73,20 @@ def _evaluate_report(folder: Path, desc, data: dict, names: list[str], metrics: 
     write_report(folder, [section], title="introspeech: evaluation")
 
 
+def _packaged_transcriber(model, lm):
+    """The transcriber of a packaged model that is not a CTC recognizer (Whisper), else None."""
+    from .models.packaged import PACKAGED
+
+    entry = PACKAGED.get(str(model)) if model is not None and not Path(model).exists() else None
+    if entry is None or entry.text is None:
+        return None
+    if lm is not None:
+        raise InputError("--lm", f"{entry.name} decodes with its own decoder; --lm fuses a word model into CTC decoding")
+    if not entry.installed:
+        raise InputError(entry.name, f"not installed: {entry.install}")
+    return entry.text()
+
+
 def _recognizer(model, factory, weights, alphabet, features):
     desc = _recognizer_description(model, factory, weights, alphabet, features)
     return desc.module, desc.features, _decoder(desc)

