@@ -160,3 +160,20 @@ def test_transcribe_by_name_with_whisper_and_its_errors():
     assert res.exit_code == 2 and "transcribe` runs it" in res.output
     res = runner.invoke(app, ["transcribe", "--model", "whisper-tiny.en", "--lm", "x.arpa", str(utts[0].audio_path)])
     assert res.exit_code == 2 and "--lm" in res.output
+
+
+def test_naps_of_hama_by_name(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["naps", "--model", "hama", "--out", str(tmp_path / "x"), "--splits", "test"])
+    assert res.exit_code == 2 and "--letters-from prediction" in res.output  # phonemes cannot be force-aligned
+    res = runner.invoke(app, ["naps", "--model", "hama", "--groups", "phonemes", "--splits", "test",
+                              "--out", str(tmp_path / "naps")])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "naps" / "summary.json").read_text())
+    assert summary["utterances"] > 100 and "attn_layers.0" in summary["layers"] and "front" in summary["layers"]

@@ -167,6 +167,10 @@ def profile_corpus(model: nn.Module | ModelDescription, features: FeatureConfig,
     if shard_size < 1:
         raise ValueError("shard_size must be ≥ 1")
     layout = Layout.of(desc)
+    if "letters" in settings.groups and settings.letters_from == "reference" and not desc.output.spells:
+        raise InputError(desc.name, "its outputs are phonemes, which a transcript cannot be force-aligned to: profile "
+                                    "its output symbols from its own predictions (--letters-from prediction) or "
+                                    "phonemes only (--groups phonemes)")
     shards = [utts[i:i + shard_size] for i in range(0, len(utts), shard_size)]
     meta = {"format": STATE_FORMAT, "settings": settings.to_dict(), "corpus": fingerprint(utts),
             "shard_size": shard_size, "layers": list(layout.layers), "features": features.to_dict()}
