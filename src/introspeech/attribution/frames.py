@@ -73,7 +73,8 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
     frame. ``chunk`` bounds the rows of one batched pass (memory ∝ chunk): colours per pass for the
     colouring engine, 8·chunk frames per step for the cone engine (whose rows are receptive-field
     windows, not whole utterances). Inputs longer than ``max_frames`` are explained in overlapping
-    pieces (`introspeech.chunking`; the same maps, working memory bounded by the piece; 0: whole).
+    pieces (`introspeech.chunking`; the same maps, working memory bounded by the piece; 0: whole); a
+    model without locality always runs whole.
     Every engine equals `attribute` called per frame, for every method and option (see the module
     docstring); ``engine`` forces one, and one that cannot honour the method, the options or the
     model raises an error that says why. A model without locality (attention, global pooling) runs
@@ -95,6 +96,8 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     x = inputs.detach()
+    if max_frames and x.shape[-1] > max_frames and geometry is None and trace(model, x[..., :2000]).geometry is None:
+        max_frames = 0  # a model without locality (attention, global pooling) cannot run in pieces: whole
     if max_frames and x.shape[-1] > max_frames:
         if not spec.local:
             raise ValueError(f"{spec.name} is not local in time: an input of {x.shape[-1]} frames cannot be explained "

@@ -4,7 +4,7 @@ The wheel ships ``hama/assets/asr_waveform_fp16.onnx``: waveform → STFT writte
 (n_fft 400, hop 160, reflect padding) → power → 80 Mel bands → log → Conv1d stem (80→256, k3,
 stride 2, GELU) → 11 depthwise-separable blocks (k9, dilations 1 1 2 2 4 1 1 2 2 4 1, BatchNorm
 folded, Swish, squeeze-excitation, residual) → 2 pre-norm self-attention layers (d 256, 4 heads,
-GELU feed-forward) → 1×1 conv → log-softmax over 191 tokens (IPA phonemes of English and Korean,
+GELU feed-forward) → 1×1 conv (the scores `HamaCTC` returns) → log-softmax over 191 tokens (IPA phonemes of English and Korean,
 a word boundary ``<wb>``, the CTC blank last), one frame per 20 ms.
 
 `HamaCTC` rebuilds that network from the graph's initializers (read with ``onnx.numpy_helper``,
@@ -105,7 +105,9 @@ class AttentionLayer(nn.Module):
 
 
 class HamaCTC(nn.Module):
-    """``(batch, 1, samples)`` at 16 kHz → log-probabilities ``(batch, 191, frames)`` (20 ms frames)."""
+    """``(batch, 1, samples)`` at 16 kHz → scores ``(batch, 191, frames)`` (20 ms frames): the logits
+    the graph's log-softmax reads (explanations start from scores, as for the built-in model; the
+    greedy path and CTC alignments are the same on either)."""
 
     def __init__(self, front: FrontEnd):
         super().__init__()
@@ -125,7 +127,7 @@ class HamaCTC(nn.Module):
         h = self.backbone(self.stem(mel)).transpose(1, 2)
         for layer in self.attn_layers:
             h = layer(h)
-        return torch.log_softmax(self.proj(h.transpose(1, 2)), dim=1)
+        return self.proj(h.transpose(1, 2))
 
 
 def asset(name: str) -> Path:

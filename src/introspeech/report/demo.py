@@ -203,6 +203,10 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         from .sections.realspeech import realspeech_section
 
         sections.append(realspeech_section(net, cfg, out))
+        log("a model that learned from real speech: hama's phonemes, AttnLRP of every frame, NAPs")
+        from .sections.real_model import real_model_section
+
+        sections.append(real_model_section(out, splits.get("test", [])[:40]))
     report_skipped(out, list(dict.fromkeys(skipped)), log)
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
