@@ -177,3 +177,42 @@ def test_naps_of_hama_by_name(tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "naps" / "summary.json").read_text())
     assert summary["utterances"] > 100 and "attn_layers.0" in summary["layers"] and "front" in summary["layers"]
+
+
+def test_arpabet_and_ipa_map_both_ways_and_a_perfect_path_has_no_phone_error():
+    import jiwer
+
+    from introspeech.models.description import Output
+    from introspeech.models.hama import tokens
+    from introspeech.text import ARPABET, ARPABET_TO_IPA, IPA_TO_ARPABET
+
+    vocab = tokens()
+    assert all(IPA_TO_ARPABET[ARPABET_TO_IPA[p]] == p for p in ARPABET)
+    assert all(ARPABET_TO_IPA[p] in vocab for p in ARPABET)  # hama can emit every English phone
+    out = Output("ctc", vocab, len(vocab) - 1, spaced=True, boundary="<wb>")
+    ref = ["DH", "AH", "K", "AE", "T", "S", "AE", "T"]
+    path = []
+    for k, p in enumerate(ref):  # each phone held two frames, blanks between, a word boundary after "the"
+        path += [vocab.index(ARPABET_TO_IPA[p])] * 2 + [len(vocab) - 1]
+        if k == 1:
+            path += [vocab.index("<wb>")]
+    scores = np.full((len(vocab), len(path)), -5.0)
+    scores[path, np.arange(len(path))] = 5.0
+    assert out.decode(scores) == "ð ʌ | k æ t s æ t"
+    assert out.phones(scores) == ref and jiwer.wer(" ".join(ref), " ".join(out.phones(scores))) == 0.0
+
+
+def test_evaluate_hama_gives_phone_error_rates(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate", "--model", "hama", "--splits", "heldout", "--json",
+                                   "--out", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output.strip().splitlines()[-1])["splits"]["heldout"]
+    assert m["utterances"] > 50 and 0.0 < m["per"] < 0.7
+    rows = json.loads((tmp_path / "e.json").read_text())["utterances"]["heldout"]
+    assert all(set(r["reference"].split()) <= set(__import__("introspeech.text").text.ARPABET) for r in rows)

@@ -39,6 +39,7 @@ from .cli_support import (
     _evaluate_report,
     _packaged_transcriber,
     _pattern_wavs,
+    _print_phone_errors,
     _profile_run,
     _progress,
     _recognizer,
@@ -304,8 +305,9 @@ def evaluate(
                                 "in skipped.tsv beside --out)."),
     lm: Path = _LM, beam: int = _BEAM, lm_weight: float = _LM_WEIGHT, word_bonus: float = _WORD_BONUS,
 ) -> None:
-    """CER and WER per split (greedy CTC decoding, or a prefix beam search with a word language model)."""
-    from .asr.evaluate import evaluate_split
+    """CER and WER per split (greedy CTC decoding, or a prefix beam search with a word language model); for a
+    phoneme recognizer (--model hama), the phone error rate against the corpus' phone alignments."""
+    from .asr.evaluate import evaluate_phonemes, evaluate_split
     from .corpus.load import load_corpus
 
     desc = _recognizer_description(model, model_factory, weights, alphabet, features)
@@ -316,13 +318,22 @@ def evaluate(
     result: dict = {"decoder": decoder, "splits": {}}
     rows: dict = {}
     errors: list[str] = []
+    phonemes = desc.output.spaced  # a phoneme recognizer: phone error rate against the corpus' alignments
+    if phonemes and lm is not None:
+        raise InputError("--lm", f"{desc.name} emits phonemes; --lm fuses a word model into letter decoding")
     for name in names:
         if name not in data:
             raise typer.BadParameter(f"corpus has no split {name!r} (has {sorted(data)})", param_hint="--splits")
-        metrics, rows[name] = evaluate_split(net, cfg, data[name],
-                                             on_error=None if strict else lambda u, e: errors.append(str(e)),
-                                             decode=_decoder(desc), beam=searcher)
+        keep = None if strict else lambda u, e: errors.append(str(e))
+        if phonemes:
+            metrics, rows[name] = evaluate_phonemes(net, cfg, data[name], desc.output, keep)
+        else:
+            metrics, rows[name] = evaluate_split(net, cfg, data[name], on_error=keep, decode=_decoder(desc),
+                                                 beam=searcher)
         result["splits"][name] = metrics
+    if phonemes:
+        _print_phone_errors(result, rows, names, out, errors, as_json)
+        return
     if len(names) > 1:  # every utterance of the evaluated splits together
         from .asr.evaluate import error_rates
 

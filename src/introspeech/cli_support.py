@@ -252,3 +252,24 @@ def _beam_decoder(lm: Path | None, beam: int, weight: float, bonus: float, decod
     except ValueError as e:
         raise InputError(lm, str(e)) from None
     return searcher, {"kind": "beam", "lm": str(lm) if lm else None, **vars(settings)}
+
+
+def _print_phone_errors(result: dict, rows: dict, names: list[str], out: Path | None, errors: list[str],
+                        as_json: bool) -> None:
+    """``evaluate``'s output for a phoneme recognizer: PER per split (and pooled), JSON beside --out."""
+    import jiwer
+
+    pooled = [r for name in names for r in rows[name]]
+    if len(names) > 1 and pooled:
+        result["pooled"] = {"per": float(jiwer.wer([r["reference"] for r in pooled], [r["hypothesis"] for r in pooled])),
+                            "utterances": len(pooled)}
+    if out:
+        report_skipped(out.parent, errors, lambda m: typer.echo(m, err=True))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**result, "utterances": rows, "errors": errors}, indent=1))
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{'split':<14}{'utts':>6}{'PER %':>9}")
+    for name, m in [*result["splits"].items(), *([("(pooled)", result["pooled"])] if "pooled" in result else [])]:
+        typer.echo(f"{name:<14}{m['utterances']:>6}{100 * m['per']:>9.2f}")

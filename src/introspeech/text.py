@@ -76,6 +76,28 @@ ARPABET: tuple[str, ...] = (
 )
 SILENCE = "sil"
 
+ARPABET_TO_IPA: dict[str, str] = {
+    "AA": "ɑ", "AE": "æ", "AH": "ʌ", "AO": "ɔ", "AW": "aʊ", "AY": "aɪ", "EH": "ɛ", "ER": "ɝ", "EY": "eɪ",
+    "IH": "ɪ", "IY": "i", "OW": "oʊ", "OY": "ɔɪ", "UH": "ʊ", "UW": "u", "B": "b", "CH": "t͡ʃ", "D": "d",
+    "DH": "ð", "F": "f", "G": "ɡ", "HH": "h", "JH": "d͡ʒ", "K": "k", "L": "l", "M": "m", "N": "n", "NG": "ŋ",
+    "P": "p", "R": "ɹ", "S": "s", "SH": "ʃ", "T": "t", "TH": "θ", "V": "v", "W": "w", "Y": "j", "Z": "z",
+    "ZH": "ʒ",
+}
+"""Each ARPAbet phone as IPA (General American; AH as stressed ʌ, ER as stressed ɝ)."""
+IPA_TO_ARPABET: dict[str, str] = {
+    **{ipa: arpa for arpa, ipa in ARPABET_TO_IPA.items()},
+    "ə": "AH", "ɐ": "AH", "ɚ": "ER", "ɜ": "ER", "g": "G", "r": "R", "ɾ": "T", "ɫ": "L", "ɒ": "AA", "a": "AA",
+    "o": "OW", "e": "EY", "ʔ": "T", "x": "HH", "ɦ": "HH", "ɨ": "IH", "ʉ": "UW", "ᵊ": "AH",
+}
+"""IPA tokens of an English phoneme recognizer back to ARPAbet, many to one: the reduced vowels to
+AH and ER, flaps and glottal stops to T, both g's to G; a token outside (Korean, diacritics) has
+no ARPAbet phone."""
+
+
+def ipa_to_arpabet(tokens: list[str]) -> list[str]:
+    """ARPAbet phones of IPA tokens; a token without one stays as it is (an error when scored)."""
+    return [IPA_TO_ARPABET.get(t, t) for t in tokens]
+
 CATEGORY: dict[str, str] = {
     **{p: "vowel" for p in ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY",
                             "OW", "OY", "UH", "UW")},

@@ -109,3 +109,32 @@ def evaluate_decoders(model: Wav2Letter, cfg: FeatureConfig, utts: Iterable[Utte
         if progress:
             progress(k + 1)
     return {name: (error_rates(refs, hyps[name]), rows[name]) for name in beams}
+
+
+def evaluate_phonemes(model, cfg: FeatureConfig, utts: Iterable[Utterance], output,
+                      on_error: Callable[[Utterance, Exception], None] | None = None) -> tuple[dict, list[dict]]:
+    """Phone error rate of a phoneme recognizer (``output``: its `models.Output`) against the
+    corpus' phone alignments: its greedy IPA tokens mapped to ARPAbet (`text.IPA_TO_ARPABET`),
+    silences left out of the reference; utterances without an alignment are reported and skipped."""
+    import jiwer
+
+    refs, hyps, rows = [], [], []
+    for u in utts:
+        ref = [p.label for p in (u.phones or []) if p.label not in ("sil", "sp", "spn", "")]
+        if not ref:
+            if on_error:
+                on_error(u, InputError(u.audio_path or u.id, f"utterance {u.id} has no phone alignment"))
+            continue
+        try:
+            s = scores(model, utterance_features(u, cfg))
+        except InputError as e:
+            if on_error is None:
+                raise
+            on_error(u, e)
+            continue
+        hyp = output.phones(s.numpy())
+        refs.append(" ".join(ref))
+        hyps.append(" ".join(hyp))
+        rows.append({"id": u.id, "reference": refs[-1], "hypothesis": hyps[-1], "speaker": u.speaker})
+    per = float(jiwer.wer(refs, hyps)) if refs else float("nan")
+    return {"per": per, "utterances": len(refs)}, rows

@@ -20,7 +20,7 @@ from ..audio import PRESETS as FEATURE_PRESETS
 from ..audio import FeatureConfig
 from ..errors import InputError
 from ..graph import FrameGeometry, trace
-from ..text import BLANK, SYMBOLS
+from ..text import BLANK, SYMBOLS, ipa_to_arpabet
 
 OUTPUT_KINDS = ("ctc", "frames", "classes")
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Hardtanh, nn.ReLU6)
@@ -90,6 +90,13 @@ class Output:
                     words[-1].append(tok)
             prev = s
         return " | ".join(" ".join(w) for w in words if w)
+
+    def phones(self, scores: np.ndarray) -> list[str]:
+        """ARPAbet phones of a phoneme recognizer's greedy path (scores ``(n_symbols, frames)``;
+        word boundaries dropped, `text.IPA_TO_ARPABET`)."""
+        if not self.spaced:
+            raise ValueError("phones() reads phoneme recognizers; this output spells letters")
+        return ipa_to_arpabet([t for t in self.decode(scores).split() if t != "|"])
 
     @property
     def spells(self) -> bool:
