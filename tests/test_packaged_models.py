@@ -216,3 +216,46 @@ def test_evaluate_hama_gives_phone_error_rates(tmp_path):
     assert m["utterances"] > 50 and 0.0 < m["per"] < 0.7
     rows = json.loads((tmp_path / "e.json").read_text())["utterances"]["heldout"]
     assert all(set(r["reference"].split()) <= set(__import__("introspeech.text").text.ARPABET) for r in rows)
+
+
+def _real_clips(n: int = 6):
+    from introspeech.corpus.realspeech import clips
+
+    found, _ = clips()
+    if not found:
+        pytest.skip("no real-speech package is installed (scripts/setup-system.sh installs them)")
+    step = max(1, len(found) // n)
+    return [c for c in found[::step] if len(c.wave()) < 30 * 16000][:n]
+
+
+def test_both_models_reproduce_their_runtimes_on_real_speech():
+    from introspeech.models.hama import BLANK_BIAS, load_hama
+
+    model, runtime = load_hama(), hama.ASRModel()
+    for clip in _real_clips():
+        wave = clip.wave().astype(np.float32)
+        with torch.no_grad():
+            s = model(torch.from_numpy(wave)[None, None])[0].numpy()
+        s[-1] += BLANK_BIAS
+        best, path, prev = s.argmax(0), [], -1
+        for k in best:
+            if k != prev and k != 190:
+                path.append(int(k))
+            prev = k
+        assert path == runtime.transcribe_waveform(wave, 16000).token_ids, clip.id
+    whisper = pytest.importorskip("whisper", reason="openai-whisper is an extra")
+    ctranslate2 = pytest.importorskip("ctranslate2", reason="CTranslate2 comes with the test extra")
+    from whisper.tokenizer import get_tokenizer
+
+    from introspeech.models.whisper import load_whisper, model_file
+
+    model = load_whisper()
+    ct = ctranslate2.models.Whisper(str(model_file().parent), device="cpu", compute_type="float32")
+    tok = get_tokenizer(multilingual=False)
+    for clip in _real_clips(4):
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(clip.wave().astype(np.float32))))
+        ours = whisper.decode(model, mel, whisper.DecodingOptions(language="en", without_timestamps=True, fp16=False))
+        out = ct.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel.numpy()[None])),
+                          [list(tok.sot_sequence_including_notimestamps)], beam_size=1, max_length=224,
+                          suppress_blank=True, suppress_tokens=[-1])
+        assert ours.text.strip() == tok.decode([t for t in out[0].sequences_ids[0] if t < tok.eot]).strip(), clip.id
