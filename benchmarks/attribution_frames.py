@@ -191,16 +191,42 @@ def _floor(model, x, classes, method: str, opts: dict, repeats: int = 3) -> dict
             "floor_s": round(t_forward + out.shape[2] * t_backward, 2)}
 
 
+def _hama(seconds: float):
+    """hama (by name) on real speech: Debian's recordings joined into ``seconds`` of audio."""
+    import numpy as np
+
+    from introspeech.corpus.realspeech import clips
+    from introspeech.models.hama import load_hama
+
+    found, _ = clips()
+    if not found:
+        raise SystemExit("the hama row needs the real-speech packages (scripts/setup-system.sh)")
+    waves, total = [], 0
+    for c in sorted(found, key=lambda c: c.id):
+        if "librivox" in c.id or total:
+            w = c.wave()
+            waves.append(w)
+            total += len(w)
+        if total >= seconds * 16000:
+            break
+    wave = np.concatenate(waves)[: int(seconds * 16000)].astype(np.float32)
+    return load_hama(), torch.from_numpy(wave)[None, None], "hama 1.3.10 (its wheel's weights), real speech"
+
+
 def run_attention(seconds: float, methods: list[str], loop_frames: int, batch_rows: int, chunk: int,
-                  dtype: torch.dtype = torch.float32) -> dict:
-    """The Conformer row: ours (batched engine) vs Captum's gradient loop and repeated batch, and the floor."""
+                  dtype: torch.dtype = torch.float32, which: str = "conformer") -> dict:
+    """A row of a model without locality (the Conformer, or hama on real speech): ours (batched engine)
+    vs Captum's gradient loop and repeated batch, and the floor."""
     from introspeech.attribution import attribute
     from introspeech.attribution.frames import attribute_frames
 
-    model, source = _conformer()
-    model = model.to(dtype)
-    torch.manual_seed(0)
-    x = torch.randn(1, 80, int(seconds * 100), dtype=dtype)
+    if which == "hama":
+        model, x, source = _hama(seconds)
+    else:
+        model, source = _conformer()
+        torch.manual_seed(0)
+        x = torch.randn(1, 80, int(seconds * 100))
+    model, x = model.to(dtype), x.to(dtype)
     with torch.no_grad():
         out = model(x)
     n_out = out.shape[2]
@@ -241,7 +267,7 @@ def run_attention(seconds: float, methods: list[str], loop_frames: int, batch_ro
                          "vs_floor": round(t_ours / floor["floor_s"], 2), "max_abs_diff": diff,
                          "max_abs_map": scale, "diff_against": "introspeech attribute() per frame",
                          "captum_method": "Saliency (gradient) for both loop and batch", "peak_mb": round(peak, 1)}
-        print("conformer", name, json.dumps(results[name]), flush=True)
+        print(which, name, json.dumps(results[name]), flush=True)
     return results
 
 
@@ -293,14 +319,15 @@ def main() -> None:
     ap.add_argument("--methods", default="gradient,lrp,integrated_gradients")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of the timed runs")
     ap.add_argument("--models", default="wav2letter,quartznet,conformer",
-                    help="rows: wav2letter (built-in), quartznet, conformer")
+                    help="rows: wav2letter (built-in), quartznet, conformer, hama (real speech; its wheel and Debian's "
+                         "recordings)")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     res: dict = {}
     for which in args.models.split(","):
-        if which == "conformer":
+        if which in ("conformer", "hama"):
             res[which] = run_attention(2.0 if args.quick else 10.0, args.methods.split(",") + ["lrp_cp"],
-                                       4 if args.quick else 12, 4 if args.quick else 12, args.chunk, dtype)
+                                       4 if args.quick else 12, 4 if args.quick else 12, args.chunk, dtype, which)
             continue
         if args.quick:
             res[which] = run(2.0, args.methods.split(","), 4, 4, args.chunk, 4, args.model, dtype, which)
