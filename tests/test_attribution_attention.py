@@ -348,3 +348,20 @@ def test_the_transpose_fast_path_of_the_epsilon_rule_equals_its_definition():
         r = torch.randn(out.shape, generator=g, dtype=torch.float64)
         torch.testing.assert_close(lrp_backward(rl, fn, xx, w, b, r, out=out), lrp_backward(rl, fn, xx, w, b, r))
     assert len(captured) == 3
+
+
+def test_sanity_examples_of_a_model_without_locality_are_whole_utterances():
+    """A crop to the receptive field would change what an attention model sees: its examples are
+    the whole utterances (and a waveform map is compared as an image of 10 ms columns)."""
+    from examples.conformer import conformer
+    from introspeech.corpus.load import load_corpus, load_features
+    from introspeech.models.description import describe
+    from introspeech.sanity.cases import _waveform_2d, speech_case
+
+    torch.manual_seed(0)
+    desc = describe(conformer("tiny").eval())
+    utts = load_corpus(None)["test"][:4]
+    case = speech_case(desc, desc.features, utts, n_examples=2)
+    lengths = {f.shape[1] for _, f in load_features(utts, desc.features)}
+    assert case.inputs and all(x.shape[-1] in lengths for x in case.inputs)
+    assert _waveform_2d(torch.arange(1000.0).reshape(1, 1, 1000)).shape == (160, 6)

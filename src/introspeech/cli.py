@@ -442,7 +442,8 @@ def patterns(
 
     settings = _settings(ProfileSettings, pattern_window=window, relevance=method, align_by=align_by, threads=threads,
                          max_frames=max_frames)
-    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features, "strict": strict}
+    own = {"factory": model_factory, "weights": weights, "alphabet": alphabet, "features": features, "strict": strict,
+           "predicted_symbols": True}
     acc = _profile_run(model, corpus, splits, out, settings, engine, workers, scheduler, save_every, resume, replot, own)
     summary = results.summary(acc)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -105,6 +105,11 @@ def _profile_run(model, corpus, splits, out, settings, engine, workers, schedule
 
     own = own or {}
     desc = _description(model, own.get("factory"), own.get("weights"), own.get("alphabet"), own.get("features"))
+    if own.get("predicted_symbols") and not desc.output.spells and settings.letters_from == "reference":
+        import dataclasses
+
+        settings = dataclasses.replace(settings, letters_from="prediction")
+        typer.echo(f"{desc.name} emits phonemes: its symbols' patterns are aligned on its own predictions", err=True)
     data = load_corpus(corpus)
     names = list(data) if splits == "all" else [s for s in splits.split(",") if s]
     for name in names:

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..asr.decode import greedy_path
+from ..asr.decode import Emission, greedy_runs
 from ..attribution.hooks import preserved
 from ..audio import FeatureConfig
 from ..corpus.load import load_features
 from ..corpus.utterance import Utterance
+from ..errors import InputError
 from ..models.description import ModelDescription, default_cam_layer, describe
 from ..text import encode, normalize_text
 from .check import Case
@@ -25,15 +26,21 @@ def _cropped_example(desc: ModelDescription, feats: np.ndarray) -> tuple[torch.T
     """The receptive field of the middle emitted letter (not a space) as input, and its target.
 
     A frame's score depends only on its receptive field, so attributing it on the cropped window
-    is exact and several times cheaper than on the whole utterance."""
+    is exact and several times cheaper than on the whole utterance; a model without locality is
+    explained on the whole utterance."""
     model = desc.module
     x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
     with preserved(model), torch.no_grad():
         s = model(x)[0]
-    em = [e for e in greedy_path(s) if e.letter != " "]
+    out = desc.output
+    quiet = {i for i, c in enumerate(out.alphabet) if c in (" ", "|", "▁") or c == out.boundary}
+    em = [Emission(int(k), int(a), int(b)) for k, a, b in zip(*greedy_runs(s.argmax(0).numpy(), out.blank))
+          if int(k) not in quiet]
     if not em:
         return None
     e = em[len(em) // 2]
+    if not desc.layers[-1].local:  # every frame sees the whole input: explained on the whole utterance
+        return x, (e.symbol, e.start)
     geo = desc.output_geometry
     a, b = geo.window(e.start, x.shape[2])
     a = a // geo.stride * geo.stride  # a crop at a multiple of the stride keeps the frames where they were
@@ -70,8 +77,20 @@ def speech_case(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: l
     stacked = torch.cat([x[0] for x in inputs], dim=1)
     low, high = stacked.min(1).values[:, None], stacked.max(1).values[:, None]
     context = {"layer": cam_layer, "low": low, "high": high}
-    return Case("speech", model, inputs, targets, lambda m: m[0].detach().double().numpy(), context,
+    return Case("speech", model, inputs, targets, _waveform_2d if cfg.kind == "waveform" else _features_2d, context,
                 random_labels.eval() if random_labels is not None else None)
+
+
+def _features_2d(m: torch.Tensor) -> np.ndarray:
+    return m[0].detach().double().numpy()
+
+
+def _waveform_2d(m: torch.Tensor, hop: int = 160) -> np.ndarray:
+    """A map over samples ``(1, 1, samples)`` as an image: one column per 10 ms (what the image
+    similarities of the sanity checks compare)."""
+    w = m[0, 0].detach().double().numpy()
+    n = w.size // hop * hop
+    return w[:n].reshape(-1, hop).T
 
 
 def image_case(n_examples: int = 8, seed: int = 0, epochs: int = 25,
@@ -110,8 +129,8 @@ def random_label_speech_model(model: nn.Module | ModelDescription, cfg: FeatureC
     out = Path(out)
     desc = model if isinstance(model, ModelDescription) else describe(model, features=cfg)
     if desc.factory is None and desc.config is None:
-        raise ValueError(f"{desc.name}: data randomization retrains the architecture; it needs the built-in model "
-                         "or a model from --model-factory")
+        raise InputError(desc.name, "data randomization retrains the architecture, which needs the built-in model or "
+                                    "--model-factory; skip it with --random-label-steps 0")
     tcfg = TrainConfig(preset=desc.config["preset"] if desc.config else "default", epochs=1000, batch_frames=4000,
                        lr=2e-3, warmup_steps=10, specaugment=False, seed=seed, factory=desc.factory or "")
 
