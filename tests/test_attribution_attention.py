@@ -354,6 +354,7 @@ def test_sanity_examples_of_a_model_without_locality_are_whole_utterances():
     """A crop to the receptive field would change what an attention model sees: its examples are
     the whole utterances (and a waveform map is compared as an image of 10 ms columns)."""
     from examples.conformer import conformer
+
     from introspeech.corpus.load import load_corpus, load_features
     from introspeech.models.description import describe
     from introspeech.sanity.cases import _waveform_2d, speech_case
