@@ -62,7 +62,10 @@ def _state_dict(v: dict[str, np.ndarray], path: Path) -> dict[str, torch.Tensor]
             else:
                 sd[f"{dst}.{name}.bias"] = b[k * n:(k + 1) * n]
 
-    def mlp(dst, src):
+    def block(dst, src):  # self-attention and MLP, the parts encoder and decoder blocks share
+        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
+        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
         norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
         linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
         linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
@@ -71,24 +74,17 @@ def _state_dict(v: dict[str, np.ndarray], path: Path) -> dict[str, torch.Tensor]
         linear(f"encoder.{conv}", f"encoder/{conv}")
     sd["encoder.positional_embedding"] = t("encoder/position_encodings/encodings")
     for i in range(DIMS["n_audio_layer"]):
-        dst, src = f"encoder.blocks.{i}", f"encoder/layer_{i}"
-        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
-        mlp(dst, src)
+        block(f"encoder.blocks.{i}", f"encoder/layer_{i}")
     norm("encoder.ln_post", "encoder/layer_norm")
     sd["decoder.token_embedding.weight"] = t("decoder/embeddings/weight")
     sd["decoder.positional_embedding"] = t("decoder/position_encodings/encodings")
     for i in range(DIMS["n_text_layer"]):
         dst, src = f"decoder.blocks.{i}", f"decoder/layer_{i}"
-        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        block(dst, src)
         norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
         linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
         fused(f"{dst}.cross_attn", f"{src}/attention/linear_1", ("key", "value"))
         linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
-        mlp(dst, src)
     norm("decoder.ln", "decoder/layer_norm")
     return sd
 
