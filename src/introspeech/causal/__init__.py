@@ -1,0 +1,1 @@
+"""Causal tests of what profiles single out: interventions on activations (ablation, patching, steering)."""
