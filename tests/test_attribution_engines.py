@@ -1,4 +1,5 @@
-"""Every all-frames engine equals `attribute` called once per frame, for every method and option,
+"""Every all-frames engine (the batched one of models without locality too) equals `attribute`
+called once per frame, for every method and option,
 on model shapes with strides, dilation, explicit padding layers, grouped convolutions, a BatchNorm
 that follows no convolution, and residual blocks. Where an engine cannot honour a method or
 model, it says so instead of answering differently."""
@@ -90,10 +91,10 @@ def test_every_engine_equals_the_per_frame_call(shape, label):
         classes = net(x)[0].argmax(0)
     n = classes.shape[0]
     want = torch.stack([attribute(net, x, (int(classes[t]), t), method, **opts)[0] for t in range(n)])
-    engines = ["auto", "colour", "loop"] + (["cone"] if chain else [])
+    engines = ["auto", "colour", "loop", "batched"] + (["cone"] if chain else [])
     local = method not in ("grad_cam", "guided_grad_cam")
     for engine in engines:
-        if engine == "cone" and not local:
+        if engine in ("cone", "batched") and not local:
             continue
         got = attribute_frames(net, x, "all", "predicted", method, chunk=3, engine=engine, **opts)
         assert got.shape == want.shape

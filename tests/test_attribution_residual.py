@@ -138,3 +138,41 @@ def test_batchnorm_is_not_folded_when_the_layer_output_has_other_consumers():
         score = net(x)[:, 1, 4]
     torch.testing.assert_close(r.flatten(1).sum(1), score, atol=1e-9, rtol=1e-7)
     torch.testing.assert_close(r, attribute(net, x, (1, 4), "gradient_x_input"), atol=1e-9, rtol=1e-7)
+
+
+class _Affine(nn.Module):
+    def __init__(self, op):
+        super().__init__()
+        self.lin, self.op = nn.Linear(4, 4).double(), op
+
+    def forward(self, x):
+        return self.op(self.lin(x))
+
+
+_C = torch.linspace(-1.0, 1.0, 4, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("op", [lambda h: 0.5 - h, lambda h: torch.rsub(h, 0.5), lambda h: torch.rsub(_C, h),
+                                lambda h: _C - h, lambda h: h - _C, lambda h: _C + h, lambda h: torch.add(h, _C, alpha=2.0),
+                                lambda h: h * _C, lambda h: h / _C, lambda h: -h, lambda h: h - 2 * h.flip(-1)],
+                         ids=["float-x", "rsub", "rsub-tensor", "c-x", "x-c", "c+x", "add-alpha", "x*c", "x/c", "neg",
+                              "x-x"])
+def test_affine_operations_between_modules_keep_their_value_and_give_lrp_epsilon(op):
+    """In a network of linear maps and constants, LRP-ε with ε → 0 is gradient×input (biases and
+    constants absorb the rest); the modified forward pass computes the same values."""
+    from introspeech.attribution.hooks import forward_graph
+    from introspeech.attribution.methods import lrp
+
+    torch.manual_seed(0)
+    net = _Affine(op)
+    x = _x((4,))
+    _, value = forward_graph(net, x, lrp(net, x, None, epsilon=1e-12).backward)
+    torch.testing.assert_close(value.detach(), net(x).detach())
+    torch.testing.assert_close(attribute(net, x, 1, "lrp", epsilon=1e-12), attribute(net, x, 1, "gradient_x_input"),
+                               atol=1e-10, rtol=1e-8)
+
+
+def test_an_addition_scaling_the_input_dependent_term_is_an_error():
+    net = _Affine(lambda h: torch.add(_C, h, alpha=2.0))
+    with pytest.raises(ValueError, match="operation 'add' between modules is not supported by lrp"):
+        attribute(net, _x((4,)), 1, "lrp")

@@ -81,9 +81,21 @@ def pieces(n_input: int, geometries: Sequence[FrameGeometry], max_frames: int = 
     return out
 
 
+def local_geometry(model: nn.Module, x: torch.Tensor, probe: int = 2000) -> FrameGeometry | None:
+    """The output's frame geometry, traced in eval mode (modes restored) on the first ``probe``
+    frames of ``x`` (the geometry does not depend on the length); None for a model without
+    locality (attention, global pooling), which runs whole."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        return trace(model, x[..., :probe].detach()).geometry
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
 def model_geometry(model: nn.Module, x: torch.Tensor, probe: int = 2000) -> FrameGeometry:
-    """The output's frame geometry, traced on the first ``probe`` frames of ``x`` (the geometry does
-    not depend on the length); an error that says why when the model is not local in time."""
+    """`local_geometry`, or an error that says why the model is not local in time."""
     traced = trace(model, x[..., :probe].detach())
     if traced.geometry is None:
         raise ValueError(f"the model is not local along time ({traced.not_local}): it cannot run in pieces; "

@@ -8,11 +8,10 @@ import numpy as np
 import torch
 
 from ..audio import FeatureConfig
-from ..chunking import MAX_FRAMES, model_geometry, run_in_pieces
+from ..chunking import MAX_FRAMES, local_geometry, run_in_pieces
 from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
-from ..graph import trace
 from ..text import normalize_text
 from .beam import BeamDecoder
 from .decode import greedy_decode
@@ -31,9 +30,10 @@ def scores(model: Wav2Letter, feats: np.ndarray | torch.Tensor, max_frames: int 
     was = model.training
     model.eval()
     try:
-        if max_frames and x.shape[-1] > max_frames and trace(model, x[..., :2000]).geometry is not None:
-            return run_in_pieces(model, x, model_geometry(model, x), max_frames)[0].cpu()  # not local: whole
-        return model(x)[0].cpu()
+        geo = local_geometry(model, x) if max_frames and x.shape[-1] > max_frames else None
+        if geo is not None:
+            return run_in_pieces(model, x, geo, max_frames)[0].cpu()
+        return model(x)[0].cpu()  # short, or a model without locality: whole
     except RuntimeError as e:  # e.g. an unpadded model on an input shorter than its receptive field
         raise InputError("input", f"the model cannot run on these {x.shape[-1]} frames ({str(e).splitlines()[0]})") \
             from None

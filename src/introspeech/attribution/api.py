@@ -9,6 +9,7 @@ from . import methods as m
 from .definitions import ALIASES, LOCAL_METHODS, METHODS, Method
 from .definitions import method as lookup
 from .hooks import preserved
+from .outputs import require_scores
 from .targets import Target, output_gradient
 
 __all__ = ["attribute", "selection", "expected_total", "METHODS", "LOCAL_METHODS", "ALIASES", "lookup"]
@@ -18,10 +19,7 @@ def selection(model: nn.Module, x: torch.Tensor, target: Target) -> tuple[torch.
     """The output-shaped selector of the target scores at ``x`` and whether the user gave it
     explicitly (an output gradient: then it is the initial relevance as given, not scaled)."""
     with torch.no_grad():
-        out = model(x.detach())  # "predicted" targets are resolved on this output (output_gradient)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"the model returned {type(out).__name__}, not a tensor of scores: wrap it as "
-                        "introspeech.attribution.Scores(model) (ModelOutput logits, frames first, extra inputs)")
+        out = require_scores(model(x.detach()))  # "predicted" targets are resolved on this output
     explicit = isinstance(target, torch.Tensor) and target.shape == out.shape and target.dtype.is_floating_point
     return output_gradient(out, target).detach(), explicit
 

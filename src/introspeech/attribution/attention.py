@@ -52,7 +52,7 @@ def nonlinear(x: Tensor, value: Tensor) -> Tensor:
     return ActivationFn.apply(x, value.detach(), Pass)
 
 
-def product(a: Tensor, b: Tensor, rules: OpRules) -> Tensor:
+def product(a: Tensor, b: Tensor) -> Tensor:
     """``a * b`` of two input-dependent tensors: half of the relevance to each (uniform rule)."""
     with torch.no_grad():
         out = a * b
@@ -76,10 +76,10 @@ def softmax(x: Tensor, dim: int, rules: OpRules, dtype=None) -> Tensor:
     return apply_rule(Softmax(dim), out, x)
 
 
-def add_constant(x: Tensor, c: Tensor | float, rules: OpRules, alpha: float = 1.0) -> Tensor:
-    """``x + alpha·c`` with ``c`` constant (an attention mask, fixed positions): ``c`` is a bias."""
+def add_constant(x: Tensor, c: Tensor | float, rules: OpRules) -> Tensor:
+    """``x + c`` with ``c`` constant (an attention mask): ``c`` is a bias."""
     with torch.no_grad():
-        out = torch.add(x, c, alpha=alpha)
+        out = x + c
     return apply_rule(AddConstant(rules.epsilon), out, x)
 
 
@@ -148,12 +148,12 @@ def group_norm(x: Tensor, groups: int, weight, bias, eps: float, rule: LinearRul
     return LinearRuleFn.apply(x, out, rule, fn, weight, bias, record or recorder("group_norm"))
 
 
-def glu(x: Tensor, dim: int, rules: OpRules) -> Tensor:
+def glu(x: Tensor, dim: int) -> Tensor:
     """GLU a ⊙ σ(b): the sigmoid passes relevance (identity), the product shares it (uniform)."""
     a, b = x.chunk(2, dim)
     with torch.no_grad():
         sb_value = torch.sigmoid(b)
-    return product(a, nonlinear(b, sb_value), rules)
+    return product(a, nonlinear(b, sb_value))
 
 
 def _mask(attn_mask: Tensor | None, causal: bool, n_q: int, n_k: int, like: Tensor) -> Tensor | None:
@@ -191,7 +191,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, rules: OpRules, attn_mask: Tensor
 
 def multihead_attention(m: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor, rules: OpRules,
                         dep: Callable[[Tensor], bool], key_padding_mask: Tensor | None = None,
-                        attn_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+                        attn_mask: Tensor | None = None) -> Tensor:
     """The attention output of ``nn.MultiheadAttention.forward`` (eval mode) with the rules:
     projections under the dense rule, attention as `attention`, the output projection under the
     dense rule. (The attention weights it may also return carry no relevance.)"""
@@ -228,7 +228,7 @@ def multihead_attention(m: nn.MultiheadAttention, query: Tensor, key: Tensor, va
             key_padding_mask.shape, dtype=q.dtype, device=q.device).masked_fill(key_padding_mask, float("-inf"))
         kp = kp.reshape(bsz, 1, 1, n_k)
         mask = kp if mask is None else mask + kp
-    out = attention(q, k, v, rules, mask, is_causal and attn_mask is None and key_padding_mask is None, None, deps)
+    out = attention(q, k, v, rules, mask, False, None, deps)  # is_causal is a hint beside attn_mask: the mask rules
     out = out.transpose(1, 2).reshape(bsz, n_q, e)
     out = linear(out, m.out_proj.weight, m.out_proj.bias, rules.dense) if any(deps) else \
         F.linear(out, m.out_proj.weight, m.out_proj.bias)
@@ -269,14 +269,13 @@ def module_forward(rule: ModuleRule, m: nn.Module, args: tuple, kwargs: dict, ou
                    dep: Callable[[Tensor], bool]):
     """The rule-driven output of module ``m`` called with ``args``/``kwargs`` (value: ``out``)."""
     if rule.kind == "glu":
-        return glu(args[0], m.dim, rules)
+        return glu(args[0], m.dim)
     if rule.kind == "softmax":
         return softmax(args[0], m.dim, rules)
     if rule.kind == "mha":
-        names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
-                 "is_causal")
+        names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
         a = {n: _call_arg(args, kwargs, i, n) for i, n in enumerate(names)}
         value = multihead_attention(m, a["query"], a["key"], a["value"], rules, dep, a["key_padding_mask"],
-                                    a["attn_mask"], bool(a["is_causal"]))
+                                    a["attn_mask"])
         return (value, out[1])
     raise ValueError(f"unknown module rule {rule.kind!r}")

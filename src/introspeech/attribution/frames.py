@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..chunking import MAX_FRAMES, model_geometry
+from ..chunking import MAX_FRAMES, local_geometry, model_geometry
 from ..graph import FrameGeometry, trace
 from . import methods as m
 from .api import attribute
@@ -96,8 +96,10 @@ def attribute_frames(model: nn.Module, inputs: torch.Tensor, frames: str | list[
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     x = inputs.detach()
-    if max_frames and x.shape[-1] > max_frames and geometry is None and trace(model, x[..., :2000]).geometry is None:
-        max_frames = 0  # a model without locality (attention, global pooling) cannot run in pieces: whole
+    if max_frames and x.shape[-1] > max_frames and geometry is None:
+        geometry = local_geometry(model, x)
+        if geometry is None:
+            max_frames = 0  # a model without locality (attention, global pooling) cannot run in pieces: whole
     if max_frames and x.shape[-1] > max_frames:
         if not spec.local:
             raise ValueError(f"{spec.name} is not local in time: an input of {x.shape[-1]} frames cannot be explained "

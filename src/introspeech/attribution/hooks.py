@@ -22,6 +22,7 @@ from ..graph import BN_TYPES, LINEAR_TYPES, Traced, leaves, trace
 from . import attention as att
 from .attention import ModuleRule, OpRules
 from .operations import Between
+from .outputs import require_scores
 from .propagate import ActivationFn, LinearRuleFn, linear_map, lrp_backward, recording
 from .rules import ActivationRule, LinearRule
 
@@ -252,10 +253,7 @@ def forward_graph(model: nn.Module, x: torch.Tensor, spec: Backward) -> tuple[to
             mode.mark(x)
             with mode:
                 out = model(x)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"the model returned {type(out).__name__}, not a tensor of scores: wrap it as "
-                        "introspeech.attribution.Scores(model) (ModelOutput logits, frames first, extra inputs)")
-    return x, out
+    return x, require_scores(out)
 
 
 def run_backward(model: nn.Module, x: torch.Tensor, selector: torch.Tensor, spec: Backward,

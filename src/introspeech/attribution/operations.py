@@ -34,7 +34,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..graph import RESHAPE_OPS
 from . import attention as att
-from .op_rules import Conserve
+from .op_rules import AddConstant, Conserve
 from .propagate import ActivationFn, LinearRuleFn, PassFn, SumFn, apply_rule, recorder
 from .rules import ActivationRule, LinearRule
 
@@ -122,7 +122,7 @@ class Between(TorchFunctionMode):
         """The rule-driven result of one operation on input-dependent tensors, or NotImplemented."""
         if name in PASS_OPS or (self.relevance and name in MOVE_OPS):
             return func(*args, **kwargs)
-        in_place = name.endswith("_") or name.startswith("__i")  # the first argument changes
+        in_place = (name.endswith("_") and not name.endswith("__")) or name.startswith("__i")  # the first argument changes
         first = args[0] if args else None
         if name in RELU_OPS and self.activation is not None:
             xin = first.clone() if in_place else first  # the rule reads the values before the change
@@ -141,23 +141,10 @@ class Between(TorchFunctionMode):
             value = self._dispatch(plain, base, (a0, *args[1:]), kwargs, [a0 if t is first else t for t in deps])
             return NotImplemented if value is NotImplemented else _result(first, value, True)
         both = len(args) >= 2 and all(self.depends(a) for a in args[:2])
-        if name in ADD_OPS:
-            if both and "alpha" not in kwargs:
-                return SumFn.apply(args[0], args[1], self.addition)
-            return self._add_constant(args, kwargs, 1.0) if len(deps) == 1 else NotImplemented
-        if name in SUB_OPS:
-            reverse = name in ("__rsub__", "rsub")
-            if both and "alpha" not in kwargs:
-                a, b = (args[1], args[0]) if reverse else (args[0], args[1])
-                return SumFn.apply(a, PassFn.apply(b, -b.detach()), self.addition)
-            if len(deps) != 1:
-                return NotImplemented
-            if reverse:  # c − x: the input's contribution is −x
-                x = deps[0]
-                return self._add_constant((PassFn.apply(x, -x.detach()), args[1]), {}, 1.0)
-            return self._add_constant(args, kwargs, -1.0)
+        if name in ADD_OPS | SUB_OPS:
+            return self._sum(func, name, args, kwargs)
         if name in MUL_OPS and both and self.ops is not None:
-            return att.product(args[0], args[1], self.ops)
+            return att.product(args[0], args[1])
         if name in SCALE_OPS and len(deps) == 1 and (name not in DIV_OPS or self.depends(first)):
             with torch.no_grad():
                 out = func(*[a.detach() if a is deps[0] else a for a in args], **kwargs)
@@ -172,12 +159,25 @@ class Between(TorchFunctionMode):
             return NotImplemented
         return self._attention_op(func, name, args, kwargs, deps)
 
-    def _add_constant(self, args, kwargs, sign: float):
-        x, c = (args[0], args[1]) if self.depends(args[0]) else (args[1], args[0])
-        alpha = kwargs.get("alpha", 1.0) * sign
-        if self.ops is None:
+    def _sum(self, func, name, args, kwargs):
+        """``a + b`` or ``a − b`` (``rsub``: ``b − a``): two input-dependent terms share the relevance
+        of the sum (ε-rule, a subtrahend contributing its negative); a constant term is a bias."""
+        if len(args) < 2:
             return NotImplemented
-        return att.add_constant(x, c, self.ops, alpha)
+        minus = name in SUB_OPS
+        a, b = (args[1], args[0]) if name in ("__rsub__", "rsub") else (args[0], args[1])
+        alpha = kwargs.get("alpha", 1)
+        if self.depends(a) and self.depends(b):
+            if alpha != 1:
+                return NotImplemented
+            return SumFn.apply(a, PassFn.apply(b, -b.detach()) if minus else b, self.addition)
+        x = a if self.depends(a) else b
+        if self.ops is None or (x is b and alpha != 1):
+            return NotImplemented
+        with torch.no_grad():
+            out = func(*args, **kwargs)
+        term = PassFn.apply(x, -x.detach()) if minus and x is b else x
+        return apply_rule(AddConstant(self.ops.epsilon), out, term)
 
     def _attention_op(self, func, name, args, kwargs, deps):
         ops, x = self.ops, args[0] if args else None
@@ -192,7 +192,7 @@ class Between(TorchFunctionMode):
         if name == "softmax" and self.depends(x) and len(deps) == 1:
             return att.softmax(x, _arg(args, kwargs, 1, "dim"), ops, _arg(args, kwargs, 2, "dtype"))
         if name == "glu" and self.depends(x):
-            return att.glu(x, _arg(args, kwargs, 1, "dim", -1), ops)
+            return att.glu(x, _arg(args, kwargs, 1, "dim", -1))
         if name == "layer_norm" and self.depends(x) and len(deps) == 1:
             return att.layer_norm(x, _arg(args, kwargs, 1, "normalized_shape"), _arg(args, kwargs, 2, "weight"),
                                   _arg(args, kwargs, 3, "bias"), _arg(args, kwargs, 4, "eps", 1e-5), ops.norm)

@@ -30,6 +30,15 @@ def scores_tensor(out: Any, field: str = "logits") -> torch.Tensor:
                     "Scores(model, field=...) naming the scores")
 
 
+def require_scores(out: Any) -> torch.Tensor:
+    """``out`` if it is a tensor; an error that says how to wrap the model otherwise (the scores of
+    a ``ModelOutput`` are not guessed)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    raise TypeError(f"the model returned {type(out).__name__}, not a tensor of scores: wrap it as "
+                    "introspeech.attribution.Scores(model) (ModelOutput logits, frames first, extra inputs)")
+
+
 class Scores(nn.Module):
     """``model`` with scores as ``(batch, classes[, frames])``.
 

@@ -61,11 +61,7 @@ class Output:
         instead, the greedy path is taken first (with ``blank_bias``)."""
         best = np.asarray(best)
         if best.ndim == 2:
-            scores = best.astype(np.float64)
-            if self.blank_bias and self.blank is not None:
-                scores = scores.copy()
-                scores[self.blank] += self.blank_bias
-            best = scores.argmax(0)
+            best = self.greedy(best)
         if self.spaced:
             return self._tokens(best)
         out, prev = [], None
@@ -76,6 +72,15 @@ class Output:
                 out.append(" " if c in ("|", "▁") else c.lower())
             prev = s
         return " ".join("".join(out).split())
+
+    def greedy(self, scores) -> np.ndarray:
+        """The best symbol per frame of scores ``(n_symbols, frames)``, the blank's score moved by
+        ``blank_bias`` first."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.blank_bias and self.blank is not None:
+            scores = scores.copy()
+            scores[self.blank] += self.blank_bias
+        return scores.argmax(0)
 
     def _tokens(self, best) -> str:
         words: list[list[str]] = [[]]

@@ -34,7 +34,7 @@ def _cropped_example(desc: ModelDescription, feats: np.ndarray) -> tuple[torch.T
         s = model(x)[0]
     out = desc.output
     quiet = {i for i, c in enumerate(out.alphabet) if c in (" ", "|", "▁") or c == out.boundary}
-    em = [Emission(int(k), int(a), int(b)) for k, a, b in zip(*greedy_runs(s.argmax(0).numpy(), out.blank))
+    em = [Emission(int(k), int(a), int(b)) for k, a, b in zip(*greedy_runs(out.greedy(s.numpy()), out.blank))
           if int(k) not in quiet]
     if not em:
         return None

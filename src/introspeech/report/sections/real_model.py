@@ -85,10 +85,8 @@ def real_model_section(out_dir: Path, utts: list, max_explained_s: float = 5.0) 
     assets.mkdir(parents=True, exist_ok=True)
     audio = assets / f"hama_{clip.id}.wav"
     sf.write(str(audio), wave, cfg.sample_rate)
-    biased = s.double().clone()
-    biased[out.blank] += out.blank_bias
-    best = biased.argmax(0)
-    sym, first, _ = greedy_runs(best.numpy(), out.blank)
+    best = out.greedy(s.numpy())
+    sym, first, _ = greedy_runs(best, out.blank)
     frame_s = desc.output_geometry.stride / cfg.frame_rate
     shown = sorted(set(sym.tolist())) + [out.blank]
     lp = torch.log_softmax(s.double(), 0).numpy()[shown]
@@ -96,7 +94,7 @@ def real_model_section(out_dir: Path, utts: list, max_explained_s: float = 5.0) 
     post = posteriors(lp, names, frame_s, assets / f"hama_{clip.id}_posteriors.png", title=f"{clip.id}: "
                       f"{out.decode(s.numpy())}", letters=[((a + 0.5) * frame_s, out.alphabet[k]) for k, a in
                                                              zip(sym, first)])
-    maps = attribute_frames(model, x, [int(a) for a in first], best, "lrp", chunk=16)
+    maps = attribute_frames(model, x, [int(a) for a in first], torch.from_numpy(best), "lrp", chunk=16)
     hop = int(cfg.sample_rate / 100)
     per_10ms = maps[:, 0].abs()[:, : maps.shape[-1] // hop * hop].reshape(len(first), -1, hop).sum(-1)
     rel = relevance_over_time(per_10ms.numpy(), [out.alphabet[k] for k in sym], x.shape[-1] / cfg.sample_rate,
