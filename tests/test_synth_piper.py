@@ -10,7 +10,7 @@ from introspeech.corpus.load import builtin_corpus
 from introspeech.corpus.synth import acoustics
 from introspeech.corpus.synth.base import Rendered, Voice
 from introspeech.corpus.synth.driver import _augmented, plan
-from introspeech.corpus.synth.piper_voice import ipa_events
+from introspeech.corpus.synth.ipa import ipa_events
 from introspeech.corpus.utterance import Segment
 from introspeech.text import cmu_dictionary
 
@@ -21,7 +21,9 @@ def test_ipa_events_join_pairs_and_count_words() -> None:
     ev = ipa_events(al, 1000)
     assert [(n, w) for _, n, w in ev] == [("^", -1), ("ð", 0), ("ə", 0), (" ", -1), ("k", 1), ("ˈ", 1), ("eɪ", 1),
                                           ("t", 1), (",", -1), (" ", -1), ("b", 2), ("$", -1)]
-    assert [t for t, _, _ in ev][:5] == [0.0, 0.1, 0.3, 0.4, 0.45]
+    # the space after a spoken phone is its transition into the next word (ə lasts 150 samples);
+    # the space after a pause stays a pause
+    assert [t for t, _, _ in ev] == [0.0, 0.1, 0.3, 0.45, 0.45, 0.55, 0.56, 0.76, 0.86, 0.9, 0.92, 0.97]
 
 
 def test_piper_phones_follow_the_dictionary() -> None:

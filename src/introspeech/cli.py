@@ -92,8 +92,16 @@ def synth(
     effects: str = typer.Option("speed,pad,room,noise,channel,gain", "--effects",
                                 help="With --augment: the effects of the chain that may apply (comma-separated; "
                                      "the others are off), e.g. room for an ablation of rooms alone."),
+    kokoro: bool = typer.Option(False, "--kokoro", help="A corpus spoken by Kokoro-82M's English neural voices "
+                                "(US and GB, female and male); its heldout split by voices never trained on."),
+    voices: str = typer.Option("", "--voices", help="With --kokoro: the voices to train on, comma-separated "
+                               "(default: every English voice but the held-out ones)."),
+    blends: int = typer.Option(0, "--blends", help="With --kokoro: this many seeded blends of two training "
+                               "voices of the same sex, as further speakers."),
+    resume: bool = typer.Option(False, "--resume", help="Keep what an earlier run into --out with the same "
+                                "settings finished, and render only the rest."),
 ) -> None:
-    """Synthesize a speech corpus (espeak-ng, festival, flite, Piper) with exact word and phone timings."""
+    """Synthesize a speech corpus (espeak-ng, festival, flite, Piper, Kokoro) with exact word and phone timings."""
     from .corpus.synth.acoustics import Acoustics
     from .corpus.synth.driver import synthesize
 
@@ -106,11 +114,31 @@ def synth(
     for name, share in (("--augment", augment), ("--phrases", phrases)):
         if not 0.0 <= share <= 1.0:
             raise InputError(name, f"must be between 0 and 1, got {share}")
-    if piper and accented:
-        raise InputError("--piper", "choose one of --piper and --accented")
+    if sum((piper, accented, kokoro)) > 1:
+        raise InputError("--piper", "choose one of --piper, --accented and --kokoro")
+    if (voices or blends) and not kokoro:
+        raise InputError("--voices" if voices else "--blends", "is an option of --kokoro")
+    if blends < 0:
+        raise InputError("--blends", f"must be 0 or more, got {blends}")
+    chosen_voices = tuple(v.strip() for v in voices.split(",") if v.strip()) or None
+    if kokoro:
+        from .corpus.synth.kokoro_voice import check_installed, training_voices
+
+        try:
+            training_voices(chosen_voices)
+        except ValueError as e:
+            raise InputError("--voices", str(e)) from None
+        try:
+            check_installed()
+        except RuntimeError as e:
+            raise InputError("--kokoro", str(e)) from None
     update, bar = _progress("synth")
-    summary = synthesize(out, hours, seed, workers or None, progress=update, accented=accented, piper=piper,
-                         augment=augment, phrases=phrases, effects=chosen)
+    try:
+        summary = synthesize(out, hours, seed, workers or None, progress=update, accented=accented, piper=piper,
+                             augment=augment, phrases=phrases, effects=chosen, kokoro=kokoro, voices=chosen_voices,
+                             blends=blends, resume=resume)
+    except ValueError as e:
+        raise InputError("--resume" if resume else "--out", str(e)) from None
     bar.close()
     brief = {k: summary[k] for k in ("hours", "utterances", "failed", "cmudict_agreement", "wall_seconds",
                                      "audio_seconds_per_second")}

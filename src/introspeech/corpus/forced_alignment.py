@@ -25,7 +25,7 @@ def espeak_pronunciation(word: str) -> list[str]:
     import shutil
     import subprocess
 
-    from .synth.piper_voice import IPA_TABLE
+    from .synth.ipa import IPA_TABLE
 
     if shutil.which("espeak-ng") is None:
         return []

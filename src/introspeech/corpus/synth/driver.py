@@ -12,6 +12,11 @@ sentences spoken by voices that never occur in training (some of each synthesize
 
 Two training-only variants add what the standard corpus lacks: ``accented`` (festival's foreign
 voices speaking English) and ``piper`` (a neural voice made from a real speaker's recordings).
+``kokoro`` is a corpus of its own splits spoken by Kokoro-82M's English voices and seeded blends of
+them; its ``heldout`` split is spoken by `kokoro_voice.HELDOUT` alone.
+
+Each finished task is appended to ``progress.log`` at once; ``resume`` reads it back and renders
+only what is missing, so a stop loses the tasks in flight and nothing else.
 ``augment`` passes that share of the training utterances through `acoustics` (speed, rooms,
 noise, channels); valid, test and held-out audio stay clean.
 """
@@ -43,6 +48,7 @@ SYNTH_SHARE = {"espeak": 0.5, "flite": 0.25, "festival": 0.25}
 HELDOUT_FLITE = ("rms",)
 HELDOUT_FESTIVAL = ("ked_diphone",)
 FESTIVAL_BATCH = 24
+KOKORO_FEMALE = 0.55  # share of Kokoro utterances spoken by female voices
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,13 @@ def _random_voice(rng: random.Random, synth: str, names: list[str]) -> Voice:
         return Voice("piper", names[0], (("length", round(rng.uniform(0.8, 1.3), 3)),
                                          ("noise", round(rng.uniform(0.4, 0.9), 3)),
                                          ("noise_w", round(rng.uniform(0.5, 1.0), 3))))
+    if synth == "kokoro":
+        from .kokoro_voice import is_female
+
+        female = [n for n in names if is_female(n)]
+        male = [n for n in names if not is_female(n)]
+        side = female if female and (not male or rng.random() < KOKORO_FEMALE) else male
+        return Voice("kokoro", rng.choice(side), (("speed", round(rng.uniform(0.85, 1.2), 3)),))
     if synth == "accented":
         from .accented import ACCENTED_VOICES
 
@@ -99,13 +112,15 @@ def _random_voice(rng: random.Random, synth: str, names: list[str]) -> Voice:
 
 
 def _estimate_seconds(text: str, voice: Voice) -> float:
+    if voice.synth == "kokoro":
+        return (1.0 + 0.053 * len(text)) / voice.param("speed", 1.0)  # fitted on a synthesized sample
     rate = voice.param("rate", 175.0) / 175.0 if voice.synth == "espeak" else 1.0 / voice.param("stretch", 1.0)
     return 0.3 + 0.051 * len(text) / rate  # fitted on a synthesized sample
 
 
 def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: bool = False,
-         piper: bool = False, augment: float = 0.0, phrases: float = 0.0, effects: tuple[str, ...] = EFFECTS
-         ) -> list[Job]:
+         piper: bool = False, augment: float = 0.0, phrases: float = 0.0, effects: tuple[str, ...] = EFFECTS,
+         kokoro: tuple[str, ...] = ()) -> list[Job]:
     """The deterministic list of utterances for ``hours`` of audio (estimated from text length).
 
     ``accented``: training utterances only (the same training sentences as the standard corpus of
@@ -114,7 +129,9 @@ def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: 
     ``augment``: the share of training utterances given acoustic effects, those of ``effects``
     (each with its probability in `Acoustics`; default: all of them). ``phrases``: the share of
     training utterances that say only one to three consecutive words of their sentence (isolated
-    words and short prompts, as real recordings often are)."""
+    words and short prompts, as real recordings often are). ``kokoro``: the Kokoro voices (and
+    blends) to train on; all four splits, the training sentences taken from a third of the way
+    along the list, the held-out split spoken by `kokoro_voice.HELDOUT`."""
     rng = random.Random(seed)
     pool = list(sentences if sentences is not None else sentence_pool())
     rng.shuffle(pool)
@@ -135,6 +152,13 @@ def plan(hours: float, seed: int, sentences: list[str] | None = None, accented: 
         inv = {"piper": {"train": [VOICE_NAME]}}
         synths, weights = ["piper"], [1.0]
         by_split["train"] = by_split["train"][::-1]
+    if kokoro:
+        from .kokoro_voice import HELDOUT
+
+        inv = {"kokoro": {"train": list(kokoro), "heldout": list(HELDOUT)}}
+        synths, weights = ["kokoro"], [1.0]
+        third = len(by_split["train"]) // 3
+        by_split["train"] = by_split["train"][third:] + by_split["train"][:third]
     train_only = accented or piper
     jobs: list[Job] = []
     for split in (("train",) if train_only else SPLITS):
@@ -167,17 +191,36 @@ def _init_worker() -> None:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from .cmu_voices import Festival, Flite
-    from .espeak import Espeak
-    from .piper_voice import Piper
 
-    _BACKENDS.update(espeak=Espeak(), flite=Flite(), festival=Festival(), piper=Piper())
+
+def _backend(synth: str):
+    """The back end of a synthesizer, made on first use in each worker (Kokoro's model is large)."""
+    if synth not in _BACKENDS:
+        if synth in ("flite", "festival"):
+            from .cmu_voices import Festival, Flite
+
+            _BACKENDS[synth] = Flite() if synth == "flite" else Festival()
+        elif synth == "espeak":
+            from .espeak import Espeak
+
+            _BACKENDS[synth] = Espeak()
+        elif synth == "piper":
+            from .piper_voice import Piper
+
+            _BACKENDS[synth] = Piper()
+        elif synth == "kokoro":
+            from .kokoro_voice import Kokoro
+
+            _BACKENDS[synth] = Kokoro()
+        else:
+            raise ValueError(f"unknown synthesizer {synth!r}")
+    return _BACKENDS[synth]
 
 
 def _render(jobs: list[Job]) -> list[Rendered | Exception]:
     if jobs[0].voice.synth == "festival":
         try:
-            return _BACKENDS["festival"].render_batch([(j.text, j.voice) for j in jobs])
+            return _backend("festival").render_batch([(j.text, j.voice) for j in jobs])
         except Exception as e:  # fall back to one at a time to isolate the failure
             if len(jobs) == 1:
                 return [e]
@@ -185,7 +228,7 @@ def _render(jobs: list[Job]) -> list[Rendered | Exception]:
     out: list[Rendered | Exception] = []
     for j in jobs:
         try:
-            out.append(_BACKENDS[j.voice.synth].render(j.text, j.voice))
+            out.append(_backend(j.voice.synth).render(j.text, j.voice))
         except Exception as e:
             out.append(e)
     return out
@@ -276,34 +319,63 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
                features: FeatureConfig = PRESETS["default"], sentences: list[str] | None = None,
                progress: Callable[[int, int], None] | None = None, accented: bool = False,
                piper: bool = False, augment: float = 0.0, phrases: float = 0.0,
-               effects: tuple[str, ...] = EFFECTS) -> dict:
+               effects: tuple[str, ...] = EFFECTS, kokoro: bool = False, voices: tuple[str, ...] | None = None,
+               blends: int = 0, resume: bool = False) -> dict:
     """Write a corpus of about ``hours`` of audio to ``out_dir``; returns its summary.
 
     ``accented`` / ``piper``: a training-only corpus of accented voices or of Piper's voice (see
-    `plan`), to train beside the standard corpus of the same seed. ``augment``: the share of
-    training utterances given acoustic effects (`acoustics`; ``effects``: which); ``phrases``: see
-    `plan`."""
+    `plan`), to train beside the standard corpus of the same seed. ``kokoro``: a corpus of Kokoro's
+    English ``voices`` (default: all but the held-out ones) and ``blends`` seeded blends of them.
+    ``augment``: the share of training utterances given acoustic effects (`acoustics`;
+    ``effects``: which); ``phrases``: see `plan`. ``resume``: keep what an earlier run with the same
+    settings finished (``progress.log``) and render only the rest."""
     out = Path(out_dir)
     t0 = time.perf_counter()
     if accented:
         from .accented import check_installed
 
         check_installed()
+    if sum((accented, piper, kokoro)) > 1:
+        raise ValueError("choose one of accented, piper and kokoro")
     Acoustics.only(effects)  # an unknown effect is an error before any work
-    jobs = plan(hours, seed, sentences, accented, piper, augment, phrases, effects)
+    speakers: tuple[str, ...] = ()
+    if kokoro:
+        from .kokoro_voice import blends as make_blends
+        from .kokoro_voice import check_installed, training_voices
+
+        check_installed()  # a missing model or voice is an error before any work
+        chosen = training_voices(voices)
+        speakers = chosen + tuple(make_blends(blends, seed, chosen))
+    elif voices or blends:
+        raise ValueError("voices and blends are options of the Kokoro corpus")
+    settings = {"hours": hours, "seed": seed, "accented": accented, "piper": piper, "augment": augment,
+                "phrases": phrases, "effects": list(effects), "kokoro": list(speakers),
+                "features": features.to_dict(), "sentences": None if sentences is None else len(sentences)}
+    settings = json.loads(json.dumps(settings))  # as stored: lists, not tuples
+    jobs = plan(hours, seed, sentences, accented, piper, augment, phrases, effects, speakers)
     splits = ("train",) if accented or piper else SPLITS
     for split in splits:
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
         (out / "features" / split).mkdir(parents=True, exist_ok=True)
     (out / "features" / "config.json").write_text(json.dumps(features.to_dict(), indent=1))
-    tasks = [(c, str(out), features.to_dict()) for c in _chunks(jobs)]
     records: dict[str, dict] = {}
     errors: dict[str, str] = {}
     raw_counts: Counter = Counter()
+    log = out / "progress.log"
+    if resume:
+        _check_settings(out, settings)
+        for r in _finished(log, out):
+            records[r["id"]] = r["record"]
+            raw_counts.update(r["raw_phones"])
+    else:
+        log.unlink(missing_ok=True)
+    (out / "settings.json").write_text(json.dumps(settings, indent=1))
+    todo = [j for j in jobs if j.id not in records]
+    tasks = [(c, str(out), features.to_dict()) for c in _chunks(todo)]
     workers = workers or min(mp.cpu_count(), 8)
-    done = 0
+    done = len(jobs) - len(todo)
     ctx = mp.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
+    with ctx.Pool(workers, initializer=_init_worker) as pool, log.open("a", encoding="utf-8") as journal:
         for res in pool.imap_unordered(_work, tasks):
             for r in res:
                 if "error" in r:
@@ -311,6 +383,8 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
                 else:
                     records[r["id"]] = r["record"]
                     raw_counts.update(r["raw_phones"])
+                    journal.write(json.dumps(r, ensure_ascii=False) + "\n")
+            journal.flush()
             done += len(res)
             if progress:
                 progress(done, len(jobs))
@@ -323,9 +397,10 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
     wall = time.perf_counter() - t0
     audio_s = {s: sum(r["duration"] for r in recs) for s, recs in by_split.items()}
+    rendered_s = sum(records[j.id]["duration"] for j in todo if j.id in records)
     summary = {
-        "seed": seed, "hours_requested": hours, "accented": accented, "piper": piper, "augment": augment,
-        "effects": list(effects) if augment else [], "phrases": phrases,
+        "seed": seed, "hours_requested": hours, "accented": accented, "piper": piper, "kokoro": list(speakers),
+        "augment": augment, "effects": list(effects) if augment else [], "phrases": phrases,
         "hours": {s: round(v / 3600, 4) for s, v in audio_s.items()},
         "utterances": {s: len(v) for s, v in by_split.items()},
         "speakers": {s: sorted({r["speaker"] for r in v}) for s, v in by_split.items()},
@@ -334,10 +409,41 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
         "cmudict_agreement": round(cmudict_agreement([r for v in by_split.values() for r in v]), 4),
         "synth_phone_counts": dict(raw_counts.most_common()),
         "features": features.to_dict(), "workers": workers, "wall_seconds": round(wall, 2),
-        "audio_seconds_per_second": round(sum(audio_s.values()) / wall, 2),
+        "resumed": len(jobs) - len(todo), "audio_seconds_per_second": round(rendered_s / wall, 2),
     }
     (out / "corpus.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """An error naming the first setting that differs from the run being resumed."""
+    path = out / "settings.json"
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    for key, value in settings.items():
+        if before.get(key) != value:
+            raise ValueError(f"{out} was made with {key}={before.get(key)!r}, not {value!r}: resume with the "
+                             "same settings or write to another folder")
+
+
+def _finished(log: Path, out: Path) -> list[dict]:
+    """The utterances of ``progress.log`` whose audio and features are on disk (a torn last line
+    and files lost since are skipped: they are rendered again)."""
+    if not log.is_file():
+        return []
+    done = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rec = r.get("record", {})
+        split = rec.get("split", "")
+        if (out / "audio" / split / f"{r['id']}.flac").is_file() and \
+                (out / "features" / split / f"{r['id']}.npy").is_file():
+            done.append(r)
+    return done
 
 
 def heldout_overlap(summary: dict) -> set[str]:
