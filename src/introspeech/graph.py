@@ -36,7 +36,7 @@ ELEMENTWISE_OPS = {
     "add", "sub", "mul", "div", "true_divide", "neg", "relu", "relu_", "sigmoid", "tanh", "clamp", "clamp_min",
     "abs", "exp", "log", "leaky_relu", "gelu", "elu", "silu", "hardtanh", "dropout", "__add__", "__radd__", "__iadd__",
     "__sub__", "__rsub__", "__isub__", "__mul__", "__rmul__", "__imul__", "__truediv__", "__rtruediv__", "add_",
-    "mul_", "__neg__",
+    "mul_", "__neg__", "maximum", "minimum",
 }
 RESHAPE_OPS = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "contiguous", "clone", "to",
                "float", "double", "half", "type", "cat", "concat", "stack", "chunk", "split", "__getitem__",
@@ -185,6 +185,9 @@ class _TraceState:
         if not ins or not outs:
             return
         name = getattr(func, "__name__", str(func))
+        if self.positional and name in ELEMENTWISE_OPS:  # a value broadcast along time moves no place
+            wide = [t for t in ins if t.dim() and t.shape[-1] > 1]
+            ins = wide if wide and all(o.dim() and o.shape[-1] == wide[0].shape[-1] for o in outs) else ins
         self.ops.append(name)
         for t in ins:
             self.uses[id(t)] = self.uses.get(id(t), 0) + 1

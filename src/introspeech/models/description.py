@@ -22,14 +22,16 @@ from ..errors import InputError
 from ..graph import FrameGeometry, trace
 from ..text import BLANK, SYMBOLS, ipa_to_arpabet
 
-OUTPUT_KINDS = ("ctc", "frames", "classes")
+OUTPUT_KINDS = ("ctc", "frames", "classes", "encoder")
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Hardtanh, nn.ReLU6)
 
 
 @dataclass(frozen=True)
 class Output:
     """What the scores mean: ``ctc`` (per frame, over ``alphabet`` with a ``blank``), ``frames``
-    (per-frame classes) or ``classes`` (one score vector per example).
+    (per-frame classes), ``classes`` (one score vector per example) or ``encoder`` (no scores: a
+    representation per frame, e.g. a sequence-to-sequence model's encoder, whose layers are
+    profiled against the corpus' alignments; analyses that explain scores refuse it).
 
     A phoneme recognizer's symbols are whole tokens (``spaced``: a transcript is the tokens
     separated by spaces, ``boundary`` the token that separates words, shown as ``|``); it cannot
@@ -210,10 +212,13 @@ def _block_paths(model: nn.Module, tensors: set[str] | None = None) -> list[str]
 
 
 def describe(module: nn.Module, example: torch.Tensor | None = None, layers: list[str] | None = None,
-             output: Output | None = None, features: FeatureConfig | None = None, name: str = "model") -> ModelDescription:
+             output: Output | None = None, features: FeatureConfig | None = None, name: str = "model",
+             time_axes: dict[str, int] | None = None) -> ModelDescription:
     """Describe any model by tracing it on ``example`` (default: 2 s of features of ``features``).
 
-    ``layers``: module paths to profile (default: every block output, in execution order)."""
+    ``layers``: module paths to profile (default: every block output, in execution order).
+    ``time_axes``: the time axis (``-1`` or ``1``) of layers whose layout is known, for models of
+    one input length, where it cannot be told by tracing a longer input."""
     if hasattr(module, "config") and hasattr(module.config, "layer_names") and layers is None and example is None:
         return describe_wav2letter(module, features, name)
     features = features or FEATURE_PRESETS["default"]
@@ -233,12 +238,15 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
     n_scores = out_shape[1]
     if output is None:
         output = Output() if sequence else Output("classes", tuple(str(i) for i in range(n_scores)), None)
-    if n_scores != len(output.alphabet):
+    encoder = output.kind == "encoder"
+    if not encoder and n_scores != len(output.alphabet):
         raise InputError(name, f"the model gives {n_scores} scores per frame, its alphabet has "
                                f"{len(output.alphabet)} symbols (pass --alphabet)")
     paths = layers or _block_paths(module, set(traced.modules))
     named = dict(module.named_modules())
     longer = _trace_longer(module, example) if sequence else None
+    if longer is not None and all(longer.modules.get(p, (None, None))[1] == s for p, (_, s) in traced.modules.items()):
+        longer = None  # nothing grew: a model that pads every input to one length (Whisper's 30 s)
     places = None
     if sequence and any(g is None for g, _ in traced.modules.values()):
         with torch.no_grad():
@@ -255,14 +263,15 @@ def describe(module: nn.Module, example: torch.Tensor | None = None, layers: lis
         if not sequence:
             result.append(Layer(path, path, int(shape[1]), None))
             continue
-        axis = _time_axis(name, path, shape, longer.modules.get(path, (None, ()))[1] if longer else None, traced)
+        axis = (time_axes or {}).get(path) or _time_axis(
+            name, path, shape, longer.modules.get(path, (None, ()))[1] if longer else None, places or traced)
         channels = int(shape[1] if axis == -1 else shape[2])
         if geo is not None and axis == -1:
             result.append(Layer(path, path, channels, geo))
         else:
             result.append(Layer(path, path, channels, _nominal(name, path, shape[axis], places), axis, False))
-    if sequence and (not result or result[-1].geometry != traced.geometry or result[-1].channels != n_scores
-                     or result[-1].time_axis != -1):
+    if sequence and not encoder and (not result or result[-1].geometry != traced.geometry
+                                     or result[-1].channels != n_scores or result[-1].time_axis != -1):
         if traced.geometry is not None:
             result.append(Layer("output", "", int(n_scores), traced.geometry))
         else:
@@ -287,7 +296,8 @@ def _trace_longer(module: nn.Module, example: torch.Tensor):
 
 def _time_axis(name: str, path: str, shape: tuple, longer_shape: tuple | None, traced) -> int:
     """The axis of frames in a 3-D layer output: the one that grows with the input; without a
-    longer trace, the one whose size is a length some local layer has."""
+    longer trace, the one whose size is a length some local layer has (``traced`` positionally:
+    where the positions a layer carries are known)."""
     if len(shape) != 3:
         raise InputError(name, f"module {path!r} gives {tuple(shape)}: profiles need (batch, channels, time) or "
                                "(batch, time, channels) outputs")
@@ -306,9 +316,11 @@ def _nominal(name: str, path: str, length: int, traced) -> FrameGeometry:
     """The geometry of the places a non-local layer's frames stand for: that of the last module (in
     execution order, traced with ``positional``) whose output has as many frames along its last axis."""
     found = None
-    for geo, shape in traced.modules.values():
+    for where, (geo, shape) in traced.modules.items():
         if geo is not None and len(shape) == 3 and shape[-1] == length:
             found = geo
+        if where == path:  # what comes after a layer does not place its frames
+            break
     if found is None:
         raise InputError(name, f"module {path or 'output'!r} is not local in time and no local layer before it has "
                                f"its {length} frames: its frames cannot be placed on the input")

@@ -36,11 +36,12 @@ BLANK_BIAS = -0.1  # added to the blank's log-probability before hama's greedy d
 class FrontEnd(nn.Module):
     """Waveform → log-Mel ``(batch, 80, frames)`` as the graph computes it: reflect padding, the
     STFT's real and imaginary parts as two Conv1d (the window in their kernels), power, the Mel
-    filterbank as a 1×1 Conv1d, log. Layers, not code, so that tracing finds its geometry (a frame
+    filterbank as a 1×1 Conv1d, log (``pad``: the reflect padding of each side). Layers, not code, so that tracing finds its geometry (a frame
     every 160 samples, 400 wide) and LRP its rules."""
 
-    def __init__(self, real: torch.Tensor, imag: torch.Tensor, mel: torch.Tensor):
+    def __init__(self, real: torch.Tensor, imag: torch.Tensor, mel: torch.Tensor, pad: tuple[int, int] = (200, 200)):
         super().__init__()
+        self.pad = pad
         self.real = nn.Conv1d(1, real.shape[0], real.shape[-1], stride=160, bias=False)
         self.imag = nn.Conv1d(1, imag.shape[0], imag.shape[-1], stride=160, bias=False)
         self.mel = nn.Conv1d(mel.shape[0], mel.shape[1], 1, bias=False)
@@ -50,7 +51,7 @@ class FrontEnd(nn.Module):
             self.mel.weight.copy_(mel.T[:, :, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = nn.functional.pad(x, (200, 200), mode="reflect")
+        padded = nn.functional.pad(x, self.pad, mode="reflect")
         re, im = self.real(padded), self.imag(padded)
         return torch.log(torch.clamp(self.mel(re * re + im * im), min=1e-10))
 

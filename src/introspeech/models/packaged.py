@@ -45,9 +45,21 @@ def _hama() -> ModelDescription:
     return describe(model, example=torch.zeros(1, 1, 32000), output=out, features=HAMA_FEATURES, name="hama")
 
 
+WHISPER_LAYERS = ("front", "encoder.conv1", "encoder.conv2", *(f"encoder.blocks.{i}" for i in range(4)), "encoder")
+
+
 def _whisper_description() -> ModelDescription:
-    raise InputError("whisper-tiny.en", "a sequence-to-sequence model: `transcribe` runs it; other commands do not "
-                                        "take it yet")
+    """Whisper's encoder (waveform in, its log-Mel front end as layers, 30 s windows): an ``encoder``
+    output, layers to profile against the corpus' alignments (padding excluded by the frames of
+    speech each utterance has)."""
+    from .whisper import load_whisper
+    from .whisper_frontend import WhisperEncoder
+
+    model = WhisperEncoder(load_whisper())
+    axes = {p: 1 if p.startswith("encoder.blocks") or p == "encoder" else -1 for p in WHISPER_LAYERS}
+    return describe(model, example=torch.zeros(1, 1, 32000), layers=list(WHISPER_LAYERS),
+                    output=Output("encoder", (), None), features=HAMA_FEATURES, name="whisper-tiny.en",
+                    time_axes=axes)
 
 
 def _whisper_text() -> Callable:

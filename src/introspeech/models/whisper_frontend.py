@@ -1,0 +1,90 @@
+"""Whisper as analyses read it: waveform in, its own log-Mel front end as layers, padding to 30 s.
+
+`WhisperFrontEnd` computes openai-whisper's ``log_mel_spectrogram(audio, padding=...)`` for 30 s
+windows: zeros appended to 480,000 samples, the STFT (n_fft 400, hop 160, periodic Hann window,
+reflect padding) as two Conv1d, power, the 80 Mel filters of openai-whisper's assets as a 1×1
+Conv1d, log10 of at least 1e-10, a floor 8 below each utterance's maximum, then ``(x + 4) / 4``.
+`WhisperEncoder` adds the encoder: ``(batch, 1, samples)`` → ``(batch, 1500, 384)``, one frame
+per 20 ms. `WhisperTokens` adds the decoder, teacher-forced on given tokens: ``(batch, tokens,
+51864)`` scores, one row per token, every token explained in one pass (`attribution.Scores`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .hama import FrontEnd
+
+SAMPLES = 480_000  # 30 s at 16 kHz: Whisper reads nothing shorter
+N_FFT, HOP = 400, 160
+FRAME_S = 0.02  # one encoder frame per 20 ms
+FRAMES = 1500
+
+
+def mel_filters() -> torch.Tensor:
+    """openai-whisper's 80 Mel filters ``(80, 201)`` (its ``assets/mel_filters.npz``)."""
+    from importlib import resources
+
+    with np.load(str(resources.files("whisper").joinpath("assets", "mel_filters.npz"))) as f:
+        return torch.from_numpy(f["mel_80"].astype(np.float32))
+
+
+class WhisperFrontEnd(nn.Module):
+    """``(batch, 1, samples)`` (at most 30 s at 16 kHz) → Whisper's log-Mel ``(batch, 80, 3000)``."""
+
+    def __init__(self, filters: torch.Tensor | None = None):
+        super().__init__()
+        filters = mel_filters() if filters is None else filters
+        n = torch.arange(N_FFT, dtype=torch.float64)
+        window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / N_FFT)  # periodic Hann, as torch.hann_window
+        k = torch.arange(N_FFT // 2 + 1, dtype=torch.float64)[:, None]
+        real = (window * torch.cos(2 * math.pi * k * n / N_FFT)).float()[:, None, :]
+        imag = (-window * torch.sin(2 * math.pi * k * n / N_FFT)).float()[:, None, :]
+        # the right padding is 40, not 200: frames end at 3000, where openai-whisper drops the last
+        self.stft = FrontEnd(real, imag, filters.T, pad=(N_FFT // 2, N_FFT // 2 - HOP))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise ValueError(f"Whisper takes (batch, 1, samples) at 16 kHz, got {tuple(x.shape)}")
+        if x.shape[-1] > SAMPLES:
+            raise ValueError(f"Whisper reads at most 30 s ({SAMPLES} samples) at once, got {x.shape[-1]}; "
+                             "cut the recording")
+        x = nn.functional.pad(x, (0, SAMPLES - x.shape[-1]))
+        log10 = self.stft(x) / math.log(10.0)
+        floor = log10.amax(dim=(1, 2), keepdim=True) - 8.0
+        return (torch.maximum(log10, floor) + 4.0) / 4.0
+
+
+class WhisperEncoder(nn.Module):
+    """``(batch, 1, samples)`` → the encoder's output ``(batch, 1500, 384)`` (20 ms frames)."""
+
+    def __init__(self, whisper: nn.Module):
+        super().__init__()
+        self.front = WhisperFrontEnd()
+        self.encoder = whisper.encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.front(x))
+
+
+class WhisperTokens(nn.Module):
+    """``(batch, 1, samples)`` and ``tokens (batch, n)`` → the decoder's scores ``(batch, n, vocab)``,
+    teacher-forced: row i scores the token after ``tokens[:, :i + 1]``."""
+
+    def __init__(self, whisper: nn.Module):
+        super().__init__()
+        self.front = WhisperFrontEnd()
+        self.encoder = whisper.encoder
+        self.decoder = whisper.decoder
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.decoder(tokens, self.encoder(self.front(x)))
+
+
+def frames_of(samples: int) -> int:
+    """How many encoder frames hold speech of ``samples`` samples; the rest of the 1500 are padding."""
+    return min(FRAMES, math.ceil(samples / (HOP * 2)))
