@@ -13,9 +13,15 @@
 3. Memory: peak RSS of a child process accumulating N and 2N utterances.
 4. Stages: where the accumulation's time goes, per utterance (`stages`).
 
-Goals: NAPs + patterns <= 1.15x plain inference, relevance alignment <= 4x, Dask 2 vs 1 >= 1.7x, memory flat.
+5. ``--whisper N``: NAPs of phonemes in Whisper tiny.en's encoder (front end, convolutions, four
+   blocks; windowed, padding frames excluded) over N utterances of the demo corpus vs the
+   encoder's plain inference on the same 30 s windows, paired per utterance, best of ``--repeats``.
+
+Goals: NAPs + patterns <= 1.15x plain inference, relevance alignment <= 4x, Dask 2 vs 1 >= 1.7x, memory flat;
+Whisper's encoder NAPs <= 1.3x its plain inference.
 
     python benchmarks/profiles.py [--quick] [--json out/bench/profiles.json] [--corpus DIR]
+    python benchmarks/profiles.py --whisper 40 --repeats 3 --json out/bench/profiles_whisper.json
 """
 
 from __future__ import annotations
@@ -339,6 +345,35 @@ def memory(quick: bool) -> dict:
             "ratio": peaks[2 * n] / peaks[n], "goal": "flat (ratio ~ 1)"}
 
 
+def whisper_overhead(n: int, repeats: int) -> dict:
+    """Whisper's encoder: NAPs of phonemes (windowed) vs plain inference, utterance by utterance."""
+    from introspeech.corpus.load import builtin_corpus, load_corpus, utterance_features
+    from introspeech.models.packaged import describe_packaged
+    from introspeech.profiles.engine import profile_corpus
+    from introspeech.profiles.settings import ProfileSettings
+
+    desc = describe_packaged("whisper-tiny.en")
+    data = load_corpus(builtin_corpus())
+    utts = [u for s in ("test", "heldout") for u in data[s]][:n]
+    loader = Preloaded({u.id: utterance_features(u, desc.features) for u in utts})
+    settings = ProfileSettings(groups=("phonemes",), relevance="", threads=torch.get_num_threads())
+    profile_corpus(desc, desc.features, utts[:2], settings, loader=loader)  # warm up
+    plain = [float("inf")] * len(utts)
+    naps = [float("inf")] * len(utts)
+    for _ in range(repeats):
+        for i, u in enumerate(utts):
+            t = time.perf_counter()
+            with torch.no_grad():
+                desc.module(torch.as_tensor(loader(u, desc.features)).unsqueeze(0))
+            plain[i] = min(plain[i], time.perf_counter() - t)
+            t = time.perf_counter()
+            profile_corpus(desc, desc.features, [u], settings, loader=loader)
+            naps[i] = min(naps[i], time.perf_counter() - t)
+    return {"model": "whisper-tiny.en", "utterances": len(utts), "repeats": repeats,
+            "threads": torch.get_num_threads(), "plain_inference_s": sum(plain), "naps_s": sum(naps),
+            "ratio": sum(naps) / sum(plain), "goal": "<= 1.3"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -346,7 +381,15 @@ def main() -> None:
     ap.add_argument("--corpus", default=None, help="corpus for the Dask run (default: work/corpus if present)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--shard-size", type=int, default=64, help="utterances per Dask task (the CLI's --save-every default)")
+    ap.add_argument("--whisper", type=int, default=0, help="only Whisper's encoder NAPs, over this many utterances")
     a = ap.parse_args()
+    if a.whisper:
+        result = {"whisper": whisper_overhead(a.whisper, a.repeats)}
+        print(json.dumps(result["whisper"], indent=1), flush=True)
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(result, indent=1))
+        return
     corpus = a.corpus or ("work/corpus" if Path("work/corpus/test.jsonl").is_file() and not a.quick else None)
     result = {"overhead": overhead(1 if a.quick else a.repeats, a.quick)}
     print(json.dumps(result["overhead"], indent=1), flush=True)

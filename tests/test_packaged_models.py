@@ -271,3 +271,47 @@ def test_both_models_reproduce_their_runtimes_on_real_speech():
                           [list(tok.sot_sequence_including_notimestamps)], beam_size=1, max_length=224,
                           suppress_blank=True, suppress_tokens=[-1])
         assert ours.text.strip() == tok.decode([t for t in out[0].sequences_ids[0] if t < tok.eot]).strip(), clip.id
+
+
+def test_whisper_naps_leave_the_padding_to_30_s_out():
+    """Windowed NAPs of Whisper's encoder, written out from the captured layer: only the frames of
+    speech (the first ``frames_of(samples)`` of 1500) enter any sum."""
+    pytest.importorskip("whisper", reason="openai-whisper is an extra")
+    from introspeech.corpus.load import builtin_corpus, load_corpus, utterance_features
+    from introspeech.models.packaged import describe_packaged
+    from introspeech.models.whisper_frontend import frames_of
+    from introspeech.profiles.engine import profile_corpus
+    from introspeech.profiles.labels import layer_frame, phone_table
+    from introspeech.profiles.settings import ProfileSettings
+
+    desc = describe_packaged("whisper-tiny.en")
+    utt = load_corpus(builtin_corpus())["test"][0]
+    half = 4
+    acc = profile_corpus(desc, desc.features, [utt], ProfileSettings(groups=("phonemes",), relevance="",
+                                                                        nap_window=half)).arrays
+    wave = utterance_features(utt, desc.features)
+    captured = {}
+    block = dict(desc.module.named_modules())["encoder.blocks.3"]
+    handle = block.register_forward_hook(lambda m, i, o: captured.setdefault("a", o[0].detach().double()))
+    try:
+        with torch.no_grad():
+            desc.module(torch.as_tensor(wave)[None])
+    finally:
+        handle.remove()
+    n = frames_of(wave.shape[-1])
+    assert 0 < n < 1500 and captured["a"].shape[0] == 1500
+    a = captured["a"][:n].numpy()
+    geo = desc.layer("encoder.blocks.3").geometry
+    starts, ends, idx = phone_table(utt.phones)
+    wsum, wcount = np.zeros((40, 2 * half + 1, 384)), np.zeros((40, 2 * half + 1))
+    for s, e, g in zip(starts, ends, idx):
+        if g < 0:
+            continue
+        c = int(layer_frame(geo, 0.5 * (s + e) * 16000))
+        for k in range(-half, half + 1):
+            if 0 <= c + k < n:
+                wsum[g, k + half] += a[c + k]
+                wcount[g, k + half] += 1
+    assert wcount.sum() > 0 and (wcount[:, -1] < wcount[:, half]).any()  # the last windows were cut at speech's end
+    np.testing.assert_array_equal(acc["wnap/encoder.blocks.3/phonemes/count"], wcount)
+    np.testing.assert_allclose(acc["wnap/encoder.blocks.3/phonemes/sum"], wsum, rtol=1e-4, atol=1e-3)

@@ -70,6 +70,11 @@ class FrameGeometry:
         """Input frame at the centre of frame t's receptive field."""
         return t * self.stride + self.offset + (self.rf - 1) / 2
 
+    def frames_within(self, n: int) -> int:
+        """How many frames (from 0) are centred on one of ``n`` input frames: the rest of a layer's
+        frames stand for padding a model added itself (Whisper's 30 s windows)."""
+        return max(0, math.floor((n - 1 - self.offset - (self.rf - 1) / 2) / self.stride) + 1)
+
     def union(self, other: FrameGeometry) -> FrameGeometry | None:
         """The window covering both (branches added together); None if their strides differ."""
         if self.stride != other.stride:

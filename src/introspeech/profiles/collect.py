@@ -148,6 +148,9 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
             recording = _recorded_forward(model, x, hooks) if s.relevance and not s.gradient_adjusted else None
             acts, out = (hooks.acts, recording[2]) if recording else hooks(x, keep_graph=s.gradient_adjusted)
             lengths = {name: acts[name].shape[-1] for name in layout.layers}
+            if not layout.local:  # frames of padding the model added (Whisper's 30 s) are in no statistic
+                lengths = {name: min(n, geo.frames_within(x.shape[-1]))
+                           for (name, n), geo in zip(lengths.items(), layout.geometry)}
         else:
             if s.gradient_adjusted:
                 raise InputError(utt.audio_path or utt.id, f"gradient-adjusted NAPs need the whole utterance's graph: "
@@ -169,7 +172,7 @@ def accumulate_utterance(acc: dict, model: nn.Module, layout: Layout, s: Profile
     time_major: dict[str, np.ndarray] = {}
     if acts is not None:
         for name in layout.layers:
-            a = time_major[name] = np.ascontiguousarray(acts[name][0].detach().numpy().T)  # (time, channels)
+            a = time_major[name] = np.ascontiguousarray(acts[name][0, :, :lengths[name]].detach().numpy().T)  # (time, ch)
             accumulate_layer(a, *labellings[name])
     else:
         _accumulate_pieces(hooks, layout, x, parts, labellings)
