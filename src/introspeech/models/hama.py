@@ -36,8 +36,9 @@ BLANK_BIAS = -0.1  # added to the blank's log-probability before hama's greedy d
 class FrontEnd(nn.Module):
     """Waveform → log-Mel ``(batch, 80, frames)`` as the graph computes it: reflect padding, the
     STFT's real and imaginary parts as two Conv1d (the window in their kernels), power, the Mel
-    filterbank as a 1×1 Conv1d, log (``pad``: the reflect padding of each side). Layers, not code, so that tracing finds its geometry (a frame
-    every 160 samples, 400 wide) and LRP its rules."""
+    filterbank as a 1×1 Conv1d, log (``pad``: the reflect padding of each side). Layers, not
+    code, so that tracing finds its geometry (a frame every 160 samples, 400 wide) and LRP its
+    rules."""
 
     def __init__(self, real: torch.Tensor, imag: torch.Tensor, mel: torch.Tensor, pad: tuple[int, int] = (200, 200)):
         super().__init__()
