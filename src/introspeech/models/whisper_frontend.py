@@ -73,11 +73,15 @@ class WhisperEncoder(nn.Module):
 
 class WhisperTokens(nn.Module):
     """``(batch, 1, samples)`` and ``tokens (batch, n)`` → the decoder's scores ``(batch, n, vocab)``,
-    teacher-forced: row i scores the token after ``tokens[:, :i + 1]``."""
+    teacher-forced: row i scores the token after ``tokens[:, :i + 1]``.
 
-    def __init__(self, whisper: nn.Module):
+    ``mel=True``: the input is the front end's log-Mel ``(batch, 80, 3000)`` instead (maps over
+    Mel bands and 10 ms frames; LRP needs it: the front end's floor below each utterance's
+    maximum has no relevance rule, and LRP through the waveform front end is refused)."""
+
+    def __init__(self, whisper: nn.Module, mel: bool = False):
         super().__init__()
-        self.front = WhisperFrontEnd()
+        self.front = nn.Identity() if mel else WhisperFrontEnd()
         self.encoder = whisper.encoder
         self.decoder = whisper.decoder
 
