@@ -400,7 +400,7 @@ def main() -> None:
           f"{'max diff':>11}{'MB':>7}")
     for which, rows in res.items():
         for k, v in rows.items():
-            if k != "setup":
+            if k != "setup" and which != "whisper":
                 print(f"{which:<12}{k:<22}{v['seconds']:>9.2f}{v['loop_seconds_extrapolated']:>10.1f}"
                       f"{v['batch_seconds_extrapolated']:>10.1f}{v['speedup_vs_loop']:>8.1f}{v['speedup_vs_batch']:>8.1f}"
                       f"{v['max_abs_diff']:>11.2e}{v['peak_mb']:>7.0f}")

@@ -141,7 +141,7 @@ def synth(
         raise InputError("--resume" if resume else "--out", str(e)) from None
     bar.close()
     brief = {k: summary[k] for k in ("hours", "utterances", "failed", "cmudict_agreement", "wall_seconds",
-                                     "audio_seconds_per_second")}
+                                     "audio_seconds_per_second", "complete")}
     typer.echo(json.dumps(brief, indent=1))
 
 

@@ -16,7 +16,9 @@ voices speaking English) and ``piper`` (a neural voice made from a real speaker'
 them; its ``heldout`` split is spoken by `kokoro_voice.HELDOUT` alone.
 
 Each finished task is appended to ``progress.log`` at once; ``resume`` reads it back and renders
-only what is missing, so a stop loses the tasks in flight and nothing else.
+only what is missing, so a stop loses the tasks in flight and nothing else. An interrupted run
+(Ctrl-C, SIGTERM) still writes the manifests and summary of what is done (``complete``: false):
+a partial corpus can be trained on while the rest is made.
 ``augment`` passes that share of the training utterances through `acoustics` (speed, rooms,
 noise, channels); valid, test and held-out audio stay clean.
 """
@@ -26,6 +28,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import random
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -375,19 +379,27 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
     workers = workers or min(mp.cpu_count(), 8)
     done = len(jobs) - len(todo)
     ctx = mp.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker) as pool, log.open("a", encoding="utf-8") as journal:
-        for res in pool.imap_unordered(_work, tasks):
-            for r in res:
-                if "error" in r:
-                    errors[r["id"]] = r["error"]
-                else:
-                    records[r["id"]] = r["record"]
-                    raw_counts.update(r["raw_phones"])
-                    journal.write(json.dumps(r, ensure_ascii=False) + "\n")
-            journal.flush()
-            done += len(res)
-            if progress:
-                progress(done, len(jobs))
+    stopped = False
+    previous = signal.signal(signal.SIGTERM, _stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        with ctx.Pool(workers, initializer=_init_worker) as pool, log.open("a", encoding="utf-8") as journal:
+            for res in pool.imap_unordered(_work, tasks):
+                for r in res:
+                    if "error" in r:
+                        errors[r["id"]] = r["error"]
+                    else:
+                        records[r["id"]] = r["record"]
+                        raw_counts.update(r["raw_phones"])
+                        journal.write(json.dumps(r, ensure_ascii=False) + "\n")
+                journal.flush()
+                done += len(res)
+                if progress:
+                    progress(done, len(jobs))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the manifests hold what is done; --resume goes on
+        stopped = True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     by_split: dict[str, list[dict]] = {s: [] for s in splits}
     for job in jobs:  # plan order, so the manifests are deterministic
         if job.id in records:
@@ -410,9 +422,14 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
         "synth_phone_counts": dict(raw_counts.most_common()),
         "features": features.to_dict(), "workers": workers, "wall_seconds": round(wall, 2),
         "resumed": len(jobs) - len(todo), "audio_seconds_per_second": round(rendered_s / wall, 2),
+        "complete": not stopped and len(records) + len(errors) == len(jobs),
     }
     (out / "corpus.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _check_settings(out: Path, settings: dict) -> None:
