@@ -126,7 +126,8 @@ def test_same_seed_same_corpus(tmp_path):
 
 
 def test_an_interrupted_run_keeps_its_manifests_and_resumes(tmp_path):
-    sents = [f"{a} {b} the {c}" for a in ("she", "we", "they") for b in ("saw", "heard") for c in ("cat", "ship")]
+    sents = [f"{a} {b} the {c}" for a in ("she", "we", "they") for b in ("saw", "heard", "fetched")
+             for c in ("cat", "ship", "bridge", "measure")]
     out = tmp_path / "c"
 
     def stop(done, total):
@@ -138,7 +139,7 @@ def test_an_interrupted_run_keeps_its_manifests_and_resumes(tmp_path):
     assert sum(len(read_manifest(out / f"{s}.jsonl")) for s in SPLITS) == kept
     again = synthesize(out, 0.03, seed=4, workers=1, sentences=sents, resume=True)
     assert again["complete"] and again["resumed"] == kept and again["failed"] == 0
-    whole = synthesize(tmp_path / "w", 0.03, seed=4, workers=1, sentences=sents)
+    synthesize(tmp_path / "w", 0.03, seed=4, workers=1, sentences=sents)
     for s in SPLITS:
         assert [(u.id, u.text, u.duration) for u in read_manifest(out / f"{s}.jsonl")] == \
                [(u.id, u.text, u.duration) for u in read_manifest(tmp_path / "w" / f"{s}.jsonl")]

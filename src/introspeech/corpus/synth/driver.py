@@ -195,6 +195,7 @@ def _init_worker() -> None:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's stop handler is not the workers': terminate ends them
 
 
 def _backend(synth: str):
