@@ -46,7 +46,10 @@ def _recognizer_description(model, factory, weights, alphabet, features, builtin
 
     desc = _description(model, factory, weights, alphabet, features)
     if desc.output.kind != "ctc":
-        raise InputError("--model-factory", f"a recognizer has a CTC output; this model's output is {desc.output.kind}")
+        what = "an encoder's frames (Whisper: naps --groups phonemes, layers, transcribe)" \
+            if desc.output.kind == "encoder" else desc.output.kind
+        raise InputError("--model-factory" if factory else "--model",
+                         f"this command needs a CTC recognizer; {desc.name}'s output is {what}")
     if builtin_alphabet and desc.output.alphabet != SYMBOLS:
         raise InputError("--alphabet", "the demo's sections decode with the built-in alphabet (29 symbols, blank "
                                        f"last); this model's output has {len(desc.output.alphabet)} symbols")
