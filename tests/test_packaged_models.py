@@ -355,3 +355,17 @@ def test_whisper_token_maps_in_one_pass_equal_one_token_at_a_time():
     with pytest.raises(UnsupportedOperation, match="amax"):
         attribute(model, wave, (int(targets[2]), 2), "lrp")
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in whisper.modules())
+
+
+def test_representations_sample_whispers_frames_of_speech_without_letters():
+    pytest.importorskip("whisper", reason="openai-whisper is an extra")
+    from introspeech.corpus.load import builtin_corpus, load_corpus
+    from introspeech.models.packaged import describe_packaged
+    from introspeech.representations.sampling import sample_frames
+
+    desc = describe_packaged("whisper-tiny.en")
+    utts = load_corpus(builtin_corpus())["test"][:2]
+    frames = sample_frames(desc, utts, per_utterance=30, seed=0)
+    assert (frames.letters == -1).all() and (frames.phones >= 0).all()  # no letters: Whisper does not spell them
+    assert set(frames.layers) == {layer.name for layer in desc.layers}
+    assert all(v.shape == (frames.phones.size, layer.channels) for layer, v in zip(desc.layers, frames.layers.values()))

@@ -568,7 +568,9 @@ def representations(
     from .report.sections.representations import representations_section
     from .representations.run import analyse
 
-    desc = _recognizer_description(model, model_factory, weights, alphabet, features)
+    desc = _description(model, model_factory, weights, alphabet, features)
+    if desc.output.kind not in ("ctc", "encoder"):
+        raise InputError("--model", f"representations need per-frame layers; {desc.name}'s output is {desc.output.kind}")
     data = load_corpus(corpus)
     if split not in data:
         raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")

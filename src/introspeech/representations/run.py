@@ -131,7 +131,8 @@ def layer_probes(frames: Frames, random_frames: Frames | None, name: str, bootst
     row["selectivity_phones"] = row["probe_phones"] - row["control_phones"]
     row["majority_phones"] = majority_rate(ph, train, test)
     has_letter = frames.letters >= 0
-    row["probe_letters"] = probe(x[has_letter], frames.letters[has_letter], groups[has_letter])
+    row["probe_letters"] = (probe(x[has_letter], frames.letters[has_letter], groups[has_letter]) if has_letter.any()
+                            else float("nan"))  # a model that does not spell letters (phonemes, an encoder)
     row["random_init_probe_phones"] = (probe(random_frames.layers[name], ph, groups) if random_frames is not None
                                        else float("nan"))
     right = np.zeros(0) if hits is None else hits.astype(np.float64)

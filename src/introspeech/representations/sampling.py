@@ -64,6 +64,7 @@ def sample_frames(desc: ModelDescription, utts: list[Utterance], per_utterance: 
     acts = {n: [] for n in layout.layers}
     phones, letters, owners = [], [], []
     ref = layout.geometry[0]  # times are drawn on the first layer's frames and mapped to every layer
+    spells = desc.output.spells
     with Capture(model, layout) as cap:
         for k, u in enumerate(utts):
             try:
@@ -74,7 +75,8 @@ def sample_frames(desc: ModelDescription, utts: list[Utterance], per_utterance: 
                 with torch.no_grad():
                     layer_out, y = cap(x)
                     base = desc.module(x)[0] if module is not None else y[0]
-                sym, first, last = letter_runs(base.detach(), normalize_text(u.text).text, "reference", layout)
+                if spells:
+                    sym, first, last = letter_runs(base.detach(), normalize_text(u.text).text, "reference", layout)
             except (InputError, ValueError) as e:
                 if on_error is None:
                     raise
@@ -83,7 +85,8 @@ def sample_frames(desc: ModelDescription, utts: list[Utterance], per_utterance: 
             n0 = layer_out[layout.layers[0]].shape[-1]
             table = phone_table(u.phones)
             ph = map_phone_table(table, ref, n0, cfg.frame_rate)
-            let = map_letters(run_labels(layout.letter_groups(sym), first, last, base.shape[-1]), layout.output, ref, n0)
+            let = (map_letters(run_labels(layout.letter_groups(sym), first, last, base.shape[-1]), layout.output, ref, n0)
+                   if spells else np.full(n0, -1, dtype=np.int64))  # letters only where the output spells them
             where = np.flatnonzero(ph >= 0)
             pick = np.sort(rng.choice(where, size=min(per_utterance, where.size), replace=False))
             times = ref.centre(0) + ref.stride * pick
