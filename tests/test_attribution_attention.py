@@ -366,3 +366,18 @@ def test_sanity_examples_of_a_model_without_locality_are_whole_utterances():
     lengths = {f.shape[1] for _, f in load_features(utts, desc.features)}
     assert case.inputs and all(x.shape[-1] in lengths for x in case.inputs)
     assert _waveform_2d(torch.arange(1000.0).reshape(1, 1, 1000)).shape == (160, 6)
+
+
+@pytest.mark.parametrize("layer", ["blocks.0", "blocks.1.conv.pw2"])
+def test_grad_cam_for_all_frames_of_a_model_without_locality_equals_the_per_frame_loop(layer):
+    """No cone geometry exists for an attention model: each frame gets its own backward pass, and
+    the maps must equal Grad-CAM called frame by frame."""
+    model = randomize(ConformerCTC(), seed=5)
+    x = torch.randn(1, 6, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    state = model_state(model)
+    with torch.no_grad():
+        cls = model(x)[0].argmax(0)
+    want = _loop(model, x, cls, "grad_cam", layer=layer)
+    got = attribute_frames(model, x, "all", cls, "grad_cam", chunk=4, layer=layer)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+    assert_same_state(state, model_state(model))

@@ -148,3 +148,29 @@ def test_image_faithfulness_deletes_the_planted_pixels_first():
     assert set(res["methods"]) == {"gradient_x_input", "occlusion"}  # segments are time spans, not pixels
     for row in res["methods"].values():
         assert row["examples"] == 4 and row["deletion_auc"] < 0.5 * res["chance"]["deletion_auc"]
+
+
+def test_named_windows_on_a_waveform_count_samples_of_10_ms():
+    from introspeech.explanations.run import waveform_windows
+
+    assert waveform_windows({"window": (8, 10)}, 16000) == {"window": (1, 1600)}
+    assert waveform_windows({"window": 10, "steps": 3}, 8000) == {"window": 800, "steps": 3}
+    assert waveform_windows({"steps": 3}, 16000) == {"steps": 3}
+
+
+def test_road_imputation_of_regions_without_kept_neighbours_is_defined():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no singular-matrix warning, no NaN
+        np.testing.assert_array_equal(impute(x, np.ones_like(x, dtype=bool), 0.0, rng), np.zeros_like(x))
+        removed = np.zeros((1, 40), dtype=bool)
+        removed[0, 10:30] = True
+        v = impute(x, removed, 0.0, rng)
+    np.testing.assert_array_equal(v[~removed], x[~removed])
+    assert np.all(np.isfinite(v)) and np.all(np.diff(v[0, 9:31]) != 0)  # a harmonic ramp between kept ends
+    grid = rng.standard_normal((3, 3))
+    hole = np.ones((3, 3), dtype=bool)
+    assert np.allclose(impute(grid, hole, 0.0, rng), 0.0)

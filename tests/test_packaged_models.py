@@ -169,9 +169,12 @@ def test_transcribe_by_name_with_whisper_and_its_errors():
         want = whisper.decode(model, mel, whisper.DecodingOptions(language="en", without_timestamps=True, fp16=False))
         assert line.split("\t")[1] == want.text.strip()
     res = runner.invoke(app, ["layers", "--model", "whisper-tiny.en"])
-    assert res.exit_code == 2 and "transcribe` runs it" in res.output
+    assert res.exit_code == 0, res.output
+    assert "blocks.3" in res.output and "not local" in res.output  # attention blocks see the whole input
     res = runner.invoke(app, ["transcribe", "--model", "whisper-tiny.en", "--lm", "x.arpa", str(utts[0].audio_path)])
     assert res.exit_code == 2 and "--lm" in res.output
+    res = runner.invoke(app, ["patterns", "--model", "whisper-tiny.en", "--out", "unused"])
+    assert res.exit_code == 2 and "not per-frame symbols" in res.output
 
 
 def test_naps_of_hama_by_name(tmp_path):
@@ -369,3 +372,47 @@ def test_representations_sample_whispers_frames_of_speech_without_letters():
     assert (frames.letters == -1).all() and (frames.phones >= 0).all()  # no letters: Whisper does not spell them
     assert set(frames.layers) == {layer.name for layer in desc.layers}
     assert all(v.shape == (frames.phones.size, layer.channels) for layer, v in zip(desc.layers, frames.layers.values()))
+
+
+def test_hamas_explained_units_are_the_corpus_phones_aligned_where_they_are_spoken():
+    """Explanations of a phoneme recognizer target the alignment's phones (ARPAbet → IPA), each at
+    the frame its forced alignment puts it: within a frame or two of the phone's timing."""
+    import dataclasses
+
+    from introspeech.corpus.load import load_corpus, load_features
+    from introspeech.errors import InputError
+    from introspeech.explanations.run import phoneme_units
+    from introspeech.models.packaged import describe_packaged
+    from introspeech.text import ARPABET_TO_IPA, SILENCE
+
+    desc = describe_packaged("hama")
+    hop = 16000 / desc.output_geometry.stride if desc.output_geometry else 50.0
+    for u, f in load_features(load_corpus(None)["test"][:3], desc.features):
+        with torch.no_grad():
+            scores = desc.module(torch.as_tensor(f, dtype=torch.float32).unsqueeze(0))[0].double()
+        units = phoneme_units(desc, scores, u, desc.features.frame_rate)
+        phones = [p for p in u.phones if p.label != SILENCE]
+        assert [desc.output.alphabet[c.symbol] for c in units] == [ARPABET_TO_IPA[p.label] for p in phones]
+        err = [abs((c.frame + 0.5) / hop - 0.5 * (p.start + p.end)) for c, p in zip(units, phones)]
+        assert np.median(err) < 0.05, err
+        assert all(c.phone == (int(np.floor(p.start * 16000)), int(np.ceil(p.end * 16000))) for c, p in zip(units, phones))
+    with pytest.raises(InputError, match="no phone timings"):
+        phoneme_units(desc, scores, dataclasses.replace(u, phones=[]), desc.features.frame_rate)
+
+
+def test_feature_visualization_of_a_waveform_model_is_its_own_audio(tmp_path):
+    """hama reads samples: the optimized input is written as the WAV itself (no Mel inversion)."""
+    import soundfile as sf
+
+    from introspeech.corpus.load import load_corpus
+    from introspeech.featvis.run import SpeechData, run_featvis
+    from introspeech.models.packaged import describe_packaged
+
+    desc = describe_packaged("hama")
+    data = SpeechData(desc.features, load_corpus(None)["test"][:4], window=4000, n_windows=8)
+    res = run_featvis(desc, data, ["letter:s@5"], tmp_path, params=("direct",), steps=2)
+    row = res["objectives"]["letter 's'@5"]["direct"]
+    x = np.load(tmp_path / f"{row['file']}.npy")
+    wav, sr = sf.read(tmp_path / f"{row['file']}.wav")
+    assert sr == 16000 and x.shape == (1, res["frames"]) and wav.shape == (res["frames"],)
+    np.testing.assert_allclose(wav, np.clip(x[0], -1, 1), atol=1 / 2**15)

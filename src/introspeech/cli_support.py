@@ -108,6 +108,9 @@ def _profile_run(model, corpus, splits, out, settings, engine, workers, schedule
 
     own = own or {}
     desc = _description(model, own.get("factory"), own.get("weights"), own.get("alphabet"), own.get("features"))
+    if own.get("predicted_symbols") and desc.output.kind != "ctc":
+        raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}, not per-frame symbols: patterns "
+                         "average the input around the frames where a CTC output emits each symbol")
     if own.get("predicted_symbols") and not desc.output.spells and settings.letters_from == "reference":
         import dataclasses
 

@@ -159,7 +159,7 @@ def _explain(model, x, frames, classes, spec: Method, opts: dict, options: dict,
     if not spec.local:
         if "layer" in spec.needs(opts):
             raise ValueError(f"{spec.name} needs layer= (the module path of the layer whose activations it weighs)")
-        geo = geometry or chain_geometry(model, x)
+        geo = geometry or trace(model, x).geometry  # None: not local, one frame per backward pass
         return _cam_frames(model, x, out, todo, cls, spec, geo, chunk, progress, **opts)
     plan = spec.plan(model, x, None, **opts)
     if engine == "batched":
@@ -248,12 +248,13 @@ def _colored(model, x, todo, cls, plan: m.Plan, geo: FrameGeometry, chunk: int, 
     return Windows(result, starts, n_in)
 
 
-def _cam_frames(model, x, out, todo, cls, spec: Method, geo: FrameGeometry, chunk: int, progress, layer,
+def _cam_frames(model, x, out, todo, cls, spec: Method, geo: FrameGeometry | None, chunk: int, progress, layer,
                 relu: bool = True, mode: str = "linear") -> torch.Tensor:
     """Grad-CAM per frame: α_t,k = mean over positions of ∂y_t/∂A_k, from colour rows whose
-    per-frame gradient cones at the layer are disjoint; map_t = ReLU(Σ_k α_t,k A_k)."""
+    per-frame gradient cones at the layer are disjoint (``geo`` None, a model without locality:
+    one frame per row); map_t = ReLU(Σ_k α_t,k A_k)."""
     module = find_layer(model, layer)
-    rows = _colour_rows(todo, geo.spacing)
+    rows = _colour_rows(todo, geo.spacing) if geo is not None else [[t] for t in todo]
     alphas: torch.Tensor | None = None  # (frames, channels), allocated once the layer's width is known
     where = {t: i for i, t in enumerate(todo)}
     acts = None
@@ -280,6 +281,9 @@ def _cam_frames(model, x, out, todo, cls, spec: Method, geo: FrameGeometry, chun
     maps = upsample(cams, x.expand(len(todo), *x.shape[1:]), mode)
     if spec.modulated_by:
         local = lookup(spec.modulated_by)
-        guided = _colored(model, x, todo, cls, local.plan(model, x, None, **local.defaults()), geo, chunk, None, out)
+        plan = local.plan(model, x, None, **local.defaults())
+        if geo is None:
+            return batched_frames(model, x, todo, cls, plan, chunk, None) * maps
+        guided = _colored(model, x, todo, cls, plan, geo, chunk, None, out)
         return guided.dense() * maps
     return maps.contiguous()

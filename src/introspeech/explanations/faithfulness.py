@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from scipy import sparse
 from scipy.ndimage import gaussian_filter
+from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import spsolve
 from torch import nn
 
@@ -53,9 +54,12 @@ class Curves:
         return float(np.sum((y[1:] + y[:-1]) * np.diff(self.fractions)) / 2)
 
 
-def crop(x: torch.Tensor, geo: FrameGeometry, frame: int) -> tuple[int, int, int]:
+def crop(x: torch.Tensor, geo: FrameGeometry | None, frame: int) -> tuple[int, int, int]:
     """The input window ``[a, b)`` that holds output frame ``frame``'s receptive field, starting at a
-    multiple of the stride (so crop frame ``frame − a / stride`` is the whole run's), and that index."""
+    multiple of the stride (so crop frame ``frame − a / stride`` is the whole run's), and that index;
+    ``geo`` None (a model without locality: attention, global gates): the whole input."""
+    if geo is None:
+        return 0, x.shape[-1], frame
     lo, hi = geo.window(frame, x.shape[-1])
     a = lo // geo.stride * geo.stride
     return a, hi, frame - a // geo.stride
@@ -88,16 +92,32 @@ def _neighbour_weights(h: int, w: int) -> sparse.csr_matrix:
 
 def impute(x: np.ndarray, removed: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
     """ROAD's noisy linear imputation: each removed value is the weighted mean of its 8 neighbours
-    (direct 1/6, diagonal 1/12, renormalized at the edges), solved jointly, plus Gaussian noise."""
+    (direct 1/6, diagonal 1/12, renormalized at the edges), solved jointly, plus Gaussian noise. A
+    removed region with no kept neighbour (everything removed, or a region walled off) leaves those
+    equations undetermined: it takes the kept values' mean (0, the mean baseline, if none is kept)."""
     out = x.copy()
     r = removed.ravel()
     if not r.any():
         return out
     weights = _neighbour_weights(*x.shape)
-    lhs = sparse.identity(int(r.sum()), format="csr") - weights[r][:, r]
-    solved = spsolve(lhs.tocsc(), weights[r][:, ~r] @ x.ravel()[~r])
+    inner, rhs = weights[r][:, r], weights[r][:, ~r] @ x.ravel()[~r]
+    lhs = sparse.identity(int(r.sum()), format="csr") - inner
+    free = _without_boundary(inner, weights[r][:, ~r])
+    if free.any():  # a removed region that touches nothing kept: the equations hold for any constant
+        keep = sparse.diags((~free).astype(float))
+        lhs = keep @ lhs + sparse.diags(free.astype(float))
+        rhs = np.where(free, x.ravel()[~r].mean() if (~r).any() else 0.0, rhs)
+    solved = spsolve(lhs.tocsc(), rhs)
     out.ravel()[np.flatnonzero(r)] = np.atleast_1d(solved) + rng.normal(0, noise, int(r.sum()))
     return out
+
+
+def _without_boundary(inner: sparse.csr_matrix, to_kept: sparse.csr_matrix) -> np.ndarray:
+    """Removed values whose connected region (8-neighbours) has no kept neighbour."""
+    n, label = connected_components(inner, directed=False)
+    touches = np.zeros(n, dtype=bool)
+    touches[label[np.asarray(to_kept.sum(1)).ravel() > 0]] = True
+    return ~touches[label]
 
 
 def replacement(x: np.ndarray, baseline: str, rng: np.random.Generator) -> np.ndarray:
@@ -137,12 +157,12 @@ def perturbation_curves(window: np.ndarray, rel: np.ndarray, probability, steps:
     return Curves(np.array(counts) / len(patches), prob[:, 0], prob[:, 1], prob[:, 2], prob[:, 3])
 
 
-def letter_curves(model: nn.Module, x: torch.Tensor, geo: FrameGeometry, cls: int, frame: int, relevance: torch.Tensor,
+def letter_curves(model: nn.Module, x: torch.Tensor, geo: FrameGeometry | None, cls: int, frame: int, relevance: torch.Tensor,
                   steps: int = 10, patch: tuple[int, int] = (8, 4), baseline: str = "mean", seed: int = 0,
                   road_noise: float = 0.1, scores: torch.Tensor | None = None) -> Curves:
     """The four curves of one letter (class ``cls`` at output ``frame``) and its map ``relevance``
-    ``(n_mels, time)`` of input ``x`` ``(1, n_mels, time)``, on the letter's receptive-field window;
-    ``scores``: the whole input's output ``(classes, frames)`` if already computed."""
+    ``(n_mels, time)`` of input ``x`` ``(1, n_mels, time)``, on the letter's receptive-field window
+    (``geo`` None: the whole input, for models without locality); ``scores``: the whole input's output ``(classes, frames)`` if already computed."""
     a, b, t = crop(x, geo, frame)
     window = x[0, :, a:b].detach().cpu().numpy().astype(np.float64)
     rel = relevance[..., a:b].detach().cpu().double().numpy().reshape(window.shape)

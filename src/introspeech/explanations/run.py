@@ -27,7 +27,7 @@ from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..models.description import ModelDescription, default_cam_layer
 from ..summaries import json_ready
-from ..text import normalize_text
+from ..text import ARPABET_TO_IPA, SILENCE, normalize_text
 from .faithfulness import Curves, image_curves, letter_curves
 from .localization import chance_share, letter_spans, share
 
@@ -38,7 +38,8 @@ COLUMNS = ("sanity_spearman_abs", "deletion_auc", "insertion_auc", "road", "phon
 
 @dataclass
 class Letter:
-    """A reference letter to explain: class and output frame, its phone and word spans (input frames)."""
+    """A reference unit to explain (a letter, or a phoneme of a phoneme recognizer): class and
+    output frame, its phone and word spans (input frames)."""
 
     utterance: str
     symbol: int
@@ -49,32 +50,106 @@ class Letter:
 
 def utterance_letters(desc: ModelDescription, x: torch.Tensor, utt: Utterance, frame_rate: float,
                       limit: int = 0) -> list[Letter]:
-    """The reference letters of an utterance (at most ``limit``, evenly spaced; 0: all)."""
+    """The reference units of an utterance (at most ``limit``, evenly spaced; 0: all): the letters of
+    its transcript for a model that spells, the phones of its alignment (`phoneme_units`) for a
+    phoneme recognizer."""
     out = desc.output
     with torch.no_grad():
         scores = desc.module(x)[0].double()
-    text = normalize_text(utt.text).text
-    kept = [k for k, c in enumerate(text) if out.encode(c)]  # characters the alphabet spells
-    sym, first, last = forced_align_arrays(scores.numpy(), [out.encode(text[k])[0] for k in kept], out.blank)
-    spans = letter_spans(utt.words, utt.phones, text) if utt.words and utt.phones else [None] * len(text)
-
-    def frames(span, i, j):
-        return (int(np.floor(span[i] * frame_rate)), int(np.ceil(span[j] * frame_rate))) if span else None
-    letters = []
-    for k, s, a, b in zip(kept, sym, first, last):
-        if text[k] == " ":
-            continue
-        t = int(a + scores[int(s), a:b + 1].argmax())
-        letters.append(Letter(utt.id, int(s), t, frames(spans[k], 0, 1), frames(spans[k], 2, 3)))
+    if out.kind == "ctc" and out.spaced:
+        letters = phoneme_units(desc, scores, utt, frame_rate)
+    else:
+        letters = _letter_units(desc, scores, utt, frame_rate)
     if limit and len(letters) > limit:
         letters = [letters[int(i)] for i in np.linspace(0, len(letters) - 1, limit)]
     return letters
 
 
+def _frames(span, i: int, j: int, frame_rate: float) -> tuple[int, int] | None:
+    return (int(np.floor(span[i] * frame_rate)), int(np.ceil(span[j] * frame_rate))) if span else None
+
+
+def _letter_units(desc: ModelDescription, scores: torch.Tensor, utt: Utterance, frame_rate: float) -> list[Letter]:
+    out = desc.output
+    text = normalize_text(utt.text).text
+    kept = [k for k, c in enumerate(text) if out.encode(c)]  # characters the alphabet spells
+    sym, first, last = forced_align_arrays(scores.log_softmax(0).numpy(), [out.encode(text[k])[0] for k in kept],
+                                           out.blank)
+    spans = letter_spans(utt.words, utt.phones, text) if utt.words and utt.phones else [None] * len(text)
+    letters = []
+    for k, s, a, b in zip(kept, sym, first, last):
+        if text[k] == " ":
+            continue
+        t = int(a + scores[int(s), a:b + 1].argmax())
+        letters.append(Letter(utt.id, int(s), t, _frames(spans[k], 0, 1, frame_rate),
+                              _frames(spans[k], 2, 3, frame_rate)))
+    return letters
+
+
+def phoneme_units(desc: ModelDescription, scores: torch.Tensor, utt: Utterance, frame_rate: float) -> list[Letter]:
+    """The phones of an utterance's alignment for a phoneme recognizer: each ARPAbet phone as the
+    output's IPA token (`text.ARPABET_TO_IPA`), words separated by the output's boundary token,
+    forced-aligned to its scores; each phone explained at the frame of its span where its score is
+    highest, its phone span the phone's own timing, its word span the word's around its middle.
+    Silences are left out; an utterance without phone timings is an error naming it."""
+    out = desc.output
+    if not utt.phones:
+        raise InputError(utt.audio_path or utt.id, f"utterance {utt.id} has no phone timings: a phoneme "
+                         "recognizer's units are explained against the corpus' phones")
+    index = {tok: i for i, tok in enumerate(out.alphabet) if i != out.blank}
+    words = [w for w in (utt.words or []) if w.label != SILENCE]
+
+    def word_of(p) -> int:
+        mid = 0.5 * (p.start + p.end)
+        return next((k for k, w in enumerate(words) if w.start <= mid < w.end), -1)
+    seq, units, prev_word = [], [], None
+    for p in utt.phones:
+        if p.label == SILENCE:
+            continue
+        tok = ARPABET_TO_IPA.get(p.label)
+        if tok is None or tok not in index:
+            raise ValueError(f"phone {p.label!r} of utterance {utt.id} has no token in {desc.name}'s output")
+        w = word_of(p)
+        if out.boundary in index and prev_word is not None and w != prev_word:
+            seq.append(index[out.boundary])
+        prev_word = w
+        units.append((len(seq), p, w))
+        seq.append(index[tok])
+    sym, first, last = forced_align_arrays(scores.log_softmax(0).numpy(), seq, out.blank)
+    letters = []
+    for k, p, w in units:
+        s, a, b = int(sym[k]), int(first[k]), int(last[k])
+        t = int(a + scores[s, a:b + 1].argmax())
+        word = (words[w].start, words[w].end) if w >= 0 else None
+        letters.append(Letter(utt.id, s, t, _frames((p.start, p.end), 0, 1, frame_rate),
+                              _frames(word, 0, 1, frame_rate)))
+    return letters
+
+
 def _options(desc: ModelDescription, name: str, x: torch.Tensor) -> tuple[str, dict]:
     method, opts = NAMED[name]
+    if desc.features is not None and desc.features.kind == "waveform":
+        opts = waveform_windows(opts, desc.features.sample_rate)
     low, high = x.min(-1, keepdim=True).values, x.max(-1, keepdim=True).values  # z^B bounds per band
     return method, method_record(method).with_context(opts, layer=default_cam_layer(desc), low=low, high=high)
+
+
+FRAME_S = 0.010
+"""The named methods' windows (occlusion patches, segments) and the faithfulness patches count
+10 ms frames of a log-Mel input; on a waveform model each such frame is ``sample_rate / 100``
+samples."""
+
+
+def waveform_windows(opts: dict, sample_rate: int) -> dict:
+    """A named method's options for a waveform input ``(1, samples)``: time windows in samples of
+    10 ms, the band extent 1."""
+    hop = int(round(sample_rate * FRAME_S))
+    opts = dict(opts)
+    if isinstance(opts.get("window"), (tuple, list)):
+        opts["window"] = (1, int(opts["window"][-1]) * hop)
+    elif isinstance(opts.get("window"), int):
+        opts["window"] = int(opts["window"]) * hop
+    return opts
 
 
 def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods: list[str] | None = None,
@@ -89,6 +164,10 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(NAMED)}")
     cfg, geo, model = desc.features, desc.output_geometry, desc.module
+    if not desc.layers[-1].local:  # attention or a global gate: every output frame reads all the input
+        geo = None
+    if cfg.kind == "waveform":  # patches of 10 ms frames, in samples
+        patch = (1, patch[-1] * int(round(cfg.sample_rate * FRAME_S)))
     cases = []
     for u in utts:
         try:
@@ -134,11 +213,11 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
                     prof = np.abs(arr).reshape(-1, arr.shape[-1]).sum(0)
                     got["shift_ms"].append((int(prof.argmax()) - 0.5 * sum(c.phone)) * 1000 / desc.features.frame_rate)
                     if name == methods[0]:
-                        chance["phone_share"].append(chance_share(geo.window(c.frame, x.shape[-1]), *c.phone))
+                        chance["phone_share"].append(chance_share(_window(geo, c.frame, x.shape[-1]), *c.phone))
                 if c.word:
                     got["word_share"].append(share(arr, *c.word))
                     if name == methods[0]:
-                        chance["word_share"].append(chance_share(geo.window(c.frame, x.shape[-1]), *c.word))
+                        chance["word_share"].append(chance_share(_window(geo, c.frame, x.shape[-1]), *c.word))
         row = {k: _mean(v) for k, v in got.items() if k != "shift_ms"}
         row["shift_ms"] = float(np.median(got["shift_ms"])) if got["shift_ms"] else float("nan")
         row["seconds_per_utterance"] = _mean(seconds)
@@ -150,6 +229,10 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
             "settings": {"steps": steps, "patch": list(patch), "baseline": baseline,
                          "letters_per_utterance": letters_per_utterance}, "curves": _mean_curves(curves)})
 
+
+
+def _window(geo, frame: int, n: int) -> tuple[int, int]:
+    return (0, n) if geo is None else geo.window(frame, n)
 
 
 def _mean(values) -> float:

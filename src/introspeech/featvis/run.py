@@ -40,11 +40,15 @@ class SpeechData:
         self.low = torch.tensor(np.percentile(cat, 0.5, axis=1), dtype=torch.float32)[:, None]
         self.high = torch.tensor(np.percentile(cat, 99.5, axis=1), dtype=torch.float32)[:, None]
         self.windows = sample_windows(self.feats, window, n_windows, seed)
-        self.mean, self.std = log_mel_stats(cfg, utts)
         self.cfg = cfg
+        if cfg.kind != "waveform":
+            self.mean, self.std = log_mel_stats(cfg, utts)
 
     def audio(self, x: torch.Tensor) -> np.ndarray:
-        """A z-normalized input ``(1, n_mels, frames)`` as a waveform (typical level, Griffin-Lim)."""
+        """A z-normalized input ``(1, n_mels, frames)`` as a waveform (typical level, Griffin-Lim);
+        a waveform model's input ``(1, 1, samples)`` is already one (clipped to ±1)."""
+        if self.cfg.kind == "waveform":
+            return np.clip(x[0, 0].detach().numpy().astype(np.float64), -1.0, 1.0)
         logmel = x[0].detach().numpy().astype(np.float64) * self.std + self.mean
         return mel_to_audio(logmel, self.cfg, n_iter=48)
 
