@@ -162,7 +162,8 @@ def letter_curves(model: nn.Module, x: torch.Tensor, geo: FrameGeometry | None, 
                   road_noise: float = 0.1, scores: torch.Tensor | None = None) -> Curves:
     """The four curves of one letter (class ``cls`` at output ``frame``) and its map ``relevance``
     ``(n_mels, time)`` of input ``x`` ``(1, n_mels, time)``, on the letter's receptive-field window
-    (``geo`` None: the whole input, for models without locality); ``scores``: the whole input's output ``(classes, frames)`` if already computed."""
+    (``geo`` None: the whole input, for models without locality); ``scores``: the whole input's
+    output ``(classes, frames)`` if already computed."""
     a, b, t = crop(x, geo, frame)
     window = x[0, :, a:b].detach().cpu().numpy().astype(np.float64)
     rel = relevance[..., a:b].detach().cpu().double().numpy().reshape(window.shape)
