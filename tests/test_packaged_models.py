@@ -416,3 +416,17 @@ def test_feature_visualization_of_a_waveform_model_is_its_own_audio(tmp_path):
     wav, sr = sf.read(tmp_path / f"{row['file']}.wav")
     assert sr == 16000 and x.shape == (1, res["frames"]) and wav.shape == (res["frames"],)
     np.testing.assert_allclose(wav, np.clip(x[0], -1, 1), atol=1 / 2**15)
+
+
+def test_demo_by_name_on_hama_and_a_named_error_for_whisper(tmp_path):
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["demo", "--model", "hama", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "d" / "index.html").read_text()
+    assert "A model that learned from real speech" in html and "model: hama" in html
+    res = runner.invoke(app, ["demo", "--model", "whisper-tiny.en", "--out", str(tmp_path / "w")])
+    assert res.exit_code == 2 and "runs hama" in res.output

@@ -15,6 +15,7 @@ from ..audio import PRESETS
 from ..corpus.load import load_corpus, load_features
 from ..errors import InputError, report_skipped
 from ..models.description import ModelDescription, describe
+from ..models.packaged import describe_packaged, is_packaged
 from .html import Section, write_report
 from .sections.asr import asr_section
 from .sections.attribution import attribution_section, corpus_bounds
@@ -156,6 +157,9 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
     log = lambda m: say(f"[{time.perf_counter() - t0:6.1f} s] {m}")  # noqa: E731
     splits = load_corpus(corpus)
     cfg = PRESETS["default"]
+    if model is not None and not isinstance(model, ModelDescription) and is_packaged(model) \
+            and not Path(model).exists():
+        return _packaged_demo(out, str(model), splits, corpus, log, t0)
     try:
         if isinstance(model, ModelDescription):
             net, cfg, meta = model, model.features, {"model": {"factory": model.factory or model.name}}
@@ -210,5 +214,27 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
     report_skipped(out, list(dict.fromkeys(skipped)), log)
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")
+    log(f"report written to {path}")
+    return path
+
+
+def _packaged_demo(out: Path, name: str, splits: dict, corpus, log: Callable[[str], None], t0: float) -> Path:
+    """``demo --model hama``: the corpus and the section on a model that learned from real speech
+    (its transcripts of real clips, every phoneme explained, its phoneme NAPs on the corpus). The
+    other sections read letters of the built-in alphabet, which hama's phonemes are not."""
+    from .sections.real_model import real_model_section
+
+    if name != "hama":
+        raise InputError("--model", f"the demo's real-model section runs hama; {name} runs by name in transcribe, "
+                         "evaluate, layers, naps --groups phonemes, representations and sanity")
+    describe_packaged(name)  # a missing wheel: the one-line error with the install command
+    sample = sample_utterance(splits)
+    log("corpus statistics and sample alignment")
+    sections = [corpus_section(splits, out, PRESETS["default"], sample)]
+    log("a model that learned from real speech: hama's phonemes, AttnLRP of every frame, NAPs")
+    sections.append(real_model_section(out, splits.get("test", [])[:40]))
+    path = write_report(out, sections, subtitle=f"model: {name} (the sections on letters need a recognizer over "
+                        f"the built-in alphabet); corpus: {corpus or 'built-in demo corpus'}; "
+                        f"built in {time.perf_counter() - t0:.1f} s")
     log(f"report written to {path}")
     return path
