@@ -149,7 +149,7 @@ def test_a_truncated_whisper_file_is_a_one_line_error(tmp_path):
         load_whisper(bad)
 
 
-def test_transcribe_by_name_with_whisper_and_its_errors():
+def test_transcribe_by_name_with_whisper_and_its_errors(tmp_path):
     pytest.importorskip("whisper", reason="openai-whisper is an extra")
     import whisper
     from typer.testing import CliRunner
@@ -173,8 +173,14 @@ def test_transcribe_by_name_with_whisper_and_its_errors():
     assert "blocks.3" in res.output and "not local" in res.output  # attention blocks see the whole input
     res = runner.invoke(app, ["transcribe", "--model", "whisper-tiny.en", "--lm", "x.arpa", str(utts[0].audio_path)])
     assert res.exit_code == 2 and "--lm" in res.output
-    res = runner.invoke(app, ["patterns", "--model", "whisper-tiny.en", "--out", "unused"])
+    res = runner.invoke(app, ["patterns", "--model", "whisper-tiny.en", "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and "not per-frame symbols" in res.output
+    res = runner.invoke(app, ["sanity", "--model", "whisper-tiny.en", "--out", str(tmp_path / "s"), "--no-image",
+                              "--random-label-steps", "0"])
+    assert res.exit_code == 2 and "not per-frame symbols" in res.output
+    res = runner.invoke(app, ["featvis", "--model", "whisper-tiny.en", "--objective", "letter:s", "--out",
+                              str(tmp_path / "f")])
+    assert res.exit_code == 2 and "needs an output over symbols" in res.output
 
 
 def test_naps_of_hama_by_name(tmp_path):
@@ -416,6 +422,11 @@ def test_feature_visualization_of_a_waveform_model_is_its_own_audio(tmp_path):
     wav, sr = sf.read(tmp_path / f"{row['file']}.wav")
     assert sr == 16000 and x.shape == (1, res["frames"]) and wav.shape == (res["frames"],)
     np.testing.assert_allclose(wav, np.clip(x[0], -1, 1), atol=1 / 2**15)
+    with torch.no_grad():  # letter:s names hama's own IPA token s, not the built-in alphabet's s
+        score = desc.module(torch.from_numpy(x).unsqueeze(0))[0, desc.output.alphabet.index("s"), 5]
+    assert float(score) == pytest.approx(row["objective"], abs=1e-3)
+    with pytest.raises(ValueError, match="unknown letter 'q'"):
+        run_featvis(desc, data, ["letter:q"], tmp_path, params=("direct",), steps=1)
 
 
 def test_demo_by_name_on_hama_and_a_named_error_for_whisper(tmp_path):

@@ -9,7 +9,7 @@ output, and returns one scalar per batch row.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -57,11 +57,17 @@ def output(index: int, position: int | None = None, name: str = "") -> Objective
     return Objective(name or f"output {index}" + (f"@{position}" if position is not None else ""), read)
 
 
-def letter(symbol: str, frame: int | None = None) -> Objective:
-    """A letter's score (logit) at an output frame, or averaged over all output frames."""
-    if symbol not in LETTERS:
-        raise ValueError(f"unknown letter {symbol!r}; letters are a–z, space and apostrophe")
-    return output(LETTERS.index(symbol), frame, f"letter {symbol!r}" + (f"@{frame}" if frame is not None else ""))
+def letter(symbol: str, frame: int | None = None, alphabet: Sequence[str] | None = None) -> Objective:
+    """A symbol's score (logit) at an output frame, or averaged over all output frames; ``alphabet``:
+    the model's output symbols (default: the built-in letters; a phoneme recognizer's IPA tokens)."""
+    symbols = LETTERS if alphabet is None else alphabet
+    if not any(symbols):
+        raise ValueError(f"letter:{symbol} needs an output over symbols; this model's output has none "
+                         "(use channel:LAYER:K or neuron:LAYER:K@T)")
+    if not symbol or symbol not in symbols:
+        shown = "a–z, space and apostrophe" if alphabet is None else " ".join(str(c) for c in symbols if c)[:300]
+        raise ValueError(f"unknown letter {symbol!r}; the output's symbols are {shown}")
+    return output(list(symbols).index(symbol), frame, f"letter {symbol!r}" + (f"@{frame}" if frame is not None else ""))
 
 
 def channel(layer: str, index: int) -> Objective:
@@ -79,9 +85,10 @@ def neuron(layer: str, index: int, position: int | tuple[int, ...]) -> Objective
 _TERM = re.compile(r"^(letter|channel|neuron|class):([^@]+?)(?:@([\d,]+))?$")
 
 
-def parse(spec: str) -> Objective:
+def parse(spec: str, alphabet: Sequence[str] | None = None) -> Objective:
     """``letter:s``, ``letter:s@40``, ``channel:layer9:17``, ``neuron:layer9:17@12``, ``class:3``,
-    joined by `` + `` / `` - `` (spaces required around the operators)."""
+    joined by `` + `` / `` - `` (spaces required around the operators); ``alphabet``: the output's
+    symbols that ``letter:`` names (default: the built-in letters)."""
     tokens = re.split(r"\s+([+-])\s+", spec.strip())
     total: Objective | None = None
     sign = "+"
@@ -96,7 +103,7 @@ def parse(spec: str) -> Objective:
         kind, arg, at = m.groups()
         pos = tuple(int(p) for p in at.split(",")) if at else None
         if kind == "letter":
-            term = letter(arg.replace("_", " "), pos[0] if pos else None)
+            term = letter(arg.replace("_", " "), pos[0] if pos else None, alphabet)
         elif kind == "class":
             term = output(int(arg), pos[0] if pos else None, f"class {arg}")
         else:

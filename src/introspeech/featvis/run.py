@@ -89,9 +89,10 @@ def run_featvis(model: nn.Module | ModelDescription, data: SpeechData, objective
     frames = prior.cfg.window if prior is not None else desc.output_geometry.rf
     centre = centre_frame(model, frames, data.low.shape[0])
     results: dict = {"frames": frames, "objectives": {}}
+    symbols = [None if i == desc.output.blank else c for i, c in enumerate(desc.output.alphabet)]  # blank: no name
     for spec in objectives:
-        spec_c = re.sub(r"(letter:[a-z_'])(?![@\w])", lambda m: f"{m.group(1)}@{centre}", spec)
-        obj = parse(spec_c)
+        spec_c = re.sub(r"(letter:[^\s@]+)(?=\s|$)", lambda m: f"{m.group(1)}@{centre}", spec)
+        obj = parse(spec_c, symbols)
         row = {}
         for param in params:
             if param == "prior" and prior is None:

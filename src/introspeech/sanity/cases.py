@@ -61,6 +61,9 @@ def speech_case(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: l
     """Examples: the middle letter of evenly spaced utterances, attributed on its receptive field;
     ``on_error(utterance, error)`` hears of unreadable ones (None: raise)."""
     desc = model if isinstance(model, ModelDescription) else describe(model, features=cfg)
+    if desc.output.kind != "ctc":
+        raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}, not per-frame symbols: the "
+                         "speech sanity checks explain a CTC output's emitted symbols")
     model = desc.module
     cam_layer = cam_layer or default_cam_layer(desc)
     pick = [utts[int(i)] for i in np.linspace(0, len(utts) - 1, min(len(utts), 3 * n_examples))]
