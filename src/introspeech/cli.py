@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
+from .cli_causal import ablate
 from .cli_support import (
     _ALPHABET,
     _BEAM,
@@ -648,6 +649,8 @@ def sanity(
     write_report(out, [sanity_section(results, out, n_examples=examples)], title="introspeech: sanity checks")
     typer.echo(json.dumps(summary["verdicts"], indent=1))
 
+
+app.command("ablate")(ablate)
 
 featvis_app = typer.Typer(help="Feature visualization: inputs that maximize letters, channels or neurons.",
                           add_completion=False)

@@ -114,3 +114,34 @@ def intervene(model: nn.Module, edits: Sequence[Edit]) -> Iterator[nn.Module]:
     finally:
         for h in handles:
             h.remove()
+
+
+@contextlib.contextmanager
+def mean_ablations(model: nn.Module, layer: str, masks: torch.Tensor, mean: torch.Tensor,
+                   time_axis: int = -1) -> Iterator[nn.Module]:
+    """One mean ablation per batch element: element b of the layer's output has the channels where
+    ``masks[b]`` (``(batch, channels)``, bool) is set replaced by ``mean`` (``(channels,)``) at every
+    frame; the model is left as it was on leaving the block (equal to `intervene` with a ``mean``
+    `Edit` per element, tested)."""
+    named = dict(model.named_modules())
+    if layer not in named:
+        raise ValueError(f"no module {layer!r} in the model; modules: {[n for n in named if n][:12]}")
+
+    def fn(_m, _inp, out):
+        if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[0] != masks.shape[0]:
+            raise ValueError(f"mean ablations of {layer!r}: {masks.shape[0]} masks for an output "
+                             f"{tuple(getattr(out, 'shape', ()))}")
+        channel_axis = 1 if time_axis == -1 or out.dim() == 2 else out.dim() - 1
+        a = out.movedim(channel_axis, -1)
+        if a.shape[-1] != masks.shape[1] or mean.numel() != masks.shape[1]:
+            raise ValueError(f"mean ablations of {layer!r}: masks of {masks.shape[1]} and {mean.numel()} means for "
+                             f"{a.shape[-1]} channels")
+        shape = (a.shape[0],) + (1,) * (a.dim() - 2) + (a.shape[-1],)
+        new = torch.where(masks.to(a.device).view(shape), mean.to(a).flatten(), a)
+        return new.movedim(-1, channel_axis)
+
+    handle = named[layer].register_forward_hook(fn)
+    try:
+        yield model
+    finally:
+        handle.remove()

@@ -1,0 +1,240 @@
+"""Do the units that NAPs single out matter? Mean ablations of ranked units, against random units,
+with attribution patching beside every exact ablation.
+
+For each layer, labelling (letters, phonemes) and group g present in both sets of utterances:
+
+- units are ranked on one set (``rank``) by **NAP contrast** (the group's mean activation minus
+  the mean over all frames, `profiles`) and by **latent relevance** (gradient × activation at the
+  layer of the group's aligned log-posteriors, summed over its frames);
+- on the other set (``measure``; other speakers by default) the top k units are set to their
+  corpus mean at every frame (k = 1, 2, 4, …) and the **effect** is the drop of the group's
+  log-posteriors at its aligned frames (`causal.targets`), per entry, in nats; the same drop on
+  the other groups' entries gives the **selectivity** (effect − drop elsewhere);
+- k random units of the same layer (``draws`` draws, shared by every group) give the random band
+  and a permutation p (the share of draws whose group-averaged effect reaches the ranked one's);
+- **attribution patching** estimates every one of these ablations to first order from one
+  forward and one backward pass per group and utterance: drop ≈ −Σ_u Σ_t (m_u − a_u,t) ∂L_g/∂a_u,t
+  / n_g, with L_g the sum of the group's log-posteriors; its agreement with the exact drops is a
+  rank correlation.
+
+Ablations run batched: the same utterance repeated, one set of units per batch element
+(`interventions.mean_ablations`). Per-utterance sums are kept, so `summary` bootstraps intervals
+over utterances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..attribution.hooks import preserved
+from ..corpus.load import load_features
+from ..corpus.utterance import Utterance
+from ..models.description import ModelDescription
+from ..profiles import results as R
+from ..profiles.engine import Accumulated
+from ..profiles.settings import Layout
+from .interventions import mean_ablations
+from .targets import Targets, utterance_targets
+
+RANKINGS = ("nap", "gradient")
+
+
+@dataclass(frozen=True)
+class AblationSettings:
+    """What the sweep covers (see the module docstring)."""
+
+    layers: tuple[str, ...] = ()  # () = every profiled layer
+    kinds: tuple[str, ...] = ("letters", "phonemes")
+    ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    draws: int = 8  # random unit sets per layer and k
+    min_count: int = 10  # entries a group needs in each set
+    batch: int = 64  # ablations per forward pass
+    seed: int = 0
+
+
+@dataclass
+class Sweep:
+    """Per-utterance sums of the measured set (``U`` utterances) for every layer ``L``, ranking
+    ``2``, k ``K``, group ``G`` (groups of both kinds, named in ``groups``), draw ``D``."""
+
+    layers: list[str]
+    groups: list[tuple[str, str]]  # (kind, name)
+    ks: list[int]
+    units: dict  # (layer, ranking, kind, group index in its kind) -> ranked units (np.ndarray)
+    count: np.ndarray  # (U, G) entries of each group
+    kind_count: np.ndarray  # (U, G) entries of each group's kind
+    target: np.ndarray  # (U, L, 2, K, G) summed drop of g's entries when g's units are ablated
+    kind_all: np.ndarray  # (U, L, 2, K, G) summed drop of every entry of g's kind, same ablation
+    random: np.ndarray  # (U, L, K, D, G) summed drop of g's entries, random units
+    patched: np.ndarray  # (U, L, 2, K, G) attribution patching's estimate of ``target``
+    utterances: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _capture(model, paths: list[str]):
+    """Forward hooks keeping the outputs (in the graph) of the modules at ``paths``."""
+    named = dict(model.named_modules())
+    acts: dict[str, torch.Tensor] = {}
+    handles = [named[p].register_forward_hook(lambda _m, _i, o, p=p: acts.__setitem__(p, o)) for p in paths]
+    return acts, handles
+
+
+def _channels_last(a: torch.Tensor, time_axis: int) -> torch.Tensor:
+    """``(time, channels)`` of a batch-of-one layer output."""
+    a = a[0]
+    return a.transpose(0, 1) if time_axis == -1 else a
+
+
+def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: list[int], groups: list[tuple[str, int]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer and group: Σ_t ∂L_g/∂a_t and Σ_t a_t·∂L_g/∂a_t (each ``(L, G, C_max)``, zeros where a
+    group has no entry here); L_g is the sum of the group's aligned log-posteriors."""
+    model = desc.module
+    paths = [layout.paths[i] for i in layers]
+    width = max(layout.channels[i] for i in layers)
+    g_sum = np.zeros((len(layers), len(groups), width))
+    ga_sum = np.zeros_like(g_sum)
+    acts, handles = _capture(model, paths)
+    try:
+        with torch.enable_grad():
+            lp = model(t.x)[0].double().log_softmax(0)
+            chosen = [acts[p] for p in paths]
+            picked = lp[t.symbol, t.frame]
+            for j, (kind, g) in enumerate(groups):
+                mask = torch.from_numpy(t.group(kind) == g)
+                if not bool(mask.any()):
+                    continue
+                grads = torch.autograd.grad(picked[mask].sum(), chosen, retain_graph=True)
+                for i, (a, gr) in enumerate(zip(chosen, grads)):
+                    axis = layout.time_axes[layers[i]]
+                    a2, g2 = _channels_last(a.detach(), axis).double(), _channels_last(gr, axis).double()
+                    g_sum[i, j, :a2.shape[1]] = g2.sum(0).numpy()
+                    ga_sum[i, j, :a2.shape[1]] = (a2 * g2).sum(0).numpy()
+    finally:
+        for h in handles:
+            h.remove()
+    return g_sum, ga_sum
+
+
+def _drops(desc: ModelDescription, t: Targets, base: torch.Tensor, path: str, time_axis: int, masks: torch.Tensor,
+           mean: torch.Tensor, batch: int) -> torch.Tensor:
+    """Drop of every entry's log-posterior ``(masks, entries)`` under each mask's mean ablation."""
+    out = []
+    for a in range(0, len(masks), batch):
+        m = masks[a:a + batch]
+        with torch.no_grad(), mean_ablations(desc.module, path, m, mean, time_axis):
+            lp = desc.module(t.x.expand(len(m), *t.x.shape[1:])).double().log_softmax(1)
+        out.append(base[None] - lp[:, t.symbol, t.frame])
+    return torch.cat(out)
+
+
+def rankings(desc: ModelDescription, layout: Layout, acc: Accumulated, rank_targets: list[Targets],
+             layers: list[int], groups: list[tuple[str, int]]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Ranked units per (layer, ranking, kind, group) and each layer's mean-ablation value (the
+    count-weighted mean of its phoneme NAPs: every frame of the alignment; letters without one)."""
+    means, units = {}, {}
+    grads = None
+    for t in rank_targets:
+        _, ga = gradient_sums(desc, layout, t, layers, groups)
+        grads = ga if grads is None else grads + ga
+    for li, i in enumerate(layers):
+        name, c = layout.layers[i], layout.channels[i]
+        kind = "phonemes" if f"nap/{name}/phonemes/sum" in acc.arrays else "letters"
+        nap, cnt = R.naps(acc, name, kind), acc.arrays[f"nap/{name}/{kind}/count"]
+        ok = cnt > 0
+        means[name] = (np.nan_to_num(nap[ok]) * cnt[ok, None]).sum(0) / cnt[ok].sum()
+        for j, (k, g) in enumerate(groups):
+            contrast = R.naps(acc, name, k)[g] - means[name]
+            units[(name, "nap", k, g)] = np.argsort(-np.nan_to_num(contrast, nan=-np.inf), kind="stable")
+            units[(name, "gradient", k, g)] = np.argsort(-grads[li, j, :c], kind="stable")
+    return units, means
+
+
+def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utterance], measure: list[Utterance],
+                   settings: AblationSettings = AblationSettings(),
+                   progress: Callable[[str], None] | None = None) -> Sweep:
+    """The sweep of the module docstring; ``acc``: NAPs of ``rank`` (`profiles.engine.profile_corpus`,
+    both kinds). Unreadable utterances are skipped and listed in ``Sweep.errors``."""
+    layout = acc.layout
+    unknown = [n for n in settings.layers if n not in layout.layers]
+    if unknown:
+        raise ValueError(f"no profiled layer {unknown[0]!r}; layers: {', '.join(layout.layers)}")
+    layers = [layout.layers.index(n) for n in settings.layers] if settings.layers else list(range(len(layout.layers)))
+    errors: list[str] = []
+
+    def targets(utts):
+        got = []
+        for u, f in load_features(utts, desc.features, on_error=lambda u, e: errors.append(f"{u.id}\t{e}")):
+            try:
+                got.append(utterance_targets(desc, layout, u, f))
+            except Exception as e:  # noqa: BLE001 - listed, the sweep goes on
+                errors.append(f"{u.id}\t{e}")
+        return got
+    with preserved(desc.module):
+        rank_t, meas_t = targets(rank), targets(measure)
+        groups = _groups(settings, rank_t, meas_t)
+        if progress:
+            progress(f"ranking units of {len(layers)} layers for {len(groups)} groups")
+        units, means = rankings(desc, layout, acc, rank_t, layers, groups)
+        ks = [k for k in settings.ks if k <= min(layout.channels[i] for i in layers)]
+        rng = np.random.default_rng(settings.seed)
+        shape = (len(meas_t), len(layers), len(RANKINGS), len(ks), len(groups))
+        sweep = Sweep([layout.layers[i] for i in layers], [(k, layout.groups(k)[g]) for k, g in groups], ks, units,
+                      np.zeros((len(meas_t), len(groups))), np.zeros((len(meas_t), len(groups))), np.zeros(shape),
+                      np.zeros(shape), np.zeros((len(meas_t), len(layers), len(ks), settings.draws, len(groups))),
+                      np.zeros(shape), [t.utterance for t in meas_t], errors)
+        draws = {(i, k): [rng.choice(layout.channels[i], k, replace=False) for _ in range(settings.draws)]
+                 for i in layers for k in ks}
+        for u, t in enumerate(meas_t):
+            if progress:
+                progress(f"ablations of {t.utterance} ({u + 1}/{len(meas_t)})")
+            _measure(desc, layout, t, u, layers, groups, ks, units, means, draws, settings, sweep)
+    return sweep
+
+
+def _groups(settings: AblationSettings, rank_t: list[Targets], meas_t: list[Targets]) -> list[tuple[str, int]]:
+    """(kind, group) with at least ``min_count`` entries in both sets."""
+    out = []
+    for kind in settings.kinds:
+        a = np.bincount(np.concatenate([t.group(kind) + 1 for t in rank_t] or [np.zeros(0, int)]), minlength=1)
+        b = np.bincount(np.concatenate([t.group(kind) + 1 for t in meas_t] or [np.zeros(0, int)]), minlength=1)
+        n = min(len(a), len(b))
+        out += [(kind, g - 1) for g in range(1, n) if a[g] >= settings.min_count and b[g] >= settings.min_count]
+    return out
+
+
+def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means, draws, settings, sweep: Sweep) -> None:
+    """One measured utterance's sums into ``sweep`` (index ``u``)."""
+    member = np.stack([t.group(k) == g for k, g in groups])  # (G, entries)
+    kinds = np.stack([t.group(k) >= 0 for k, _ in groups])
+    sweep.count[u] = member.sum(1)
+    sweep.kind_count[u] = kinds.sum(1)
+    with torch.no_grad():
+        base = desc.module(t.x)[0].double().log_softmax(0)[t.symbol, t.frame]
+    g_sum, ga_sum = gradient_sums(desc, layout, t, layers, groups)
+    mem, kin = torch.from_numpy(member).double(), torch.from_numpy(kinds).double()
+    for li, i in enumerate(layers):
+        name, c = layout.layers[i], layout.channels[i]
+        m = torch.from_numpy(means[name])
+        combos = [(r, ki, j) for r in range(len(RANKINGS)) for ki in range(len(ks)) for j in range(len(groups))]
+        masks = torch.zeros(len(combos) + len(ks) * settings.draws, c, dtype=torch.bool)
+        for n, (r, ki, j) in enumerate(combos):
+            kind, g = groups[j]
+            masks[n, units[(name, RANKINGS[r], kind, g)][:ks[ki]]] = True
+        for ki, k in enumerate(ks):
+            for d, sel in enumerate(draws[(i, k)]):
+                masks[len(combos) + ki * settings.draws + d, sel] = True
+        drops = _drops(desc, t, base, layout.paths[i], layout.time_axes[i], masks, m, settings.batch)
+        ranked, rand = drops[:len(combos)], drops[len(combos):]
+        for n, (r, ki, j) in enumerate(combos):
+            sweep.target[u, li, r, ki, j] = float(ranked[n] @ mem[j])
+            sweep.kind_all[u, li, r, ki, j] = float(ranked[n] @ kin[j])
+            sel = masks[n].numpy()
+            # first order: ΔL_g ≈ Σ_units (m_u ΣG_u − Σ a·G), the drop is its negative
+            sweep.patched[u, li, r, ki, j] = -float((means[name][sel] * g_sum[li, j, :c][sel]).sum()
+                                                    - ga_sum[li, j, :c][sel].sum())
+        sweep.random[u, li] = (rand @ mem.T).reshape(len(ks), settings.draws, len(groups)).numpy()

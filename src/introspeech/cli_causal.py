@@ -1,0 +1,89 @@
+"""`introspeech ablate`: do the units NAPs single out matter? (registered on the app by cli.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .cli_support import _ALPHABET, _FEATURES, _MODEL, _MODEL_FACTORY, _WEIGHTS, _description
+from .errors import InputError, report_skipped
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"comma-separated whole numbers, not {text!r}", param_hint=option) from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"at least one number, each ≥ 1 (got {text!r})", param_hint=option)
+    return values
+
+
+def ablate(
+    out: Path = typer.Option(..., "--out", help="Output folder: summary.json, sweep.{npz,json}, figures, index.html."),
+    model: Path = _MODEL,
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
+    rank_split: str = typer.Option("test", "--rank-split", help="Split whose NAPs and gradients rank the units."),
+    measure_split: str = typer.Option("heldout", "--measure-split", help="Split the ablations are measured on "
+                                      "(other speakers by default)."),
+    utterances: int = typer.Option(24, "--utterances", help="Measured utterances (evenly spaced; 0: all)."),
+    rank_utterances: int = typer.Option(0, "--rank-utterances", help="Ranking utterances (evenly spaced; 0: all)."),
+    layers: str = typer.Option("", "--layers", help="Comma-separated layers (default: every profiled layer)."),
+    groups: str = typer.Option("letters,phonemes", "--groups", help="letters, phonemes or both."),
+    k: str = typer.Option("1,2,4,8,16,32,64", "--k", help="Numbers of top-ranked units to ablate."),
+    draws: int = typer.Option(49, "--draws", help="Random unit sets per layer and k (p resolution 1/(draws+1))."),
+    min_count: int = typer.Option(10, "--min-count", help="Entries a group needs in each split."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random units and of the bootstrap."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+) -> None:
+    """Causal test of NAPs: mean-ablate each group's top-k units (NAP contrast, latent relevance)
+    against random units; attribution patching beside every exact ablation."""
+    import numpy as np
+
+    from .causal.ablation import AblationSettings, ablation_sweep
+    from .causal.summary import save, summarize
+    from .corpus.load import load_corpus
+    from .profiles.engine import profile_corpus
+    from .profiles.settings import ProfileSettings
+    from .report.html import write_report
+    from .report.sections.causal import causal_section
+
+    desc = _description(model, model_factory, weights, alphabet, features)
+    if desc.output.kind != "ctc":
+        raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}: ablation effects are measured on "
+                                    "a CTC output's aligned symbols")
+    kinds = tuple(g for g in groups.split(",") if g)
+    if desc.output.spaced:  # a phoneme recognizer spells no letters
+        kinds = tuple(g for g in kinds if g == "phonemes")
+        if not kinds:
+            raise typer.BadParameter(f"{desc.name} emits phonemes, not letters: use --groups phonemes",
+                                     param_hint="--groups")
+    data = load_corpus(corpus)
+    for split, option in ((rank_split, "--rank-split"), (measure_split, "--measure-split")):
+        if split not in data:
+            raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint=option)
+
+    def spaced(utts, n):
+        return utts if not n or n >= len(utts) else [utts[int(i)] for i in np.linspace(0, len(utts) - 1, n)]
+    rank, measure = spaced(data[rank_split], rank_utterances), spaced(data[measure_split], utterances)
+    settings = AblationSettings(layers=tuple(x for x in layers.split(",") if x), kinds=kinds, ks=_ints(k, "--k"),
+                                draws=draws, min_count=min_count, seed=seed)
+    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    echo(f"NAPs of {len(rank)} {rank_split} utterances")
+    acc = profile_corpus(desc, desc.features, rank, ProfileSettings(groups=("letters", "phonemes") if not
+                                                                      desc.output.spaced else ("phonemes",),
+                                                                      relevance="", letters_from="reference"))
+    try:
+        sweep = ablation_sweep(desc, acc, rank, measure, settings, progress=echo)
+    except ValueError as e:
+        raise InputError("--layers" if "layer" in str(e) else "--model", str(e)) from None
+    save(sweep, out)
+    summary = {**summarize(sweep, seed=seed), "rank_split": rank_split, "measure_split": measure_split,
+               "draws": draws}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    report_skipped(out, list(dict.fromkeys(acc.errors + sweep.errors)), echo)
+    write_report(out, [causal_section(summary, out)], title="introspeech: do the units matter?")
+    typer.echo(json.dumps({"findings": summary["findings"], "attribution_patching": summary["attribution_patching"]},
+                          indent=1))

@@ -1,0 +1,79 @@
+"""Report section "Do the units matter?": mean ablations of the units NAPs (and latent relevance)
+single out, against random units of the same layer, and attribution patching beside them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..figures import plt, save
+from ..html import Section, fragment
+
+TEMPLATE = """
+<p>Each layer's units are ranked for every letter and phoneme on {{ s.rank_split }} (by NAP contrast: the group's
+mean activation minus the mean over all frames; and by latent relevance: gradient × activation of the group's
+log-posteriors), then the top k are set to their corpus mean on {{ s.utterances }} utterances of
+{{ s.measure_split }}. The effect is the drop of the group's log-posterior at its aligned frames (nats per entry,
+averaged over {{ groups }}), with 95 % bootstrap intervals over utterances; grey: k random units of the same layer
+({{ draws }} draws, 95 % band). p is the share of random draws whose effect reaches the ranked units'.</p>
+<table><tr><th>labelling</th><th>ranking</th><th>cells beating random (p &lt; 0.05)</th></tr>
+{% for r in rows %}<tr><td>{{ r.kind }}</td><td>{{ r.ranking }}</td><td>{{ r.beats }}</td></tr>{% endfor %}</table>
+<p>Attribution patching (activation change × gradient, one backward pass per group and utterance) against the
+exact ablations: Spearman {{ "%.2f"|format(s.attribution_patching.spearman) }} over
+{{ s.attribution_patching.pairs }} (layer, ranking, k, group) cells.</p>
+{% for f in figs %}<figure><img src="{{ f.src }}" alt="effect against k"><figcaption>{{ f.caption }}</figcaption>
+</figure>{% endfor %}
+"""
+
+
+def effect_curves(summary: dict, kind: str, path: Path) -> Path:
+    """Effect against k per layer: NAP- and relevance-ranked units with intervals, the random band."""
+    res = summary["results"][kind]
+    layers = list(res)
+    cols = min(4, len(layers))
+    rows = math.ceil(len(layers) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.3 * rows + 0.6), squeeze=False, sharex=True,
+                             layout="constrained")
+    for ax, layer in zip(axes.flat, layers):
+        ks = [row["k"] for row in res[layer]["nap"]]
+        band = np.array([row["random_band"] for row in res[layer]["nap"]])
+        ax.fill_between(ks, band[:, 0], band[:, 1], color="0.8", label="random units")
+        for ranking, colour in (("nap", "C3"), ("gradient", "C0")):
+            rs = res[layer][ranking]
+            ci = np.array([row["effect_ci"] for row in rs], dtype=float)
+            ax.fill_between(ks, ci[:, 0], ci[:, 1], color=colour, alpha=0.2)
+            ax.plot(ks, [row["effect"] for row in rs], "o-", color=colour, ms=3,
+                    label="NAP contrast" if ranking == "nap" else "latent relevance")
+        ax.set_xscale("log", base=2)
+        ax.set_title(layer, fontsize=9)
+        ax.axhline(0, color="k", lw=0.4)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.supxlabel("units ablated (k)", fontsize=9)
+    fig.supylabel("drop of log-posterior (nats)", fontsize=9)
+    fig.suptitle(f"{kind}: mean ablation of the top-k units", fontsize=10)
+    return save(fig, path)
+
+
+def causal_section(summary: dict, out_dir: Path, title: str = "Do the units matter?") -> Section:
+    """The section from `causal.summary.summarize`'s output (with ``rank_split``/``measure_split``)."""
+    out_dir = Path(out_dir)
+    figs, files = [], []
+    for kind in summary["results"]:
+        p = effect_curves(summary, kind, out_dir / "figures" / f"ablation_{kind}.png")
+        files.append(p)
+        figs.append({"src": p.relative_to(out_dir).as_posix(),
+                     "caption": f"{kind}: effect of ablating the top-k units against k, per layer"})
+    rows = [{"kind": kind, "ranking": r, "beats": _beats(summary, kind, r)}
+            for kind in summary["results"] for r in summary["rankings"]]
+    groups = ", ".join(f"{n} {k}" for k, n in summary.get("groups_per_kind", {}).items())
+    draws = summary.get("draws", "")
+    return Section(title, fragment(TEMPLATE, s=summary, rows=rows, figs=figs, groups=groups, draws=draws), files)
+
+
+def _beats(summary: dict, kind: str, ranking: str) -> str:
+    cells = [row for per in summary["results"][kind].values() for row in per[ranking]]
+    return f"{sum(row['p'] < 0.05 for row in cells)} of {len(cells)}"

@@ -1,0 +1,137 @@
+"""Causal tests of NAPs: batched mean ablations, the sweep against plain interventions, attribution
+patching against a finite difference, the statistics, and the command."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from introspeech.asr.checkpoint import load_model
+from introspeech.causal.ablation import RANKINGS, AblationSettings, Sweep, ablation_sweep
+from introspeech.causal.interventions import Edit, intervene, mean_ablations
+from introspeech.causal.summary import load, save, summarize
+from introspeech.cli import app
+from introspeech.corpus.load import load_corpus
+from introspeech.models.description import describe
+from introspeech.profiles.engine import profile_corpus
+from introspeech.profiles.settings import ProfileSettings
+
+from .nets import assert_same_state, model_state
+
+
+@pytest.fixture(scope="module")
+def built_in():
+    module, cfg, _ = load_model(None)
+    desc = describe(module, features=cfg)
+    corpus = load_corpus(None)
+    rank, measure = corpus["test"][:12], corpus["heldout"][:2]
+    acc = profile_corpus(desc, cfg, rank, ProfileSettings(relevance=""))
+    return desc, acc, rank, measure
+
+
+def test_batched_mean_ablations_equal_one_intervention_per_element():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(3, 6, 3), torch.nn.ReLU(), torch.nn.Conv1d(6, 4, 1)).eval()
+    x = torch.randn(1, 3, 20)
+    mean = torch.randn(6)
+    masks = torch.rand(5, 6) < 0.5
+    state = model_state(model)
+    with torch.no_grad(), mean_ablations(model, "1", masks, mean):
+        got = model(x.expand(5, -1, -1))
+    for b in range(5):
+        with torch.no_grad(), intervene(model, [Edit("1", "mean", units=torch.nonzero(masks[b]).flatten().tolist(),
+                                                     value=mean)]):
+            torch.testing.assert_close(got[b], model(x)[0])
+    assert_same_state(state, model_state(model))
+    with pytest.raises(ValueError, match="3 masks"), mean_ablations(model, "1", masks[:3], mean):
+        model(x.expand(5, -1, -1))
+    assert_same_state(state, model_state(model))
+
+
+def test_the_sweep_equals_plain_interventions_and_patching_a_finite_difference(built_in):
+    desc, acc, rank, measure = built_in
+    state = model_state(desc.module)
+    settings = AblationSettings(layers=("layer4", "layer9"), ks=(1, 8), draws=3, min_count=3, batch=7)
+    sw = ablation_sweep(desc, acc, rank, measure[:1], settings)
+    assert_same_state(state, model_state(desc.module))
+    assert sw.groups and not sw.errors and sw.target.shape == (1, 2, 2, 2, len(sw.groups))
+    from introspeech.causal.targets import utterance_targets
+    from introspeech.corpus.load import utterance_features
+
+    t = utterance_targets(desc, acc.layout, measure[0], utterance_features(measure[0], desc.features))
+    name, path = "layer9", acc.layout.paths[acc.layout.layers.index("layer9")]
+    j = len(sw.groups) - 1
+    kind, group = sw.groups[j]
+    g = acc.layout.groups(kind).index(group)
+    units = sw.units[(name, "nap", kind, g)][:8]
+    cnt = acc.arrays[f"nap/{name}/phonemes/count"]
+    ok = cnt > 0
+    nap = acc.arrays[f"nap/{name}/phonemes/sum"][ok] / cnt[ok, None]
+    mean = torch.from_numpy((nap * cnt[ok, None]).sum(0) / cnt[ok].sum())
+    member = torch.from_numpy(t.group(kind) == g)
+    with torch.no_grad():
+        base = desc.module(t.x)[0].double().log_softmax(0)[t.symbol, t.frame]
+        with intervene(desc.module, [Edit(path, "mean", units=units.tolist(), value=mean)]):
+            lp = desc.module(t.x)[0].double().log_softmax(0)[t.symbol, t.frame]
+    assert sw.target[0, 1, 0, 1, j] == pytest.approx(float((base - lp)[member].sum()), rel=1e-6, abs=1e-9)
+    # attribution patching: the negative directional derivative of L_g along (m − a) on the units
+    model = copy.deepcopy(desc.module).double()
+    x = t.x.double()
+    acts = {}
+    h = dict(model.named_modules())[path].register_forward_hook(lambda _m, _i, o: acts.__setitem__("a", o))
+    with torch.no_grad():
+        model(x)
+    h.remove()
+    a = acts["a"]
+    delta = torch.zeros_like(a)
+    delta[:, units] = mean.double()[units, None] - a[:, units]
+
+    def loss(eps):
+        with torch.no_grad(), intervene(model, [Edit(path, "patch", value=a + eps * delta)]):
+            return float(model(x)[0].log_softmax(0)[t.symbol, t.frame][member].sum())
+    derivative = (loss(1e-5) - loss(-1e-5)) / 2e-5
+    assert sw.patched[0, 1, 0, 1, j] == pytest.approx(-derivative, rel=1e-3, abs=1e-6)
+
+
+def _synthetic(n_utts=6, draws=9):
+    """Four entries per group and utterance; group g's drop per entry under ranking r is 1 + r + 2g."""
+    count = np.full((n_utts, 2), 4.0)
+    per_entry = np.array([[1.0, 3.0], [2.0, 4.0]])  # (ranking, group)
+    target = np.broadcast_to(4 * per_entry[None, None, :, None, :], (n_utts, 1, len(RANKINGS), 1, 2)).copy()
+    random = np.full((n_utts, 1, 1, draws, 2), 4.0)
+    random[:, :, :, 0] = 40.0  # one draw beats the ranked units
+    return Sweep(["l"], [("letters", "a"), ("letters", "b")], [4], {}, count, count * 2, target, target * 1.5,
+                 random, target * 0.5, [f"u{i}" for i in range(n_utts)], [])
+
+
+def test_effects_intervals_and_permutation_p_from_per_utterance_sums(tmp_path):
+    s = summarize(_synthetic(), boot=200)
+    row = s["results"]["letters"]["l"]["nap"][0]
+    assert row["effect"] == pytest.approx(2.0) and row["effect_ci"] == pytest.approx([2.0, 2.0])
+    assert row["selectivity"] == pytest.approx(1.0)  # the others' drop: 0.5·target over 4 entries, half the effect
+    assert s["results"]["letters"]["l"]["gradient"][0]["effect"] == pytest.approx(3.0)
+    assert row["p"] == pytest.approx(2 / 10) and row["random_band"][1] > row["effect"]
+    assert s["attribution_patching"] == {"spearman": pytest.approx(1.0), "pairs": 4}
+    save(_synthetic(), tmp_path / "s")
+    again = summarize(load(tmp_path / "s"), boot=200)
+    assert again["results"] == s["results"]
+
+
+def test_ablate_command_and_its_errors(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["ablate", "--out", str(tmp_path / "a"), "--layers", "layer9", "--k", "1,4",
+                              "--draws", "4", "--utterances", "2", "--rank-utterances", "10", "--min-count", "3"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert set(summary["results"]) == {"letters", "phonemes"} and summary["ks"] == [1, 4]
+    assert (tmp_path / "a" / "figures" / "ablation_letters.png").is_file()
+    assert "Do the units matter?" in (tmp_path / "a" / "index.html").read_text()
+    res = runner.invoke(app, ["ablate", "--out", str(tmp_path / "b"), "--layers", "layer99"])
+    assert res.exit_code == 2 and "layer99" in res.output
+    res = runner.invoke(app, ["ablate", "--out", str(tmp_path / "c"), "--k", "0,4"])
+    assert res.exit_code == 2 and "--k" in res.output
