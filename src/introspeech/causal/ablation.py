@@ -176,6 +176,9 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
         return got
     with preserved(desc.module):
         rank_t, meas_t = targets(rank), targets(measure)
+        if not rank_t or not meas_t:
+            raise ValueError(f"no {'ranking' if not rank_t else 'measured'} utterance could be read "
+                             f"({len(errors)} skipped)")
         groups = _groups(settings, rank_t, meas_t)
         if progress:
             progress(f"ranking units of {len(layers)} layers for {len(groups)} groups")

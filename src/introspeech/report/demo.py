@@ -203,6 +203,10 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         sections.append(explanations_demo(net, splits, out, sanity, log))
         log("where phones live: probes, CKA, NAP silhouettes with intervals, topographic maps")
         sections.append(representations_demo(net, splits, out, keep))
+        log("do the units matter? mean ablations of the units NAPs single out, against random units")
+        from .sections.causal import causal_demo
+
+        sections.append(causal_demo(net, acc, splits, out))
         log("real speech: packaged human recordings, never trained on")
         from .sections.realspeech import realspeech_section
 

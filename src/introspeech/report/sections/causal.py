@@ -77,3 +77,21 @@ def causal_section(summary: dict, out_dir: Path, title: str = "Do the units matt
 def _beats(summary: dict, kind: str, ranking: str) -> str:
     cells = [row for per in summary["results"][kind].values() for row in per[ranking]]
     return f"{sum(row['p'] < 0.05 for row in cells)} of {len(cells)}"
+
+
+def causal_demo(desc, acc, splits: dict, out_dir: Path, layers: int = 2, utterances: int = 4) -> Section:
+    """The demo's small sweep: the ranking split's NAPs (``acc``), the last ``layers`` hidden layers,
+    k = 1, 4, 16, 64, 39 random draws, measured on a few utterances of other speakers
+    (`introspeech ablate` runs the whole sweep)."""
+    from ...causal.ablation import AblationSettings, ablation_sweep
+    from ...causal.summary import summarize
+
+    rank_split = "test" if splits.get("test") else next(iter(splits))  # the split ``acc`` profiled
+    measure_split = "heldout" if splits.get("heldout") else rank_split
+    measure = splits[measure_split]
+    measure = [measure[int(i)] for i in np.linspace(0, len(measure) - 1, min(utterances, len(measure)))]
+    hidden = list(acc.layout.layers)[-1 - layers:-1]
+    settings = AblationSettings(layers=tuple(hidden), ks=(1, 4, 16, 64), draws=39, min_count=5)
+    sweep = ablation_sweep(desc, acc, splits[rank_split], measure, settings)
+    summary = {**summarize(sweep), "rank_split": rank_split, "measure_split": measure_split, "draws": settings.draws}
+    return causal_section(summary, out_dir)
