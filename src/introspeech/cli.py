@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from .cli_causal import ablate
+from .cli_causal import ablate, sae
 from .cli_support import (
     _ALPHABET,
     _BEAM,
@@ -651,6 +651,7 @@ def sanity(
 
 
 app.command("ablate")(ablate)
+app.command("sae")(sae)
 
 featvis_app = typer.Typer(help="Feature visualization: inputs that maximize letters, channels or neurons.",
                           add_completion=False)

@@ -87,3 +87,59 @@ def ablate(
     write_report(out, [causal_section(summary, out)], title="introspeech: do the units matter?")
     typer.echo(json.dumps({"findings": summary["findings"], "attribution_patching": summary["attribution_patching"]},
                           indent=1))
+
+
+def sae(
+    out: Path = typer.Option(..., "--out", help="Output folder: saes.{safetensors,json}, summary.json, index.html, "
+                             "state/ (resumable)."),
+    model: Path = _MODEL,
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus (default: the built-in demo corpus)."),
+    train_split: str = typer.Option("test", "--train-split", help="Split whose activations train the SAEs."),
+    eval_split: str = typer.Option("heldout", "--eval-split", help="Split they are measured on."),
+    layers: str = typer.Option("", "--layers", help="Comma-separated layers (default: every profiled layer)."),
+    expansion: int = typer.Option(4, "--expansion", help="Latents per channel of the layer."),
+    k: int = typer.Option(16, "--k", help="Active latents per frame (TopK)."),
+    epochs: int = typer.Option(20, "--epochs", help="Passes over the training split (streamed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed (corpus order, shuffle buffer, initialization)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/state."),
+    model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
+) -> None:
+    """TopK sparse autoencoders per layer: reconstruction, dead latents, spliced CER, and the
+    selectivity of neurons against features for letters and phonemes."""
+    from .causal.sae import SAESettings, save_saes, train_saes
+    from .causal.sae_eval import evaluate_saes
+    from .corpus.load import load_corpus
+    from .profiles.settings import Layout
+    from .report.html import write_report
+    from .report.sections.causal import sae_section
+
+    desc = _description(model, model_factory, weights, alphabet, features)
+    if desc.output.kind != "ctc":
+        raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}: the spliced error rate needs a "
+                                    "CTC output")
+    data = load_corpus(corpus)
+    for split, option in ((train_split, "--train-split"), (eval_split, "--eval-split")):
+        if split not in data:
+            raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint=option)
+    if expansion < 1 or k < 1 or epochs < 1:
+        raise typer.BadParameter("--expansion, --k and --epochs must be ≥ 1", param_hint="--k")
+    layout = Layout.of(desc)
+    settings = SAESettings(expansion=expansion, k=k, epochs=epochs, seed=seed)
+    skipped: list[str] = []
+    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    try:
+        saes = train_saes(desc.module, layout, desc.features, data[train_split], settings,
+                          [x for x in layers.split(",") if x] or None, out / "state", resume, progress=echo,
+                          on_error=lambda u, e: skipped.append(f"{u.audio_path or u.id}\t{e}"))
+    except ValueError as e:
+        raise InputError("--layers" if "layer" in str(e) else str(out / "state"), str(e)) from None
+    save_saes(out, saes, settings)
+    summary = {**evaluate_saes(desc, layout, data[eval_split], saes,
+                               on_error=lambda u, e: skipped.append(f"{u.audio_path or u.id}\t{e}")),
+               "settings": {"expansion": expansion, "k": k, "epochs": epochs, "seed": seed},
+               "train_split": train_split, "eval_split": eval_split}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    report_skipped(out, list(dict.fromkeys(skipped)), echo)
+    write_report(out, [sae_section(summary)], title="introspeech: sparse autoencoders")
+    typer.echo(json.dumps({n: {key: r[key] for key in ("fvu", "dead_share", "spliced_cer")}
+                           for n, r in summary["layers"].items()}, indent=1))

@@ -1,0 +1,147 @@
+"""How good are the SAEs, and are their features more selective than the neurons?
+
+On held-out utterances, per layer: the fraction of variance unexplained (Σ‖x − x̂‖² / Σ‖x − x̄‖²),
+the share of latents that never fire, the mean number that do per frame, and the CER when x̂
+replaces the layer's output in the forward pass (`spliced`), beside the model's own CER.
+
+Selectivity of a unit (a neuron, or an SAE feature) for a labelling (letters, phonemes): its mean
+activation on the frames of its best group minus its mean on all other labelled frames, over its
+standard deviation on all labelled frames (a d′); a unit passes at d′ ≥ 1. Purity: the share of
+its (non-negative part of the) activation that falls on its best group's frames. Frames are
+labelled as NAPs label them (`profiles.collect.utterance_kinds`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..asr.evaluate import error_rates
+from ..attribution.hooks import preserved
+from ..corpus.load import load_features
+from ..corpus.utterance import Utterance
+from ..models.description import ModelDescription
+from ..profiles.capture import Capture
+from ..profiles.collect import utterance_kinds
+from ..profiles.settings import Layout, ProfileSettings
+from ..text import normalize_text
+from .sae import TopKSAE, frames_of
+
+THRESHOLD = 1.0  # d′ a selective unit reaches
+
+
+@contextlib.contextmanager
+def spliced(model: nn.Module, path: str, sae: TopKSAE, time_axis: int = -1) -> Iterator[nn.Module]:
+    """The model with the layer at ``path`` replaced by its SAE reconstruction (hook removed after)."""
+    def fn(_m, _i, out):
+        a = out if time_axis == 1 else out.transpose(1, 2)  # (batch, time, channels)
+        rec = sae(a.reshape(-1, a.shape[-1]).float()).to(out.dtype).reshape(a.shape)
+        return rec if time_axis == 1 else rec.transpose(1, 2)
+    handle = model.get_submodule(path).register_forward_hook(fn)
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+class _Units:
+    """Per-group sums of one set of units' activations on labelled frames."""
+
+    def __init__(self, n_groups: int, n_units: int):
+        self.sum = np.zeros((n_groups, n_units))
+        self.pos = np.zeros((n_groups, n_units))
+        self.count = np.zeros(n_groups)
+        self.sq = np.zeros(n_units)
+
+    def add(self, a: np.ndarray, labels: np.ndarray) -> None:
+        ok = labels >= 0
+        a, lab = a[ok], labels[ok]
+        np.add.at(self.sum, lab, a)
+        np.add.at(self.pos, lab, np.maximum(a, 0))
+        self.count += np.bincount(lab, minlength=len(self.count))
+        self.sq += (a * a).sum(0)
+
+    def selectivity(self) -> dict:
+        n = self.count.sum()
+        seen = self.count > 0
+        if n == 0 or seen.sum() < 2:
+            return {"units": self.sum.shape[1], "selective": 0, "share": float("nan"), "best_dprime": float("nan"),
+                    "median_purity_top10": float("nan")}
+        means = self.sum[seen] / self.count[seen, None]
+        best = means.argmax(0)
+        total = self.sum.sum(0)
+        best_sum = self.sum[seen][best, np.arange(len(best))]
+        best_n = self.count[seen][best]
+        rest = (total - best_sum) / np.maximum(n - best_n, 1)
+        mu = total / n
+        sd = np.sqrt(np.maximum(self.sq / n - mu ** 2, 0))
+        alive = sd > 1e-12
+        d = np.where(alive, (means[best, np.arange(len(best))] - rest) / np.where(alive, sd, 1), np.nan)
+        pos = self.pos[seen]
+        purity = np.where(pos.sum(0) > 0, pos[best, np.arange(len(best))] / np.maximum(pos.sum(0), 1e-300), np.nan)
+        order = np.argsort(-np.nan_to_num(d, nan=-np.inf))[:10]
+        return {"units": int(len(d)), "selective": int(np.nansum(d >= THRESHOLD)),
+                "share": float(np.nansum(d >= THRESHOLD) / len(d)), "best_dprime": float(np.nanmax(d)),
+                "median_purity_top10": float(np.nanmedian(purity[order]))}
+
+
+def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance], saes: dict[str, TopKSAE],
+                  on_error=None) -> dict:
+    """The measures of the module docstring for every SAE, on ``utts``."""
+    model, cfg = desc.module, desc.features
+    names = list(saes)
+    kinds = ("letters", "phonemes")
+    s = ProfileSettings(groups=kinds if desc.output.spells else ("phonemes",))
+    sq_err = dict.fromkeys(names, 0.0)
+    moments = {n: [0.0, np.zeros(layout.channels[layout.layers.index(n)]), 0] for n in names}  # Σ‖x‖², Σx, frames
+    fired = {n: torch.zeros(saes[n].w_dec.shape[0], dtype=torch.bool) for n in names}
+    l0 = dict.fromkeys(names, 0.0)
+    neurons = {(n, k): _Units(len(layout.groups(k)), layout.channels[layout.layers.index(n)]) for n in names for k in kinds}
+    feats_u = {(n, k): _Units(len(layout.groups(k)), saes[n].w_dec.shape[0]) for n in names for k in kinds}
+    refs, hyps, spliced_hyps = [], [], {n: [] for n in names}
+    data = load_features(utts, cfg, on_error=on_error)
+    with preserved(model), torch.no_grad():
+        for u, f in data:
+            x = torch.as_tensor(f, dtype=next(model.parameters()).dtype).unsqueeze(0)
+            with Capture(model, layout) as cap:
+                acts, out = cap(x)
+            scores = out[0]
+            labelled = utterance_kinds(layout, s, u, scores, cfg.frame_rate, f.shape[1] / cfg.frame_rate)
+            refs.append(normalize_text(u.text).text)
+            hyps.append(desc.output.decode(scores.numpy()))
+            for n in names:
+                i = layout.layers.index(n)
+                a = frames_of(acts[n]).float()
+                z = saes[n].encode(a)
+                rec = saes[n].decode(z)
+                sq_err[n] += float((a - rec).pow(2).sum())
+                m = moments[n]
+                m[0] += float(a.pow(2).sum())
+                m[1] += a.sum(0).numpy()
+                m[2] += len(a)
+                fired[n] |= (z > 0).any(0)
+                l0[n] += float((z > 0).sum())
+                for k, lab in labelled.items():
+                    labels = lab.label_at(layout.geometry[i], len(a))
+                    neurons[(n, k)].add(a.numpy().astype(np.float64), labels)
+                    feats_u[(n, k)].add(z.numpy().astype(np.float64), labels)
+                with spliced(model, layout.paths[i], saes[n], layout.time_axes[i]):
+                    spliced_hyps[n].append(desc.output.decode(model(x)[0].numpy()))
+    base = error_rates(refs, hyps)
+    out = {"utterances": len(refs), "cer": base["cer"], "layers": {}}
+    for n in names:
+        total, mean_sum, frames = moments[n]
+        var = total - float((mean_sum ** 2).sum()) / max(frames, 1)
+        out["layers"][n] = {
+            "width": int(saes[n].w_dec.shape[0]), "k": saes[n].k,
+            "fvu": sq_err[n] / var if var > 0 else float("nan"),
+            "dead_share": float((~fired[n]).float().mean()), "l0": l0[n] / max(frames, 1),
+            "spliced_cer": error_rates(refs, spliced_hyps[n])["cer"],
+            "selectivity": {k: {"neurons": neurons[(n, k)].selectivity(), "features": feats_u[(n, k)].selectivity()}
+                            for k in kinds if neurons[(n, k)].count.sum()},
+        }
+    return out
