@@ -36,6 +36,7 @@ bench: env
 	$(PY) benchmarks/profiles.py --quick --json out/bench/profiles.json
 	$(PY) benchmarks/long_recording.py --minutes 2 --json out/bench/long_recording.json
 	$(PY) benchmarks/real_speech.py --corpus work/realspeech --json out/bench/real_speech.json
+	$(PY) benchmarks/sae.py --json out/bench/sae.json
 
 clean-env:
 	rm -rf $(VENV)
