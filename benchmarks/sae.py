@@ -95,10 +95,11 @@ def main() -> None:
     ev = evaluate_saes(desc, layout, load_corpus(a.corpus)[a.eval_split], saes)
     result["evaluation_seconds"] = time.perf_counter() - t0
     result["evaluation"] = ev
-    print(f"model CER {100 * ev['cer']:.1f} %")
+    print(f"model {ev['metric'].upper()} {100 * ev['error_rate']:.1f} %")
     for n, r in ev["layers"].items():
         sel = r["selectivity"].get("phonemes", {})
-        print(f"{n:>12}: FVU {r['fvu']:.3f}, dead {100 * r['dead_share']:.1f} %, spliced CER {100 * r['spliced_cer']:.1f} %"
+        spliced = f"spliced {ev['metric'].upper()} {100 * r['spliced_error_rate']:.1f} %"
+        print(f"{n:>12}: FVU {r['fvu']:.3f}, dead {100 * r['dead_share']:.1f} %, {spliced}"
               + (f", phoneme-selective neurons {100 * sel['neurons']['share']:.0f} % / features "
                  f"{100 * sel['features']['share']:.0f} %" if sel else ""))
     if a.json:

@@ -91,7 +91,7 @@ def test_an_identity_dictionary_splices_exactly_and_explains_all_variance(built_
     torch.testing.assert_close(got, want)
     r = evaluate_saes(desc, layout, corpus["heldout"][:3], {"layer4": sae})
     assert r["layers"]["layer4"]["fvu"] == pytest.approx(0.0, abs=1e-10)
-    assert r["layers"]["layer4"]["spliced_cer"] == r["cer"]
+    assert r["metric"] == "cer" and r["layers"]["layer4"]["spliced_error_rate"] == r["error_rate"]
 
 
 def test_selectivity_is_the_dprime_of_the_best_group():

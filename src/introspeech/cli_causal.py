@@ -141,5 +141,5 @@ def sae(
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     report_skipped(out, list(dict.fromkeys(skipped)), echo)
     write_report(out, [sae_section(summary)], title="introspeech: sparse autoencoders")
-    typer.echo(json.dumps({n: {key: r[key] for key in ("fvu", "dead_share", "spliced_cer")}
+    typer.echo(json.dumps({n: {key: r[key] for key in ("fvu", "dead_share", "spliced_error_rate")}
                            for n, r in summary["layers"].items()}, indent=1))

@@ -1,8 +1,10 @@
 """How good are the SAEs, and are their features more selective than the neurons?
 
 On held-out utterances, per layer: the fraction of variance unexplained (Σ‖x − x̂‖² / Σ‖x − x̄‖²),
-the share of latents that never fire, the mean number that do per frame, and the CER when x̂
-replaces the layer's output in the forward pass (`spliced`), beside the model's own CER.
+the share of latents that never fire, the mean number that do per frame, and the error rate when
+x̂ replaces the layer's output in the forward pass (`spliced`), beside the model's own: the CER
+of a spelling model, the phone error rate (against the corpus' phones, `text.IPA_TO_ARPABET`) of
+a phoneme recognizer.
 
 Selectivity of a unit (a neuron, or an SAE feature) for a labelling (letters, phonemes): its mean
 activation on the frames of its best group minus its mean on all other labelled frames, over its
@@ -111,8 +113,8 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
                 acts, out = cap(x)
             scores = out[0]
             labelled = utterance_kinds(layout, s, u, scores, cfg.frame_rate, f.shape[1] / cfg.frame_rate)
-            refs.append(normalize_text(u.text).text)
-            hyps.append(desc.output.decode(scores.numpy()))
+            refs.append(_reference(desc, u))
+            hyps.append(_hypothesis(desc, scores))
             for n in names:
                 i = layout.layers.index(n)
                 a = frames_of(acts[n]).float()
@@ -130,9 +132,9 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
                     neurons[(n, k)].add(a.numpy().astype(np.float64), labels)
                     feats_u[(n, k)].add(z.numpy().astype(np.float64), labels)
                 with spliced(model, layout.paths[i], saes[n], layout.time_axes[i]):
-                    spliced_hyps[n].append(desc.output.decode(model(x)[0].numpy()))
-    base = error_rates(refs, hyps)
-    out = {"utterances": len(refs), "cer": base["cer"], "layers": {}}
+                    spliced_hyps[n].append(_hypothesis(desc, model(x)[0]))
+    metric = "per" if desc.output.spaced else "cer"
+    out = {"utterances": len(refs), "metric": metric, "error_rate": _rate(metric, refs, hyps), "layers": {}}
     for n in names:
         total, mean_sum, frames = moments[n]
         var = total - float((mean_sum ** 2).sum()) / max(frames, 1)
@@ -140,8 +142,27 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
             "width": int(saes[n].w_dec.shape[0]), "k": saes[n].k,
             "fvu": sq_err[n] / var if var > 0 else float("nan"),
             "dead_share": float((~fired[n]).float().mean()), "l0": l0[n] / max(frames, 1),
-            "spliced_cer": error_rates(refs, spliced_hyps[n])["cer"],
+            "spliced_error_rate": _rate(metric, refs, spliced_hyps[n]),
             "selectivity": {k: {"neurons": neurons[(n, k)].selectivity(), "features": feats_u[(n, k)].selectivity()}
                             for k in kinds if neurons[(n, k)].count.sum()},
         }
     return out
+
+
+def _reference(desc: ModelDescription, u: Utterance) -> str:
+    if not desc.output.spaced:
+        return normalize_text(u.text).text
+    return " ".join(p.label for p in (u.phones or []) if p.label not in ("sil", "sp", "spn", ""))
+
+
+def _hypothesis(desc: ModelDescription, scores: torch.Tensor) -> str:
+    s = scores.detach().numpy()
+    return " ".join(desc.output.phones(s)) if desc.output.spaced else desc.output.decode(s)
+
+
+def _rate(metric: str, refs: list[str], hyps: list[str]) -> float:
+    if metric == "cer":
+        return error_rates(refs, hyps)["cer"]
+    import jiwer
+
+    return float(jiwer.wer(refs, hyps)) if refs else float("nan")

@@ -101,13 +101,14 @@ SAE_TEMPLATE = """
 <p>A TopK sparse autoencoder per layer ({{ s.settings.expansion }}× the layer's width, k = {{ s.settings.k }} active
 latents per frame), trained on activations streamed from {{ s.train_split }}; measured on {{ s.utterances }}
 utterances of {{ s.eval_split }}: the fraction of variance unexplained, the share of latents that never fire, and
-the CER with the reconstruction spliced into the forward pass (the model's own: {{ "%.1f"|format(100 * s.cer) }} %).
+the {{ s.metric|upper }} with the reconstruction spliced into the forward pass (the model's own:
+{{ "%.1f"|format(100 * s.error_rate) }} %).
 Selective units: d′ ≥ 1 between the best group's frames and all other labelled frames; purity: the share of a
 unit's activation on its best group, median over the ten most selective units.</p>
-<table><tr><th>layer</th><th>width</th><th>FVU</th><th>dead</th><th>spliced CER</th>
+<table><tr><th>layer</th><th>width</th><th>FVU</th><th>dead</th><th>spliced {{ s.metric|upper }}</th>
 {% for k in kinds %}<th>{{ k }}: selective neurons / features</th><th>purity neurons / features</th>{% endfor %}</tr>
 {% for name, r in s.layers.items() %}<tr><td>{{ name }}</td><td>{{ r.width }}</td><td>{{ "%.3f"|format(r.fvu) }}</td>
-<td>{{ "%.1f"|format(100 * r.dead_share) }} %</td><td>{{ "%.1f"|format(100 * r.spliced_cer) }} %</td>
+<td>{{ "%.1f"|format(100 * r.dead_share) }} %</td><td>{{ "%.1f"|format(100 * r.spliced_error_rate) }} %</td>
 {% for k in kinds %}{% set q = r.selectivity.get(k) %}{% if q %}
 <td>{{ "%.0f"|format(100 * q.neurons.share) }} % / {{ "%.0f"|format(100 * q.features.share) }} %</td>
 <td>{{ "%.2f"|format(q.neurons.median_purity_top10) }} / {{ "%.2f"|format(q.features.median_purity_top10) }}</td>
