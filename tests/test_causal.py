@@ -135,3 +135,51 @@ def test_ablate_command_and_its_errors(tmp_path):
     assert res.exit_code == 2 and "layer99" in res.output
     res = runner.invoke(app, ["ablate", "--out", str(tmp_path / "c"), "--k", "0,4"])
     assert res.exit_code == 2 and "--k" in res.output
+
+
+def test_feature_ablations_keep_the_reconstruction_error_and_patching_is_their_derivative(built_in):
+    """SAE features as units: the sweep's drop equals patching a + scale·((m − z)⊙mask) W_dec in by
+    hand, and attribution patching equals the derivative along that change."""
+    from introspeech.causal.sae import SAESettings, train_saes
+    from introspeech.causal.targets import utterance_targets
+    from introspeech.corpus.load import utterance_features
+
+    desc, acc, rank, measure = built_in
+    layout = acc.layout
+    saes = train_saes(desc.module, layout, desc.features, rank[:4],
+                      SAESettings(expansion=2, k=8, epochs=1, batch=64, buffer=512), ["layer8"])
+    state = model_state(desc.module)
+    sw = ablation_sweep(desc, acc, rank, measure[:1], AblationSettings(ks=(4,), draws=2, min_count=3), saes=saes)
+    assert_same_state(state, model_state(desc.module))
+    assert sw.basis == "features" and sw.layers == ["layer8"]
+    t = utterance_targets(desc, layout, measure[0], utterance_features(measure[0], desc.features))
+    path = layout.paths[layout.layers.index("layer8")]
+    kind, group = sw.groups[0]
+    g = layout.groups(kind).index(group)
+    feats = sw.units[("layer8", "gradient", kind, g)][:4]
+    from introspeech.causal.basis import feature_naps
+
+    _, mean_codes = feature_naps(desc, layout, rank, saes, ("letters", "phonemes"))
+    sae = saes["layer8"]
+    model = copy.deepcopy(desc.module).double()
+    x = t.x.double()
+    acts = {}
+    h = model.get_submodule(path).register_forward_hook(lambda _m, _i, o: acts.__setitem__("a", o))
+    with torch.no_grad():
+        base = model(x)[0].log_softmax(0)[t.symbol, t.frame]
+    h.remove()
+    a = acts["a"]
+    z = sae.encode(a[0].T.float()).double()
+    mask = torch.zeros(z.shape[1], dtype=torch.bool)
+    mask[torch.as_tensor(feats)] = True
+    change = (((torch.from_numpy(mean_codes["layer8"])[None] - z) * mask) @ sae.w_dec.double()
+              * float(sae.scale)).T[None]
+    member = torch.from_numpy(t.group(kind) == g)
+
+    def lp(eps):
+        with torch.no_grad(), intervene(model, [Edit(path, "patch", value=a + eps * change)]):
+            return model(x)[0].log_softmax(0)[t.symbol, t.frame]
+    exact = float((base - lp(1.0))[member].sum())
+    assert sw.target[0, 0, 1, 0, 0] == pytest.approx(exact, rel=1e-4, abs=1e-6)
+    derivative = float((lp(1e-5) - lp(-1e-5))[member].sum()) / 2e-5
+    assert sw.patched[0, 0, 1, 0, 0] == pytest.approx(-derivative, rel=1e-3, abs=1e-6)

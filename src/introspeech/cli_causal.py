@@ -36,6 +36,8 @@ def ablate(
     draws: int = typer.Option(49, "--draws", help="Random unit sets per layer and k (p resolution 1/(draws+1))."),
     min_count: int = typer.Option(10, "--min-count", help="Entries a group needs in each split."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random units and of the bootstrap."),
+    sae_dir: Path = typer.Option(None, "--sae", help="Ablate the features of these SAEs (the folder `introspeech sae` "
+                                 "wrote) instead of neurons, in their layers."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
     """Causal test of NAPs: mean-ablate each group's top-k units (NAP contrast, latent relevance)
@@ -75,8 +77,15 @@ def ablate(
     acc = profile_corpus(desc, desc.features, rank, ProfileSettings(groups=("letters", "phonemes") if not
                                                                       desc.output.spaced else ("phonemes",),
                                                                       relevance="", letters_from="reference"))
+    saes = None
+    if sae_dir is not None:
+        from .causal.sae import load_saes
+
+        if not (sae_dir / "saes.json").is_file():
+            raise InputError(str(sae_dir), "no saes.json here (write one with `introspeech sae --out DIR`)")
+        saes = load_saes(sae_dir)
     try:
-        sweep = ablation_sweep(desc, acc, rank, measure, settings, progress=echo)
+        sweep = ablation_sweep(desc, acc, rank, measure, settings, progress=echo, saes=saes)
     except ValueError as e:
         raise InputError("--layers" if "layer" in str(e) else "--model", str(e)) from None
     save(sweep, out)

@@ -17,6 +17,8 @@ For each layer, labelling (letters, phonemes) and group g present in both sets o
   / n_g, with L_g the sum of the group's log-posteriors; its agreement with the exact drops is a
   rank correlation.
 
+The units are a layer's neurons, or the features of a sparse autoencoder of the layer
+(`causal.basis`: a feature is set to its mean code, the SAE's reconstruction error kept).
 Ablations run batched: the same utterance repeated, one set of units per batch element
 (`interventions.mean_ablations`). Per-utterance sums are kept, so `summary` bootstraps intervals
 over utterances.
@@ -37,7 +39,8 @@ from ..models.description import ModelDescription
 from ..profiles import results as R
 from ..profiles.engine import Accumulated
 from ..profiles.settings import Layout
-from .interventions import mean_ablations
+from .basis import Features, Neurons, feature_naps
+from .sae import TopKSAE
 from .targets import Targets, utterance_targets
 
 RANKINGS = ("nap", "gradient")
@@ -73,6 +76,7 @@ class Sweep:
     patched: np.ndarray  # (U, L, 2, K, G) attribution patching's estimate of ``target``
     utterances: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    basis: str = "neurons"  # or "features" (of SAEs)
 
 
 def _capture(model, paths: list[str]):
@@ -89,13 +93,16 @@ def _channels_last(a: torch.Tensor, time_axis: int) -> torch.Tensor:
     return a.transpose(0, 1) if time_axis == -1 else a
 
 
-def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: list[int], groups: list[tuple[str, int]]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Per layer and group: Σ_t ∂L_g/∂a_t and Σ_t a_t·∂L_g/∂a_t (each ``(L, G, C_max)``, zeros where a
-    group has no entry here); L_g is the sum of the group's aligned log-posteriors."""
+def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: list[int], groups: list[tuple[str, int]],
+                  bases: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer and group: Σ_t ∂L_g/∂u_t and Σ_t u_t·∂L_g/∂u_t over the units u of each layer's
+    basis (neurons by default; each ``(L, G, W_max)``, zeros where a group has no entry here); L_g
+    is the sum of the group's aligned log-posteriors."""
     model = desc.module
     paths = [layout.paths[i] for i in layers]
-    width = max(layout.channels[i] for i in layers)
+    bases = bases or [Neurons()] * len(layers)
+    width = max(b.width(layout.channels[i]) for b, i in zip(bases, layers))
+    codes: dict[int, torch.Tensor] = {}
     g_sum = np.zeros((len(layers), len(groups), width))
     ga_sum = np.zeros_like(g_sum)
     acts, handles = _capture(model, paths)
@@ -111,9 +118,11 @@ def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: li
                 grads = torch.autograd.grad(picked[mask].sum(), chosen, retain_graph=True)
                 for i, (a, gr) in enumerate(zip(chosen, grads)):
                     axis = layout.time_axes[layers[i]]
-                    a2, g2 = _channels_last(a.detach(), axis).double(), _channels_last(gr, axis).double()
-                    g_sum[i, j, :a2.shape[1]] = g2.sum(0).numpy()
-                    ga_sum[i, j, :a2.shape[1]] = (a2 * g2).sum(0).numpy()
+                    if i not in codes:
+                        codes[i] = bases[i].codes(_channels_last(a.detach(), axis).double())
+                    u, g2 = codes[i], bases[i].pull(_channels_last(gr, axis).double())
+                    g_sum[i, j, :u.shape[1]] = g2.sum(0).numpy()
+                    ga_sum[i, j, :u.shape[1]] = (u * g2).sum(0).numpy()
     finally:
         for h in handles:
             h.remove()
@@ -121,49 +130,63 @@ def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: li
 
 
 def _drops(desc: ModelDescription, t: Targets, base: torch.Tensor, path: str, time_axis: int, masks: torch.Tensor,
-           mean: torch.Tensor, batch: int) -> torch.Tensor:
+           mean: torch.Tensor, batch: int, basis=None) -> torch.Tensor:
     """Drop of every entry's log-posterior ``(masks, entries)`` under each mask's mean ablation."""
     out = []
+    basis = basis or Neurons()
     for a in range(0, len(masks), batch):
         m = masks[a:a + batch]
-        with torch.no_grad(), mean_ablations(desc.module, path, m, mean, time_axis):
+        with torch.no_grad(), basis.ablate(desc.module, path, m, mean, time_axis):
             lp = desc.module(t.x.expand(len(m), *t.x.shape[1:])).double().log_softmax(1)
         out.append(base[None] - lp[:, t.symbol, t.frame])
     return torch.cat(out)
 
 
 def rankings(desc: ModelDescription, layout: Layout, acc: Accumulated, rank_targets: list[Targets],
-             layers: list[int], groups: list[tuple[str, int]]) -> tuple[dict, dict[str, np.ndarray]]:
-    """Ranked units per (layer, ranking, kind, group) and each layer's mean-ablation value (the
-    count-weighted mean of its phoneme NAPs: every frame of the alignment; letters without one)."""
+             layers: list[int], groups: list[tuple[str, int]], bases: list,
+             feature_profiles: tuple[dict, dict] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Ranked units per (layer, ranking, kind, group) and each layer's mean-ablation value: for
+    neurons the count-weighted mean of its phoneme NAPs (every frame of the alignment; letters
+    without one), for SAE features their mean code (`basis.feature_naps`)."""
     means, units = {}, {}
     grads = None
     for t in rank_targets:
-        _, ga = gradient_sums(desc, layout, t, layers, groups)
+        _, ga = gradient_sums(desc, layout, t, layers, groups, bases)
         grads = ga if grads is None else grads + ga
     for li, i in enumerate(layers):
-        name, c = layout.layers[i], layout.channels[i]
-        kind = "phonemes" if f"nap/{name}/phonemes/sum" in acc.arrays else "letters"
-        nap, cnt = R.naps(acc, name, kind), acc.arrays[f"nap/{name}/{kind}/count"]
-        ok = cnt > 0
-        means[name] = (np.nan_to_num(nap[ok]) * cnt[ok, None]).sum(0) / cnt[ok].sum()
+        name = layout.layers[i]
+        width = bases[li].width(layout.channels[i])
+        if isinstance(bases[li], Features):
+            naps, mean_codes = feature_profiles
+            means[name] = mean_codes[name]
+            nap_of = {k: naps[(name, k)] for k in {k for k, _ in groups}}
+        else:
+            kind = "phonemes" if f"nap/{name}/phonemes/sum" in acc.arrays else "letters"
+            nap, cnt = R.naps(acc, name, kind), acc.arrays[f"nap/{name}/{kind}/count"]
+            ok = cnt > 0
+            means[name] = (np.nan_to_num(nap[ok]) * cnt[ok, None]).sum(0) / cnt[ok].sum()
+            nap_of = {k: R.naps(acc, name, k) for k in {k for k, _ in groups}}
         for j, (k, g) in enumerate(groups):
-            contrast = R.naps(acc, name, k)[g] - means[name]
+            contrast = nap_of[k][g] - means[name]
             units[(name, "nap", k, g)] = np.argsort(-np.nan_to_num(contrast, nan=-np.inf), kind="stable")
-            units[(name, "gradient", k, g)] = np.argsort(-grads[li, j, :c], kind="stable")
+            units[(name, "gradient", k, g)] = np.argsort(-grads[li, j, :width], kind="stable")
     return units, means
 
 
 def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utterance], measure: list[Utterance],
                    settings: AblationSettings = AblationSettings(),
-                   progress: Callable[[str], None] | None = None) -> Sweep:
+                   progress: Callable[[str], None] | None = None, saes: dict[str, TopKSAE] | None = None) -> Sweep:
     """The sweep of the module docstring; ``acc``: NAPs of ``rank`` (`profiles.engine.profile_corpus`,
-    both kinds). Unreadable utterances are skipped and listed in ``Sweep.errors``."""
+    both kinds). ``saes``: the units are these SAEs' features (`basis.Features`) in their layers
+    (default: the layers' neurons). Unreadable utterances are skipped and listed in ``Sweep.errors``."""
     layout = acc.layout
-    unknown = [n for n in settings.layers if n not in layout.layers]
+    chosen = settings.layers or (tuple(saes) if saes else ())
+    unknown = [n for n in chosen if n not in layout.layers or (saes is not None and n not in saes)]
     if unknown:
-        raise ValueError(f"no profiled layer {unknown[0]!r}; layers: {', '.join(layout.layers)}")
-    layers = [layout.layers.index(n) for n in settings.layers] if settings.layers else list(range(len(layout.layers)))
+        raise ValueError(f"no profiled layer {unknown[0]!r}" + (" with an SAE" if saes is not None else "")
+                         + f"; layers: {', '.join(saes if saes is not None else layout.layers)}")
+    layers = [layout.layers.index(n) for n in chosen] if chosen else list(range(len(layout.layers)))
+    bases = [Features(saes[layout.layers[i]]) if saes else Neurons() for i in layers]
     errors: list[str] = []
 
     def targets(utts):
@@ -182,20 +205,23 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
         groups = _groups(settings, rank_t, meas_t)
         if progress:
             progress(f"ranking units of {len(layers)} layers for {len(groups)} groups")
-        units, means = rankings(desc, layout, acc, rank_t, layers, groups)
-        ks = [k for k in settings.ks if k <= min(layout.channels[i] for i in layers)]
+        profiles = feature_naps(desc, layout, rank, {layout.layers[i]: saes[layout.layers[i]] for i in layers},
+                                settings.kinds) if saes else None
+        units, means = rankings(desc, layout, acc, rank_t, layers, groups, bases, profiles)
+        widths = [b.width(layout.channels[i]) for b, i in zip(bases, layers)]
+        ks = [k for k in settings.ks if k <= min(widths)]
         rng = np.random.default_rng(settings.seed)
         shape = (len(meas_t), len(layers), len(RANKINGS), len(ks), len(groups))
         sweep = Sweep([layout.layers[i] for i in layers], [(k, layout.groups(k)[g]) for k, g in groups], ks, units,
                       np.zeros((len(meas_t), len(groups))), np.zeros((len(meas_t), len(groups))), np.zeros(shape),
                       np.zeros(shape), np.zeros((len(meas_t), len(layers), len(ks), settings.draws, len(groups))),
-                      np.zeros(shape), [t.utterance for t in meas_t], errors)
-        draws = {(i, k): [rng.choice(layout.channels[i], k, replace=False) for _ in range(settings.draws)]
-                 for i in layers for k in ks}
+                      np.zeros(shape), [t.utterance for t in meas_t], errors, bases[0].name)
+        draws = {(i, k): [rng.choice(w, k, replace=False) for _ in range(settings.draws)]
+                 for i, w in zip(layers, widths) for k in ks}
         for u, t in enumerate(meas_t):
             if progress:
                 progress(f"ablations of {t.utterance} ({u + 1}/{len(meas_t)})")
-            _measure(desc, layout, t, u, layers, groups, ks, units, means, draws, settings, sweep)
+            _measure(desc, layout, t, u, layers, groups, ks, units, means, draws, settings, sweep, bases)
     return sweep
 
 
@@ -210,7 +236,8 @@ def _groups(settings: AblationSettings, rank_t: list[Targets], meas_t: list[Targ
     return out
 
 
-def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means, draws, settings, sweep: Sweep) -> None:
+def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means, draws, settings, sweep: Sweep,
+             bases: list) -> None:
     """One measured utterance's sums into ``sweep`` (index ``u``)."""
     member = np.stack([t.group(k) == g for k, g in groups])  # (G, entries)
     kinds = np.stack([t.group(k) >= 0 for k, _ in groups])
@@ -218,10 +245,10 @@ def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means,
     sweep.kind_count[u] = kinds.sum(1)
     with torch.no_grad():
         base = desc.module(t.x)[0].double().log_softmax(0)[t.symbol, t.frame]
-    g_sum, ga_sum = gradient_sums(desc, layout, t, layers, groups)
+    g_sum, ga_sum = gradient_sums(desc, layout, t, layers, groups, bases)
     mem, kin = torch.from_numpy(member).double(), torch.from_numpy(kinds).double()
     for li, i in enumerate(layers):
-        name, c = layout.layers[i], layout.channels[i]
+        name, c = layout.layers[i], bases[li].width(layout.channels[i])
         m = torch.from_numpy(means[name])
         combos = [(r, ki, j) for r in range(len(RANKINGS)) for ki in range(len(ks)) for j in range(len(groups))]
         masks = torch.zeros(len(combos) + len(ks) * settings.draws, c, dtype=torch.bool)
@@ -231,7 +258,7 @@ def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means,
         for ki, k in enumerate(ks):
             for d, sel in enumerate(draws[(i, k)]):
                 masks[len(combos) + ki * settings.draws + d, sel] = True
-        drops = _drops(desc, t, base, layout.paths[i], layout.time_axes[i], masks, m, settings.batch)
+        drops = _drops(desc, t, base, layout.paths[i], layout.time_axes[i], masks, m, settings.batch, bases[li])
         ranked, rand = drops[:len(combos)], drops[len(combos):]
         for n, (r, ki, j) in enumerate(combos):
             sweep.target[u, li, r, ki, j] = float(ranked[n] @ mem[j])

@@ -39,7 +39,7 @@ def summarize(sw: Sweep, boot: int = 1000, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     n = len(sw.utterances)
     weights = np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1 / n), size=boot)])  # row 0: the sample itself
-    out: dict = {"utterances": n, "layers": sw.layers, "ks": sw.ks, "rankings": list(RANKINGS),
+    out: dict = {"utterances": n, "basis": sw.basis, "layers": sw.layers, "ks": sw.ks, "rankings": list(RANKINGS),
                  "groups": [f"{k}:{g}" for k, g in sw.groups], "skipped": len(sw.errors), "results": {}}
     for kind in sorted({k for k, _ in sw.groups}):
         cols = np.array([j for j, (k, _) in enumerate(sw.groups) if k == kind])
@@ -90,6 +90,7 @@ def save(sw: Sweep, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "sweep.npz", **{k: getattr(sw, k) for k in ARRAYS})
     meta = {"layers": sw.layers, "groups": sw.groups, "ks": sw.ks, "utterances": sw.utterances, "errors": sw.errors,
+            "basis": sw.basis,
             "units": {"|".join(map(str, k)): v[:max(sw.ks)].tolist() for k, v in sw.units.items()}}
     (folder / "sweep.json").write_text(json.dumps(meta))
     return folder
@@ -104,4 +105,4 @@ def load(folder: str | Path) -> Sweep:
         layer, ranking, kind, g = key.split("|")
         units[(layer, ranking, kind, int(g))] = np.asarray(v)
     return Sweep(meta["layers"], [tuple(g) for g in meta["groups"]], meta["ks"], units,
-                 *(arrays[k] for k in ARRAYS), meta["utterances"], meta["errors"])
+                 *(arrays[k] for k in ARRAYS), meta["utterances"], meta["errors"], meta.get("basis", "neurons"))
