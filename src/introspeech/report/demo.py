@@ -207,6 +207,10 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         from .sections.causal import causal_demo
 
         sections.append(causal_demo(net, acc, splits, out))
+        log("sparse features: a TopK autoencoder of the last hidden layer")
+        from .sections.causal import sae_demo
+
+        sections.append(sae_demo(net, acc.layout, splits))
         log("real speech: packaged human recordings, never trained on")
         from .sections.realspeech import realspeech_section
 

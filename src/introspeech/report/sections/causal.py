@@ -120,3 +120,22 @@ def sae_section(summary: dict, title: str = "Sparse features of every layer") ->
     """The table of `causal.sae_eval.evaluate_saes` (with ``settings``, ``train_split``, ``eval_split``)."""
     kinds = sorted({k for r in summary["layers"].values() for k in r["selectivity"]})
     return Section(title, fragment(SAE_TEMPLATE, s=summary, kinds=kinds), [])
+
+
+def sae_demo(desc, layout, splits: dict, epochs: int = 6) -> Section:
+    """The demo's SAE: the last hidden layer, ``epochs`` passes over the test split, measured on 40
+    utterances of the held-out voices (`introspeech sae` trains every layer with 20 passes)."""
+    from ...causal.sae import SAESettings, train_saes
+    from ...causal.sae_eval import evaluate_saes
+
+    train_split = "test" if splits.get("test") else next(iter(splits))
+    eval_split = "heldout" if splits.get("heldout") else train_split
+    layer = layout.layers[-2]
+    settings = SAESettings(epochs=epochs)
+    saes = train_saes(desc.module, layout, desc.features, splits[train_split], settings, [layer])
+    ev = splits[eval_split]
+    ev = [ev[int(i)] for i in np.linspace(0, len(ev) - 1, min(40, len(ev)))]
+    summary = {**evaluate_saes(desc, layout, ev, saes),
+               "settings": {"expansion": settings.expansion, "k": settings.k, "epochs": epochs},
+               "train_split": train_split, "eval_split": eval_split}
+    return sae_section(summary)
