@@ -111,11 +111,10 @@ def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: li
             lp = model(t.x)[0].double().log_softmax(0)
             chosen = [acts[p] for p in paths]
             picked = lp[t.symbol, t.frame]
-            for j, (kind, g) in enumerate(groups):
-                mask = torch.from_numpy(t.group(kind) == g)
-                if not bool(mask.any()):
-                    continue
-                grads = torch.autograd.grad(picked[mask].sum(), chosen, retain_graph=True)
+            present = [j for j, (kind, g) in enumerate(groups) if bool((t.group(kind) == g).any())]
+            member = torch.stack([torch.from_numpy(t.group(groups[j][0]) == groups[j][1]).double() for j in present]) \
+                if present else torch.zeros(0, len(picked), dtype=torch.float64)
+            for j, grads in zip(present, _pullbacks(picked, chosen, member)):
                 for i, (a, gr) in enumerate(zip(chosen, grads)):
                     axis = layout.time_axes[layers[i]]
                     if i not in codes:
@@ -127,6 +126,20 @@ def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: li
         for h in handles:
             h.remove()
     return g_sum, ga_sum
+
+
+def _pullbacks(picked: torch.Tensor, chosen: list[torch.Tensor], member: torch.Tensor):
+    """Per row of ``member`` (groups × entries), the gradients of Σ member·picked at ``chosen``:
+    all rows in one batched backward pass where the model's operations allow it (vmap), else one
+    pass per row (the same numbers)."""
+    if not len(member):
+        return []
+    try:
+        batched = torch.autograd.grad(picked, chosen, grad_outputs=member.to(picked.dtype), retain_graph=True,
+                                      is_grads_batched=True)
+        return [[g[r] for g in batched] for r in range(len(member))]
+    except RuntimeError:  # an operation without a batching rule
+        return [torch.autograd.grad((member[r] * picked).sum(), chosen, retain_graph=True) for r in range(len(member))]
 
 
 def _drops(desc: ModelDescription, t: Targets, base: torch.Tensor, path: str, time_axis: int, masks: torch.Tensor,
