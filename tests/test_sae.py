@@ -115,5 +115,8 @@ def test_sae_command_and_its_errors(tmp_path):
     assert 0 < row["fvu"] < 1 and row["width"] == 768 and row["l0"] <= 8
     assert set(row["selectivity"]) == {"letters", "phonemes"}
     assert (tmp_path / "s" / "saes.safetensors").is_file() and "Sparse features" in (tmp_path / "s" / "index.html").read_text()
+    assert (tmp_path / "s" / "figures" / "sae_selectivity_layer9.png").is_file()
+    clips = list((tmp_path / "s" / "assets").glob("sae_layer9_feature*.wav"))
+    assert len(clips) == 4 and all(c.stat().st_size > 1000 for c in clips)
     res = runner.invoke(app, ["sae", "--out", str(tmp_path / "t"), "--layers", "layer99"])
     assert res.exit_code == 2 and "layer99" in res.output

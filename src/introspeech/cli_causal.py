@@ -143,12 +143,14 @@ def sae(
     except ValueError as e:
         raise InputError("--layers" if "layer" in str(e) else str(out / "state"), str(e)) from None
     save_saes(out, saes, settings)
-    summary = {**evaluate_saes(desc, layout, data[eval_split], saes,
+    details: dict = {}
+    summary = {**evaluate_saes(desc, layout, data[eval_split], saes, details=details,
                                on_error=lambda u, e: skipped.append(f"{u.audio_path or u.id}\t{e}")),
                "settings": {"expansion": expansion, "k": k, "epochs": epochs, "seed": seed},
                "train_split": train_split, "eval_split": eval_split}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     report_skipped(out, list(dict.fromkeys(skipped)), echo)
-    write_report(out, [sae_section(summary)], title="introspeech: sparse autoencoders")
+    write_report(out, [sae_section(summary, details=details, out_dir=out, cfg=desc.features)],
+                 title="introspeech: sparse autoencoders")
     typer.echo(json.dumps({n: {key: r[key] for key in ("fvu", "dead_share", "spliced_error_rate")}
                            for n, r in summary["layers"].items()}, indent=1))

@@ -67,24 +67,32 @@ class _Units:
         self.count += np.bincount(lab, minlength=len(self.count))
         self.sq += (a * a).sum(0)
 
-    def selectivity(self) -> dict:
+    def dprimes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per unit: d′, its best group (an index of all groups), and the per-group means
+        ``(groups, units)`` (NaN where a group has no frame)."""
         n = self.count.sum()
         seen = self.count > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            all_means = self.sum / self.count[:, None]
         if n == 0 or seen.sum() < 2:
-            return {"units": self.sum.shape[1], "selective": 0, "share": float("nan"), "best_dprime": float("nan"),
-                    "median_purity_top10": float("nan")}
+            return np.full(self.sum.shape[1], np.nan), np.zeros(self.sum.shape[1], dtype=int), all_means
         means = self.sum[seen] / self.count[seen, None]
         best = means.argmax(0)
         total = self.sum.sum(0)
-        best_sum = self.sum[seen][best, np.arange(len(best))]
-        best_n = self.count[seen][best]
-        rest = (total - best_sum) / np.maximum(n - best_n, 1)
+        rest = (total - means[best, np.arange(len(best))] * self.count[seen][best]) / np.maximum(n - self.count[seen][best], 1)
         mu = total / n
         sd = np.sqrt(np.maximum(self.sq / n - mu ** 2, 0))
         alive = sd > 1e-12
         d = np.where(alive, (means[best, np.arange(len(best))] - rest) / np.where(alive, sd, 1), np.nan)
-        pos = self.pos[seen]
-        purity = np.where(pos.sum(0) > 0, pos[best, np.arange(len(best))] / np.maximum(pos.sum(0), 1e-300), np.nan)
+        return d, np.flatnonzero(seen)[best], all_means
+
+    def selectivity(self) -> dict:
+        d, best, means = self.dprimes()
+        if np.isnan(d).all():
+            return {"units": self.sum.shape[1], "selective": 0, "share": float("nan"), "best_dprime": float("nan"),
+                    "median_purity_top10": float("nan")}
+        pos = self.pos.sum(0)
+        purity = np.where(pos > 0, self.pos[best, np.arange(len(best))] / np.maximum(pos, 1e-300), np.nan)
         order = np.argsort(-np.nan_to_num(d, nan=-np.inf))[:10]
         return {"units": int(len(d)), "selective": int(np.nansum(d >= THRESHOLD)),
                 "share": float(np.nansum(d >= THRESHOLD) / len(d)), "best_dprime": float(np.nanmax(d)),
@@ -92,8 +100,11 @@ class _Units:
 
 
 def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance], saes: dict[str, TopKSAE],
-                  on_error=None) -> dict:
-    """The measures of the module docstring for every SAE, on ``utts``."""
+                  on_error=None, details: dict | None = None, examples: int = 5) -> dict:
+    """The measures of the module docstring for every SAE, on ``utts``. ``details`` (a dict) is
+    filled per (layer, kind) with the arrays the figures read: d′ of neurons and of features, each
+    feature's best group and NAP ``(groups, features)``; and per layer the ``examples`` frames
+    that excite each feature most (``(features, examples)`` values, utterance indices, seconds)."""
     model, cfg = desc.module, desc.features
     names = list(saes)
     kinds = ("letters", "phonemes")
@@ -105,7 +116,10 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
     neurons = {(n, k): _Units(len(layout.groups(k)), layout.channels[layout.layers.index(n)]) for n in names for k in kinds}
     feats_u = {(n, k): _Units(len(layout.groups(k)), saes[n].w_dec.shape[0]) for n in names for k in kinds}
     refs, hyps, spliced_hyps = [], [], {n: [] for n in names}
+    top = {n: (np.full((saes[n].w_dec.shape[0], examples), -np.inf), np.zeros((saes[n].w_dec.shape[0], examples), int),
+               np.zeros((saes[n].w_dec.shape[0], examples))) for n in names}
     data = load_features(utts, cfg, on_error=on_error)
+    read: list[Utterance] = []
     with preserved(model), torch.no_grad():
         for u, f in data:
             x = torch.as_tensor(f, dtype=next(model.parameters()).dtype).unsqueeze(0)
@@ -113,6 +127,7 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
                 acts, out = cap(x)
             scores = out[0]
             labelled = utterance_kinds(layout, s, u, scores, cfg.frame_rate, f.shape[1] / cfg.frame_rate)
+            read.append(u)
             refs.append(_reference(desc, u))
             hyps.append(_hypothesis(desc, scores))
             for n in names:
@@ -126,6 +141,7 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
                 m[1] += a.sum(0).numpy()
                 m[2] += len(a)
                 fired[n] |= (z > 0).any(0)
+                _keep_top(top[n], z.numpy(), len(read) - 1, layout.geometry[i], cfg.frame_rate)
                 l0[n] += float((z > 0).sum())
                 for k, lab in labelled.items():
                     labels = lab.label_at(layout.geometry[i], len(a))
@@ -133,6 +149,14 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
                     feats_u[(n, k)].add(z.numpy().astype(np.float64), labels)
                 with spliced(model, layout.paths[i], saes[n], layout.time_axes[i]):
                     spliced_hyps[n].append(_hypothesis(desc, model(x)[0]))
+    if details is not None:
+        for n in names:
+            details[n] = {"examples": top[n], "utterances": read}
+            for k in kinds:
+                if neurons[(n, k)].count.sum():
+                    d_n, _, _ = neurons[(n, k)].dprimes()
+                    d_f, best, nap = feats_u[(n, k)].dprimes()
+                    details[(n, k)] = {"neurons": d_n, "features": d_f, "best": best, "nap": nap}
     metric = "per" if desc.output.spaced else "cer"
     out = {"utterances": len(refs), "metric": metric, "error_rate": _rate(metric, refs, hyps), "layers": {}}
     for n in names:
@@ -166,3 +190,18 @@ def _rate(metric: str, refs: list[str], hyps: list[str]) -> float:
     import jiwer
 
     return float(jiwer.wer(refs, hyps)) if refs else float("nan")
+
+
+def _keep_top(top: tuple[np.ndarray, np.ndarray, np.ndarray], z: np.ndarray, utt: int, geo, frame_rate: float) -> None:
+    """Merge one utterance's strongest frame per feature into the running top ``examples`` (at most
+    one example per utterance and feature)."""
+    values, utts, seconds = top
+    t = z.argmax(0)
+    v = z[t, np.arange(z.shape[1])]
+    at = np.array([geo.centre(int(f)) for f in range(z.shape[0])]) / frame_rate
+    worst = values.argmin(1)
+    better = v > values[np.arange(len(v)), worst]
+    rows = np.flatnonzero(better)
+    values[rows, worst[rows]] = v[rows]
+    utts[rows, worst[rows]] = utt
+    seconds[rows, worst[rows]] = at[t[rows]]

@@ -210,7 +210,7 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         log("sparse features: a TopK autoencoder of the last hidden layer")
         from .sections.causal import sae_demo
 
-        sections.append(sae_demo(net, acc.layout, splits))
+        sections.append(sae_demo(net, acc.layout, splits, out))
         log("real speech: packaged human recordings, never trained on")
         from .sections.realspeech import realspeech_section
 

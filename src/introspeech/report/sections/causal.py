@@ -113,16 +113,103 @@ unit's activation on its best group, median over the ten most selective units.</
 <td>{{ "%.0f"|format(100 * q.neurons.share) }} % / {{ "%.0f"|format(100 * q.features.share) }} %</td>
 <td>{{ "%.2f"|format(q.neurons.median_purity_top10) }} / {{ "%.2f"|format(q.features.median_purity_top10) }}</td>
 {% else %}<td>—</td><td>—</td>{% endif %}{% endfor %}</tr>{% endfor %}</table>
+{% for f in figs %}<figure><img src="{{ f.src }}" alt="{{ f.caption }}"><figcaption>{{ f.caption }}</figcaption></figure>
+{% endfor %}{% if clips %}<p>The frames that excite the layer's most phoneme-selective features most
+({{ clips|length }} features, their {{ n_examples }} strongest frames each, ±150 ms of audio around each):</p>
+<table>{% for c in clips %}<tr><td>feature {{ c.feature }} ({{ c.group }}, d′ {{ "%.1f"|format(c.dprime) }})</td>
+<td><audio controls src="{{ c.src }}"></audio></td></tr>{% endfor %}</table>{% endif %}
 """
 
 
-def sae_section(summary: dict, title: str = "Sparse features of every layer") -> Section:
-    """The table of `causal.sae_eval.evaluate_saes` (with ``settings``, ``train_split``, ``eval_split``)."""
+def sae_section(summary: dict, title: str = "Sparse features of every layer", details: dict | None = None,
+                out_dir: Path | None = None, cfg=None, top: int = 4) -> Section:
+    """The table of `causal.sae_eval.evaluate_saes` (with ``settings``, ``train_split``, ``eval_split``);
+    with its ``details`` and ``out_dir``: per layer the selectivity histograms of neurons and
+    features, and for the last layer the NAPs and audio of its ``top`` most phoneme-selective features."""
     kinds = sorted({k for r in summary["layers"].values() for k in r["selectivity"]})
-    return Section(title, fragment(SAE_TEMPLATE, s=summary, kinds=kinds), [])
+    figs, files, clips = [], [], []
+    if details is not None and out_dir is not None:
+        out_dir = Path(out_dir)
+        for layer in summary["layers"]:
+            p = selectivity_histograms(details, layer, kinds, out_dir / "figures" / f"sae_selectivity_{layer}.png")
+            files.append(p)
+            figs.append({"src": p.relative_to(out_dir).as_posix(),
+                         "caption": f"{layer}: d′ of neurons and of SAE features for their best group"})
+        layer = list(summary["layers"])[-1]
+        kind = "phonemes" if (layer, "phonemes") in details else kinds[0] if kinds else None
+        if kind is not None and (layer, kind) in details:
+            p, clips = top_features(details, layer, kind, out_dir, cfg, top)
+            files += [p, *[out_dir / c["src"] for c in clips]]
+            figs.append({"src": p.relative_to(out_dir).as_posix(),
+                         "caption": f"{layer}: NAPs ({kind}) of its {top} most selective features"})
+    html = fragment(SAE_TEMPLATE, s=summary, kinds=kinds, figs=figs, clips=clips, n_examples=EXAMPLES)
+    return Section(title, html, files)
 
 
-def sae_demo(desc, layout, splits: dict, epochs: int = 6) -> Section:
+EXAMPLES = 5
+
+
+def selectivity_histograms(details: dict, layer: str, kinds: list[str], path: Path) -> Path:
+    """Histograms of d′ (best group against the rest) of the layer's neurons and features, per labelling."""
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 2.6), squeeze=False, layout="constrained")
+    for ax, kind in zip(axes[0], kinds):
+        d = details.get((layer, kind))
+        if d is None:
+            ax.axis("off")
+            continue
+        both = np.concatenate([d["neurons"], d["features"]])
+        bins = np.linspace(np.nanmin(both), np.nanmax(both), 40) if np.isfinite(both).any() else 10
+        for key, colour in (("neurons", "C7"), ("features", "C2")):
+            v = d[key][np.isfinite(d[key])]
+            ax.hist(v, bins=bins, density=True, alpha=0.6, color=colour, label=f"{key} ({len(v)})")
+        ax.axvline(1.0, color="k", lw=0.6, ls="--")
+        ax.set_xlabel(f"d′ for the best {kind[:-1]}")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{layer}: selectivity of neurons and SAE features", fontsize=10)
+    return save(fig, path)
+
+
+def top_features(details: dict, layer: str, kind: str, out_dir: Path, cfg, top: int = 4) -> tuple[Path, list[dict]]:
+    """Bar charts of the ``top`` most selective features' NAPs, and a WAV per feature of the frames
+    that excite it most."""
+    import soundfile as sf
+
+    from ...audio import load_audio
+    from ...profiles.labels import GROUPS
+
+    d = details[(layer, kind)]
+    order = np.argsort(-np.nan_to_num(d["features"], nan=-np.inf))[:top]
+    names = GROUPS[kind]
+    fig, axes = plt.subplots(len(order), 1, figsize=(9, 1.3 * len(order) + 0.5), squeeze=False, layout="constrained")
+    clips = []
+    values, utt_idx, seconds = details[layer]["examples"]
+    utts = details[layer]["utterances"]
+    for ax, f in zip(axes[:, 0], order):
+        nap = d["nap"][:, f]
+        ax.bar(range(len(nap)), np.nan_to_num(nap), color=["C3" if g == d["best"][f] else "C7" for g in range(len(nap))])
+        ax.set_xticks(range(len(nap)))
+        ax.set_xticklabels(names[:len(nap)], fontsize=6, rotation=90)
+        ax.set_ylabel(f"#{f}", fontsize=8)
+        if cfg is not None:
+            pieces = []
+            for j in np.argsort(-values[f]):
+                if not np.isfinite(values[f, j]):
+                    continue
+                wave = load_audio(utts[int(utt_idx[f, j])].audio_path, cfg.sample_rate)
+                c = int(seconds[f, j] * cfg.sample_rate)
+                half = int(0.15 * cfg.sample_rate)
+                pieces += [wave[max(0, c - half):c + half], np.zeros(int(0.1 * cfg.sample_rate), dtype=wave.dtype)]
+            if pieces:
+                path = out_dir / "assets" / f"sae_{layer}_feature{f}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(path), np.concatenate(pieces), cfg.sample_rate)
+                clips.append({"feature": int(f), "group": names[int(d["best"][f])], "dprime": float(d["features"][f]),
+                              "src": path.relative_to(out_dir).as_posix()})
+    fig.suptitle(f"{layer}: mean code per {kind[:-1]} of its most selective features (red: the best)", fontsize=10)
+    return save(fig, out_dir / "figures" / f"sae_top_features_{layer}.png"), clips
+
+
+def sae_demo(desc, layout, splits: dict, out_dir: Path, epochs: int = 6) -> Section:
     """The demo's SAE: the last hidden layer, ``epochs`` passes over the test split, measured on 40
     utterances of the held-out voices (`introspeech sae` trains every layer with 20 passes)."""
     from ...causal.sae import SAESettings, train_saes
@@ -135,7 +222,8 @@ def sae_demo(desc, layout, splits: dict, epochs: int = 6) -> Section:
     saes = train_saes(desc.module, layout, desc.features, splits[train_split], settings, [layer])
     ev = splits[eval_split]
     ev = [ev[int(i)] for i in np.linspace(0, len(ev) - 1, min(40, len(ev)))]
-    summary = {**evaluate_saes(desc, layout, ev, saes),
+    details: dict = {}
+    summary = {**evaluate_saes(desc, layout, ev, saes, details=details),
                "settings": {"expansion": settings.expansion, "k": settings.k, "epochs": epochs},
                "train_split": train_split, "eval_split": eval_split}
-    return sae_section(summary)
+    return sae_section(summary, details=details, out_dir=out_dir, cfg=desc.features)
