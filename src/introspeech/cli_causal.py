@@ -46,6 +46,7 @@ def ablate(
 
     from .causal.ablation import AblationSettings, ablation_sweep
     from .causal.summary import save, summarize
+    from .causal.targets import check_measurable
     from .corpus.load import load_corpus
     from .profiles.engine import profile_corpus
     from .profiles.settings import ProfileSettings
@@ -53,15 +54,14 @@ def ablate(
     from .report.sections.causal import causal_section
 
     desc = _description(model, model_factory, weights, alphabet, features)
-    if desc.output.kind != "ctc":
-        raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}: ablation effects are measured on "
-                                    "a CTC output's aligned symbols")
+    check_measurable(desc)  # a one-line error for an output it cannot measure, before any work
     kinds = tuple(g for g in groups.split(",") if g)
-    if desc.output.spaced:  # a phoneme recognizer spells no letters
+    phonemes_only = desc.output.spaced or desc.output.kind != "ctc"  # phoneme recognizers, Whisper's tokens
+    if phonemes_only:
         kinds = tuple(g for g in kinds if g == "phonemes")
         if not kinds:
-            raise typer.BadParameter(f"{desc.name} emits phonemes, not letters: use --groups phonemes",
-                                     param_hint="--groups")
+            raise typer.BadParameter(f"{desc.name}'s units are measured for phonemes, not letters: use --groups "
+                                     "phonemes", param_hint="--groups")
     data = load_corpus(corpus)
     for split, option in ((rank_split, "--rank-split"), (measure_split, "--measure-split")):
         if split not in data:
@@ -75,7 +75,7 @@ def ablate(
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
     echo(f"NAPs of {len(rank)} {rank_split} utterances")
     acc = profile_corpus(desc, desc.features, rank, ProfileSettings(groups=("letters", "phonemes") if not
-                                                                      desc.output.spaced else ("phonemes",),
+                                                                      phonemes_only else ("phonemes",),
                                                                       relevance="", letters_from="reference"))
     saes = None
     if sae_dir is not None:

@@ -41,7 +41,7 @@ from ..profiles.engine import Accumulated
 from ..profiles.settings import Layout
 from .basis import Features, Neurons, feature_naps
 from .sae import TopKSAE
-from .targets import Targets, utterance_targets
+from .targets import Targets, model_targets, token_scorer
 
 RANKINGS = ("nap", "gradient")
 
@@ -108,18 +108,18 @@ def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: li
     acts, handles = _capture(model, paths)
     try:
         with torch.enable_grad():
-            lp = model(t.x)[0].double().log_softmax(0)
+            picked = t.picked(model, t.x)[0]
             chosen = [acts[p] for p in paths]
-            picked = lp[t.symbol, t.frame]
-            present = [j for j, (kind, g) in enumerate(groups) if bool((t.group(kind) == g).any())]
-            member = torch.stack([torch.from_numpy(t.group(groups[j][0]) == groups[j][1]).double() for j in present]) \
+            present = [j for j, (kind, g) in enumerate(groups) if bool(t.member(kind, g).any())]
+            member = torch.stack([torch.from_numpy(t.member(*groups[j])).double() for j in present]) \
                 if present else torch.zeros(0, len(picked), dtype=torch.float64)
             for j, grads in zip(present, _pullbacks(picked, chosen, member)):
                 for i, (a, gr) in enumerate(zip(chosen, grads)):
                     axis = layout.time_axes[layers[i]]
+                    n = _speech_frames(layout, layers[i], t)
                     if i not in codes:
-                        codes[i] = bases[i].codes(_channels_last(a.detach(), axis).double())
-                    u, g2 = codes[i], bases[i].pull(_channels_last(gr, axis).double())
+                        codes[i] = bases[i].codes(_channels_last(a.detach(), axis)[:n].double())
+                    u, g2 = codes[i], bases[i].pull(_channels_last(gr, axis)[:n].double())
                     g_sum[i, j, :u.shape[1]] = g2.sum(0).numpy()
                     ga_sum[i, j, :u.shape[1]] = (u * g2).sum(0).numpy()
     finally:
@@ -142,16 +142,25 @@ def _pullbacks(picked: torch.Tensor, chosen: list[torch.Tensor], member: torch.T
         return [torch.autograd.grad((member[r] * picked).sum(), chosen, retain_graph=True) for r in range(len(member))]
 
 
+def _speech_frames(layout: Layout, i: int, t: Targets) -> int | None:
+    """Frames of layer ``i`` that hold the utterance (None: all); a model that pads its input
+    itself (Whisper's 30 s) has the rest, which no ablation touches and no gradient sum reads."""
+    if t.speech_samples is None or layout.local:
+        return None
+    return layout.geometry[i].frames_within(t.speech_samples)
+
+
 def _drops(desc: ModelDescription, t: Targets, base: torch.Tensor, path: str, time_axis: int, masks: torch.Tensor,
-           mean: torch.Tensor, batch: int, basis=None) -> torch.Tensor:
-    """Drop of every entry's log-posterior ``(masks, entries)`` under each mask's mean ablation."""
+           mean: torch.Tensor, batch: int, basis=None, frames: int | None = None) -> torch.Tensor:
+    """Drop of every entry's log-posterior ``(masks, entries)`` under each mask's mean ablation
+    (of the first ``frames`` frames of the layer; all by default)."""
     out = []
     basis = basis or Neurons()
     for a in range(0, len(masks), batch):
         m = masks[a:a + batch]
-        with torch.no_grad(), basis.ablate(desc.module, path, m, mean, time_axis):
-            lp = desc.module(t.x.expand(len(m), *t.x.shape[1:])).double().log_softmax(1)
-        out.append(base[None] - lp[:, t.symbol, t.frame])
+        with torch.no_grad(), basis.ablate(desc.module, path, m, mean, time_axis, frames):
+            picked = t.picked(desc.module, t.x.expand(len(m), *t.x.shape[1:]))
+        out.append(base[None] - picked)
     return torch.cat(out)
 
 
@@ -201,12 +210,13 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
     layers = [layout.layers.index(n) for n in chosen] if chosen else list(range(len(layout.layers)))
     bases = [Features(saes[layout.layers[i]]) if saes else Neurons() for i in layers]
     errors: list[str] = []
+    scoring = token_scorer(desc)
 
     def targets(utts):
         got = []
         for u, f in load_features(utts, desc.features, on_error=lambda u, e: errors.append(f"{u.id}\t{e}")):
             try:
-                got.append(utterance_targets(desc, layout, u, f))
+                got.append(model_targets(desc, layout, u, f, scoring))
             except Exception as e:  # noqa: BLE001 - listed, the sweep goes on
                 errors.append(f"{u.id}\t{e}")
         return got
@@ -215,7 +225,7 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
         if not rank_t or not meas_t:
             raise ValueError(f"no {'ranking' if not rank_t else 'measured'} utterance could be read "
                              f"({len(errors)} skipped)")
-        groups = _groups(settings, rank_t, meas_t)
+        groups = _groups(settings, layout, rank_t, meas_t)
         if progress:
             progress(f"ranking units of {len(layers)} layers for {len(groups)} groups")
         profiles = feature_naps(desc, layout, rank, {layout.layers[i]: saes[layout.layers[i]] for i in layers},
@@ -238,26 +248,27 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
     return sweep
 
 
-def _groups(settings: AblationSettings, rank_t: list[Targets], meas_t: list[Targets]) -> list[tuple[str, int]]:
+def _groups(settings: AblationSettings, layout: Layout, rank_t: list[Targets],
+            meas_t: list[Targets]) -> list[tuple[str, int]]:
     """(kind, group) with at least ``min_count`` entries in both sets."""
     out = []
     for kind in settings.kinds:
-        a = np.bincount(np.concatenate([t.group(kind) + 1 for t in rank_t] or [np.zeros(0, int)]), minlength=1)
-        b = np.bincount(np.concatenate([t.group(kind) + 1 for t in meas_t] or [np.zeros(0, int)]), minlength=1)
-        n = min(len(a), len(b))
-        out += [(kind, g - 1) for g in range(1, n) if a[g] >= settings.min_count and b[g] >= settings.min_count]
+        n = len(layout.groups(kind))
+        a = sum((t.counts(kind, n) for t in rank_t), np.zeros(n, dtype=np.int64))
+        b = sum((t.counts(kind, n) for t in meas_t), np.zeros(n, dtype=np.int64))
+        out += [(kind, g) for g in range(n) if a[g] >= settings.min_count and b[g] >= settings.min_count]
     return out
 
 
 def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means, draws, settings, sweep: Sweep,
              bases: list) -> None:
     """One measured utterance's sums into ``sweep`` (index ``u``)."""
-    member = np.stack([t.group(k) == g for k, g in groups])  # (G, entries)
-    kinds = np.stack([t.group(k) >= 0 for k, _ in groups])
+    member = np.stack([t.member(k, g) for k, g in groups])  # (G, entries)
+    kinds = np.stack([t.labelled(k) for k, _ in groups])
     sweep.count[u] = member.sum(1)
     sweep.kind_count[u] = kinds.sum(1)
     with torch.no_grad():
-        base = desc.module(t.x)[0].double().log_softmax(0)[t.symbol, t.frame]
+        base = t.picked(desc.module, t.x)[0]
     g_sum, ga_sum = gradient_sums(desc, layout, t, layers, groups, bases)
     mem, kin = torch.from_numpy(member).double(), torch.from_numpy(kinds).double()
     for li, i in enumerate(layers):
@@ -271,7 +282,8 @@ def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means,
         for ki, k in enumerate(ks):
             for d, sel in enumerate(draws[(i, k)]):
                 masks[len(combos) + ki * settings.draws + d, sel] = True
-        drops = _drops(desc, t, base, layout.paths[i], layout.time_axes[i], masks, m, settings.batch, bases[li])
+        drops = _drops(desc, t, base, layout.paths[i], layout.time_axes[i], masks, m, settings.batch, bases[li],
+                       _speech_frames(layout, i, t))
         ranked, rand = drops[:len(combos)], drops[len(combos):]
         for n, (r, ki, j) in enumerate(combos):
             sweep.target[u, li, r, ki, j] = float(ranked[n] @ mem[j])

@@ -39,8 +39,9 @@ class Neurons:
     def pull(self, g: torch.Tensor) -> torch.Tensor:
         return g
 
-    def ablate(self, model: nn.Module, path: str, masks: torch.Tensor, mean: torch.Tensor, time_axis: int):
-        return mean_ablations(model, path, masks, mean, time_axis)
+    def ablate(self, model: nn.Module, path: str, masks: torch.Tensor, mean: torch.Tensor, time_axis: int,
+               frames: int | None = None):
+        return mean_ablations(model, path, masks, mean, time_axis, frames)
 
 
 class Features:
@@ -64,7 +65,7 @@ class Features:
 
     @contextlib.contextmanager
     def ablate(self, model: nn.Module, path: str, masks: torch.Tensor, mean: torch.Tensor,
-               time_axis: int) -> Iterator[nn.Module]:
+               time_axis: int, frames: int | None = None) -> Iterator[nn.Module]:
         sae = self.sae
 
         def fn(_m, _i, out):
@@ -72,7 +73,10 @@ class Features:
             if a.shape[0] != masks.shape[0]:
                 raise ValueError(f"feature ablations of {path!r}: {masks.shape[0]} masks for a batch of {a.shape[0]}")
             z = sae.encode(a.reshape(-1, a.shape[-1]).float()).reshape(*a.shape[:2], -1)
-            new = torch.where(masks[:, None, :], mean.float()[None, None, :], z)
+            where = masks[:, None, :]
+            if frames is not None:  # only the first ``frames`` frames (the utterance, not the model's padding)
+                where = where & (torch.arange(a.shape[1]) < frames)[None, :, None]
+            new = torch.where(where, mean.float()[None, None, :], z)
             a = a + ((new - z) @ sae.w_dec * sae.scale).to(a.dtype)
             return a if time_axis == 1 else a.transpose(1, 2)
         handle = model.get_submodule(path).register_forward_hook(fn)

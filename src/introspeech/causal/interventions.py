@@ -118,11 +118,12 @@ def intervene(model: nn.Module, edits: Sequence[Edit]) -> Iterator[nn.Module]:
 
 @contextlib.contextmanager
 def mean_ablations(model: nn.Module, layer: str, masks: torch.Tensor, mean: torch.Tensor,
-                   time_axis: int = -1) -> Iterator[nn.Module]:
+                   time_axis: int = -1, frames: int | None = None) -> Iterator[nn.Module]:
     """One mean ablation per batch element: element b of the layer's output has the channels where
     ``masks[b]`` (``(batch, channels)``, bool) is set replaced by ``mean`` (``(channels,)``) at every
-    frame; the model is left as it was on leaving the block (equal to `intervene` with a ``mean``
-    `Edit` per element, tested)."""
+    frame (the first ``frames`` frames only, when given: a model's own padding stays as it is); the
+    model is left as it was on leaving the block (equal to `intervene` with a ``mean`` `Edit` per
+    element, tested)."""
     named = dict(model.named_modules())
     if layer not in named:
         raise ValueError(f"no module {layer!r} in the model; modules: {[n for n in named if n][:12]}")
@@ -137,7 +138,12 @@ def mean_ablations(model: nn.Module, layer: str, masks: torch.Tensor, mean: torc
             raise ValueError(f"mean ablations of {layer!r}: masks of {masks.shape[1]} and {mean.numel()} means for "
                              f"{a.shape[-1]} channels")
         shape = (a.shape[0],) + (1,) * (a.dim() - 2) + (a.shape[-1],)
-        new = torch.where(masks.to(a.device).view(shape), mean.to(a).flatten(), a)
+        where = masks.to(a.device).view(shape)
+        if frames is not None:
+            if a.dim() != 3:
+                raise ValueError(f"mean ablations of {layer!r}: frames= needs a (batch, time, channels) output")
+            where = where & (torch.arange(a.shape[1], device=a.device) < frames).view(1, -1, 1)
+        new = torch.where(where, mean.to(a).flatten(), a)
         return new.movedim(-1, channel_axis)
 
     handle = named[layer].register_forward_hook(fn)

@@ -8,6 +8,10 @@ emitted symbol is measured at the frame of its run where its log-posterior is hi
 letter group of an entry is its symbol's (a spelling model only); its phoneme group is the corpus
 phone whose span holds the frame's centre (`profiles.labels.phone_index`, silence included), when
 the corpus has phone timings.
+
+A sequence-to-sequence model (Whisper) is measured on its transcript's tokens, the decoder
+teacher-forced (`whisper_targets`): an entry is a token position, its phoneme groups are every
+corpus phone inside the words the token spells (a token may belong to several groups).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..asr.decode import forced_align_arrays
 from ..corpus.utterance import Utterance
@@ -36,9 +41,50 @@ class Targets:
     symbol: np.ndarray  # output index whose log-posterior is measured
     letter: np.ndarray  # letter group (-1: none)
     phoneme: np.ndarray  # phoneme group (-1: none)
+    sets: dict[str, list[frozenset[int]]] | None = None  # several groups per entry (tokens), by kind
+    scorer: nn.Module | None = None  # scores (batch, positions, classes) from (x, *args); None: the model's own
+    args: tuple = ()
+    speech_samples: int | None = None  # a model that pads (Whisper): only frames of speech are ablated
 
     def group(self, kind: str) -> np.ndarray:
+        """Each entry's one group of ``kind`` (-1: none); entries with several groups have no single one."""
+        if self.sets is not None:
+            raise ValueError(f"utterance {self.utterance}: entries belong to several {kind} groups; use member()")
         return self.letter if kind == "letters" else self.phoneme
+
+    def member(self, kind: str, g: int) -> np.ndarray:
+        """Whether each entry belongs to group ``g`` of ``kind``."""
+        if self.sets is not None:
+            return np.array([g in s for s in self.sets.get(kind, [frozenset()] * len(self.symbol))], dtype=bool)
+        return self.group(kind) == g
+
+    def labelled(self, kind: str) -> np.ndarray:
+        """Whether each entry belongs to some group of ``kind``."""
+        if self.sets is not None:
+            return np.array([bool(s) for s in self.sets.get(kind, [frozenset()] * len(self.symbol))], dtype=bool)
+        return self.group(kind) >= 0
+
+    def counts(self, kind: str, n: int) -> np.ndarray:
+        """Entries per group of ``kind`` ``(n,)``."""
+        if self.sets is not None:
+            c = np.zeros(n, dtype=np.int64)
+            for s in self.sets.get(kind, []):
+                for g in s:
+                    c[g] += 1
+            return c
+        lab = self.group(kind)
+        return np.bincount(lab[lab >= 0], minlength=n)[:n]
+
+    def log_probs(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Log-posteriors ``(batch, classes, positions)`` of a batch of copies of the input."""
+        if self.scorer is None:
+            return model(x).double().log_softmax(1)
+        args = [a.expand(len(x), *a.shape[1:]) for a in self.args]
+        return self.scorer(x, *args).double().log_softmax(-1).transpose(1, 2)
+
+    def picked(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The measured entries' log-posteriors ``(batch, entries)``."""
+        return self.log_probs(model, x)[:, self.symbol, self.frame]
 
 
 def utterance_targets(desc: ModelDescription, layout: Layout, utt: Utterance, feats: np.ndarray) -> Targets:
@@ -72,3 +118,81 @@ def utterance_targets(desc: ModelDescription, layout: Layout, utt: Utterance, fe
             inside = (seconds >= p.start) & (seconds < p.end)
             phoneme[inside] = phone_index(p.label)
     return Targets(utt.id, x, frame, symbol, letter, phoneme)
+
+
+def whisper_targets(desc: ModelDescription, layout: Layout, utt: Utterance, feats: np.ndarray,
+                    scorer: nn.Module, tokenizer) -> Targets:
+    """Whisper's entries (see the module docstring): the transcript spelt by the corpus' words
+    (``utt.words``, else its text), tokenized after Whisper's start-of-transcript and
+    no-timestamps tokens; entry i is the decoder's score of text token i given the ones before."""
+    words = [w for w in (utt.words or []) if w.label.strip()]
+    spelt = [w.label.strip() for w in words] or normalize_text(utt.text).text.split()
+    if not spelt:
+        raise InputError(utt.audio_path or utt.id, f"utterance {utt.id}: no transcript to teacher-force")
+    text = " " + " ".join(spelt)
+    ids = tokenizer.encode(text)
+    prefix = list(tokenizer.sot_sequence_including_notimestamps)
+    tokens = torch.tensor([prefix + ids], dtype=torch.long)
+    # character span of each word and each token in ``text``
+    starts, pos = [], 0
+    for w in spelt:
+        pos = text.index(w, pos)
+        starts.append((pos, pos + len(w)))
+        pos += len(w)
+    sets: list[frozenset[int]] = []
+    at = 0
+    for tok in ids:
+        piece = tokenizer.decode([tok])
+        a, b = at, at + len(piece)
+        at = b
+        hit = [j for j, (ws, we) in enumerate(starts) if ws < b and we > a]
+        groups: set[int] = set()
+        for j in hit:
+            if j < len(words) and utt.phones:
+                w = words[j]
+                groups |= {phone_index(p.label) for p in utt.phones
+                           if w.start <= (p.start + p.end) / 2 < w.end and phone_index(p.label) >= 0}
+        sets.append(frozenset(groups))
+    if at != len(text):
+        raise InputError(utt.audio_path or utt.id, f"utterance {utt.id}: the tokens do not spell the transcript")
+    x = torch.as_tensor(feats, dtype=next(desc.module.parameters()).dtype).unsqueeze(0)
+    n = len(ids)
+    frame = np.arange(len(prefix) - 1, len(prefix) - 1 + n, dtype=np.int64)  # row i scores token i + 1
+    none = np.full(n, -1, dtype=np.int64)
+    return Targets(utt.id, x, frame, np.asarray(ids, dtype=np.int64), none, none.copy(),
+                   sets={"phonemes": sets, "letters": [frozenset()] * n}, scorer=scorer, args=(tokens,),
+                   speech_samples=int(x.shape[-1]))
+
+
+def token_scorer(desc: ModelDescription) -> tuple[nn.Module, object] | None:
+    """None for a CTC model (its own outputs are measured); for Whisper's encoder the decoder
+    teacher-forced on top of that very encoder (edits of its layers reach the tokens) and its
+    tokenizer; any other output is an `InputError` naming it."""
+    if not check_measurable(desc):
+        return None
+    import whisper.tokenizer
+
+    from ..models.whisper_frontend import teacher_forced
+
+    return teacher_forced(desc.module), whisper.tokenizer.get_tokenizer(multilingual=False)
+
+
+def check_measurable(desc: ModelDescription) -> bool:
+    """False for a CTC model, True for Whisper's encoder (measured on tokens); an `InputError`
+    naming any other output."""
+    if desc.output.kind == "ctc":
+        return False
+    from ..models.whisper_frontend import WhisperEncoder
+
+    if isinstance(desc.module, WhisperEncoder):
+        return True
+    raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}: ablation effects are measured on a "
+                                "CTC output's aligned symbols or on Whisper's teacher-forced tokens")
+
+
+def model_targets(desc: ModelDescription, layout: Layout, utt: Utterance, feats: np.ndarray,
+                  scoring: tuple[nn.Module, object] | None) -> Targets:
+    """`utterance_targets` for a CTC model, `whisper_targets` with ``scoring`` (`token_scorer`)."""
+    if scoring is None:
+        return utterance_targets(desc, layout, utt, feats)
+    return whisper_targets(desc, layout, utt, feats, *scoring)

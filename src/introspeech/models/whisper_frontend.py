@@ -89,6 +89,19 @@ class WhisperTokens(nn.Module):
         return self.decoder(tokens, self.encoder(self.front(x)))
 
 
+def teacher_forced(encoder: WhisperEncoder) -> WhisperTokens:
+    """The decoder of the packaged Whisper (read again from its wheel), teacher-forced on top of
+    ``encoder``'s own front end and encoder modules: hooks on ``encoder``'s layers act on its scores.
+    ``encoder`` itself is not changed."""
+    from .whisper import load_whisper
+
+    tokens = WhisperTokens(load_whisper())
+    tokens.front, tokens.encoder = encoder.front, encoder.encoder
+    tokens.training = False
+    tokens.decoder.eval()  # the shared modules keep their own modes
+    return tokens
+
+
 def frames_of(samples: int) -> int:
     """How many encoder frames hold speech of ``samples`` samples; the rest of the 1500 are padding."""
     return min(FRAMES, math.ceil(samples / (HOP * 2)))
