@@ -278,3 +278,40 @@ def test_whisper_ablations_are_teacher_forced_token_drops_on_frames_of_speech(tm
     member = torch.from_numpy(t.member(kind, g))
     assert sw.target[0, 0, 0, 0, 0] == pytest.approx(float(drop[member].sum()), rel=1e-3, abs=1e-4)
     assert sw.count[0, 0] == int(member.sum()) > 0
+
+
+class _InputSized(torch.nn.Module):
+    """Scales its output by the input's batch size: a model that cannot run the layers before an edit
+    once (broadcast ablations would change its numbers)."""
+
+    def __init__(self, scaled: bool):
+        super().__init__()
+        self.scaled = scaled
+        self.a, self.b, self.c = torch.nn.Conv1d(3, 6, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv1d(6, 4, 1)
+
+    def forward(self, x):
+        return self.c(self.b(self.a(x))) * (x.shape[0] if self.scaled else 1)
+
+
+def test_broadcast_ablations_run_the_layers_before_once_and_only_where_they_agree_with_plain_ones():
+    from types import SimpleNamespace
+
+    from introspeech.causal.ablation import _broadcast_agrees, _drops
+    from introspeech.causal.targets import Targets
+
+    torch.manual_seed(2)
+    t = Targets("u", torch.randn(1, 3, 9), np.arange(9), np.zeros(9, dtype=np.int64), np.full(9, -1), np.full(9, -1))
+    masks, mean = torch.rand(5, 6) < 0.5, torch.randn(6)
+    for scaled, agrees in ((False, True), (True, False)):
+        net = _InputSized(scaled).eval()
+        calls = []
+        net.a.register_forward_hook(lambda _m, i, _o, calls=calls: calls.append(i[0].shape[0]))
+        desc = SimpleNamespace(module=net)
+        base = t.picked(net, t.x)[0].detach()
+        assert _broadcast_agrees(desc, t, base, "b", -1, masks, mean, None, None) is agrees
+        plain = _drops(desc, t, base, "b", -1, masks, mean, 2, None)
+        if agrees:
+            calls.clear()
+            fast = _drops(desc, t, base, "b", -1, masks, mean, 2, None, broadcast=True)
+            assert calls == [1, 1, 1]  # three batches of masks, the first layer on one copy each time
+            torch.testing.assert_close(fast, plain)

@@ -151,17 +151,35 @@ def _speech_frames(layout: Layout, i: int, t: Targets) -> int | None:
 
 
 def _drops(desc: ModelDescription, t: Targets, base: torch.Tensor, path: str, time_axis: int, masks: torch.Tensor,
-           mean: torch.Tensor, batch: int, basis=None, frames: int | None = None) -> torch.Tensor:
+           mean: torch.Tensor, batch: int, basis=None, frames: int | None = None,
+           broadcast: bool = False) -> torch.Tensor:
     """Drop of every entry's log-posterior ``(masks, entries)`` under each mask's mean ablation
-    (of the first ``frames`` frames of the layer; all by default)."""
+    (of the first ``frames`` frames of the layer; all by default). ``broadcast``: the layers before
+    the ablated one run once, on the input alone, and the ablated layer's output is copied once per
+    mask (`_broadcast_agrees` checks that a model allows it); else the input is copied per mask."""
     out = []
     basis = basis or Neurons()
     for a in range(0, len(masks), batch):
         m = masks[a:a + batch]
-        with torch.no_grad(), basis.ablate(desc.module, path, m, mean, time_axis, frames):
-            picked = t.picked(desc.module, t.x.expand(len(m), *t.x.shape[1:]))
+        x = t.x if broadcast else t.x.expand(len(m), *t.x.shape[1:])
+        with torch.no_grad(), basis.ablate(desc.module, path, m, mean, time_axis, frames, broadcast):
+            picked = t.picked(desc.module, x, len(m))
         out.append(base[None] - picked)
     return torch.cat(out)
+
+
+def _broadcast_agrees(desc: ModelDescription, t: Targets, base: torch.Tensor, path: str, time_axis: int,
+                      masks: torch.Tensor, mean: torch.Tensor, basis, frames: int | None) -> bool:
+    """Whether broadcast ablations of this layer give the plain ones' drops on a few masks (an
+    operation that cannot mix a batch of one with a batch of many, or a result that differs, keeps
+    the plain path)."""
+    few = masks[:3]
+    plain = _drops(desc, t, base, path, time_axis, few, mean, len(few), basis, frames)
+    try:
+        fast = _drops(desc, t, base, path, time_axis, few, mean, len(few), basis, frames, broadcast=True)
+    except (RuntimeError, ValueError):
+        return False
+    return fast.shape == plain.shape and bool(torch.allclose(fast, plain, rtol=1e-4, atol=1e-4))
 
 
 def rankings(desc: ModelDescription, layout: Layout, acc: Accumulated, rank_targets: list[Targets],
@@ -241,10 +259,11 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
                       np.zeros(shape), [t.utterance for t in meas_t], errors, bases[0].name)
         draws = {(i, k): [rng.choice(w, k, replace=False) for _ in range(settings.draws)]
                  for i, w in zip(layers, widths) for k in ks}
+        fast: dict[str, bool] = {}
         for u, t in enumerate(meas_t):
             if progress:
                 progress(f"ablations of {t.utterance} ({u + 1}/{len(meas_t)})")
-            _measure(desc, layout, t, u, layers, groups, ks, units, means, draws, settings, sweep, bases)
+            _measure(desc, layout, t, u, layers, groups, ks, units, means, draws, settings, sweep, bases, fast)
     return sweep
 
 
@@ -261,8 +280,9 @@ def _groups(settings: AblationSettings, layout: Layout, rank_t: list[Targets],
 
 
 def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means, draws, settings, sweep: Sweep,
-             bases: list) -> None:
-    """One measured utterance's sums into ``sweep`` (index ``u``)."""
+             bases: list, fast: dict[str, bool]) -> None:
+    """One measured utterance's sums into ``sweep`` (index ``u``); ``fast``: per layer, whether its
+    ablations broadcast (decided on the first utterance)."""
     member = np.stack([t.member(k, g) for k, g in groups])  # (G, entries)
     kinds = np.stack([t.labelled(k) for k, _ in groups])
     sweep.count[u] = member.sum(1)
@@ -282,8 +302,12 @@ def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means,
         for ki, k in enumerate(ks):
             for d, sel in enumerate(draws[(i, k)]):
                 masks[len(combos) + ki * settings.draws + d, sel] = True
+        frames = _speech_frames(layout, i, t)
+        if name not in fast:
+            fast[name] = _broadcast_agrees(desc, t, base, layout.paths[i], layout.time_axes[i], masks, m, bases[li],
+                                           frames)
         drops = _drops(desc, t, base, layout.paths[i], layout.time_axes[i], masks, m, settings.batch, bases[li],
-                       _speech_frames(layout, i, t))
+                       frames, fast[name])
         ranked, rand = drops[:len(combos)], drops[len(combos):]
         for n, (r, ki, j) in enumerate(combos):
             sweep.target[u, li, r, ki, j] = float(ranked[n] @ mem[j])

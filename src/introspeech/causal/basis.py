@@ -40,8 +40,8 @@ class Neurons:
         return g
 
     def ablate(self, model: nn.Module, path: str, masks: torch.Tensor, mean: torch.Tensor, time_axis: int,
-               frames: int | None = None):
-        return mean_ablations(model, path, masks, mean, time_axis, frames)
+               frames: int | None = None, broadcast: bool = False):
+        return mean_ablations(model, path, masks, mean, time_axis, frames, broadcast)
 
 
 class Features:
@@ -65,10 +65,12 @@ class Features:
 
     @contextlib.contextmanager
     def ablate(self, model: nn.Module, path: str, masks: torch.Tensor, mean: torch.Tensor,
-               time_axis: int, frames: int | None = None) -> Iterator[nn.Module]:
+               time_axis: int, frames: int | None = None, broadcast: bool = False) -> Iterator[nn.Module]:
         sae = self.sae
 
         def fn(_m, _i, out):
+            if broadcast and out.shape[0] == 1:  # the layers before ran once: one copy per mask from here
+                out = out.expand(masks.shape[0], *out.shape[1:])
             a = out if time_axis == 1 else out.transpose(1, 2)  # (batch, time, channels)
             if a.shape[0] != masks.shape[0]:
                 raise ValueError(f"feature ablations of {path!r}: {masks.shape[0]} masks for a batch of {a.shape[0]}")

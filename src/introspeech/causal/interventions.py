@@ -118,17 +118,20 @@ def intervene(model: nn.Module, edits: Sequence[Edit]) -> Iterator[nn.Module]:
 
 @contextlib.contextmanager
 def mean_ablations(model: nn.Module, layer: str, masks: torch.Tensor, mean: torch.Tensor,
-                   time_axis: int = -1, frames: int | None = None) -> Iterator[nn.Module]:
+                   time_axis: int = -1, frames: int | None = None, broadcast: bool = False) -> Iterator[nn.Module]:
     """One mean ablation per batch element: element b of the layer's output has the channels where
     ``masks[b]`` (``(batch, channels)``, bool) is set replaced by ``mean`` (``(channels,)``) at every
     frame (the first ``frames`` frames only, when given: a model's own padding stays as it is); the
     model is left as it was on leaving the block (equal to `intervene` with a ``mean`` `Edit` per
-    element, tested)."""
+    element, tested). ``broadcast``: an output of batch one (the layers before ran once) becomes one
+    copy per mask here."""
     named = dict(model.named_modules())
     if layer not in named:
         raise ValueError(f"no module {layer!r} in the model; modules: {[n for n in named if n][:12]}")
 
     def fn(_m, _inp, out):
+        if broadcast and isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[0] == 1:
+            out = out.expand(masks.shape[0], *out.shape[1:])
         if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[0] != masks.shape[0]:
             raise ValueError(f"mean ablations of {layer!r}: {masks.shape[0]} masks for an output "
                              f"{tuple(getattr(out, 'shape', ()))}")

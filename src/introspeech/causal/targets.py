@@ -75,16 +75,17 @@ class Targets:
         lab = self.group(kind)
         return np.bincount(lab[lab >= 0], minlength=n)[:n]
 
-    def log_probs(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Log-posteriors ``(batch, classes, positions)`` of a batch of copies of the input."""
+    def log_probs(self, model: nn.Module, x: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        """Log-posteriors ``(batch, classes, positions)`` of copies of the input (``batch`` of them:
+        ``x`` may be one copy that an edited layer turns into ``batch``)."""
         if self.scorer is None:
             return model(x).double().log_softmax(1)
-        args = [a.expand(len(x), *a.shape[1:]) for a in self.args]
+        args = [a.expand(batch or len(x), *a.shape[1:]) for a in self.args]
         return self.scorer(x, *args).double().log_softmax(-1).transpose(1, 2)
 
-    def picked(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def picked(self, model: nn.Module, x: torch.Tensor, batch: int | None = None) -> torch.Tensor:
         """The measured entries' log-posteriors ``(batch, entries)``."""
-        return self.log_probs(model, x)[:, self.symbol, self.frame]
+        return self.log_probs(model, x, batch)[:, self.symbol, self.frame]
 
 
 def utterance_targets(desc: ModelDescription, layout: Layout, utt: Utterance, feats: np.ndarray) -> Targets:
