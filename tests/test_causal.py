@@ -135,6 +135,9 @@ def test_ablate_command_and_its_errors(tmp_path):
     assert res.exit_code == 2 and "layer99" in res.output
     res = runner.invoke(app, ["ablate", "--out", str(tmp_path / "c"), "--k", "0,4"])
     assert res.exit_code == 2 and "--k" in res.output
+    res = runner.invoke(app, ["ablate", "--out", str(tmp_path / "d"), "--layers", "layer9", "--utterances", "1",
+                              "--rank-utterances", "1", "--min-count", "100000"])
+    assert res.exit_code == 2 and "--min-count" in res.output and not (tmp_path / "d" / "summary.json").exists()
 
 
 def test_feature_ablations_keep_the_reconstruction_error_and_patching_is_their_derivative(built_in):
@@ -278,6 +281,28 @@ def test_whisper_ablations_are_teacher_forced_token_drops_on_frames_of_speech(tm
     member = torch.from_numpy(t.member(kind, g))
     assert sw.target[0, 0, 0, 0, 0] == pytest.approx(float(drop[member].sum()), rel=1e-3, abs=1e-4)
     assert sw.count[0, 0] == int(member.sum()) > 0
+
+    # fewer tokens than groups: gradients pulled back per token and combined by membership, equal
+    # to one backward pass per group through a hand-written hook
+    from introspeech.causal.ablation import gradient_sums
+    li = layout.layers.index("encoder.blocks.2")
+    gids = [("phonemes", layout.groups("phonemes").index(gr)) for _, gr in sw.groups[:5]]
+    assert len(t.frame) < len(layout.groups("phonemes"))
+    g_sum, ga_sum = gradient_sums(desc, layout, t, [li], gids)
+    for j, (kind, gi) in enumerate(gids):
+        got = {}
+        h = desc.module.get_submodule("encoder.blocks.2").register_forward_hook(
+            lambda _m, _i, out, got=got: got.setdefault("a", out))
+        try:
+            with torch.enable_grad():
+                picked = t.picked(desc.module, t.x)[0]
+                w = torch.from_numpy(t.member(kind, gi)).to(picked.dtype)
+                (grad,) = torch.autograd.grad((w * picked).sum(), got["a"])
+        finally:
+            h.remove()
+        a, grad = got["a"][0, :n].double(), grad[0, :n].double()
+        np.testing.assert_allclose(g_sum[0, j], grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(ga_sum[0, j], (a * grad).sum(0).detach().numpy(), rtol=1e-4, atol=1e-6)
 
 
 class _InputSized(torch.nn.Module):

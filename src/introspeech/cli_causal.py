@@ -87,7 +87,8 @@ def ablate(
     try:
         sweep = ablation_sweep(desc, acc, rank, measure, settings, progress=echo, saes=saes)
     except ValueError as e:
-        raise InputError("--layers" if "layer" in str(e) else "--model", str(e)) from None
+        option = "--min-count" if "--min-count" in str(e) else "--layers" if "layer" in str(e) else "--model"
+        raise InputError(option, str(e)) from None
     save(sweep, out)
     summary = {**summarize(sweep, seed=seed), "rank_split": rank_split, "measure_split": measure_split,
                "draws": draws}

@@ -113,33 +113,43 @@ def gradient_sums(desc: ModelDescription, layout: Layout, t: Targets, layers: li
             present = [j for j, (kind, g) in enumerate(groups) if bool(t.member(kind, g).any())]
             member = torch.stack([torch.from_numpy(t.member(*groups[j])).double() for j in present]) \
                 if present else torch.zeros(0, len(picked), dtype=torch.float64)
-            for j, grads in zip(present, _pullbacks(picked, chosen, member)):
+            # L_g is linear in the entries: with fewer entries than groups, pull back each entry once
+            rows = member if len(member) <= len(picked) else torch.eye(len(picked), dtype=torch.float64)
+            row_g = [np.zeros((len(rows), bases[i].width(layout.channels[layers[i]]))) for i in range(len(chosen))]
+            row_ga = [np.zeros_like(r) for r in row_g]
+            for r, grads in enumerate(_pullbacks(picked, chosen, rows)):
                 for i, (a, gr) in enumerate(zip(chosen, grads)):
                     axis = layout.time_axes[layers[i]]
                     n = _speech_frames(layout, layers[i], t)
                     if i not in codes:
                         codes[i] = bases[i].codes(_channels_last(a.detach(), axis)[:n].double())
                     u, g2 = codes[i], bases[i].pull(_channels_last(gr, axis)[:n].double())
-                    g_sum[i, j, :u.shape[1]] = g2.sum(0).numpy()
-                    ga_sum[i, j, :u.shape[1]] = (u * g2).sum(0).numpy()
+                    row_g[i][r] = g2.sum(0).numpy()
+                    row_ga[i][r] = (u * g2).sum(0).numpy()
+            combine = member.numpy() if rows is not member else None
+            for i in range(len(chosen)):
+                w = row_g[i].shape[1]
+                g_sum[i, present, :w] = row_g[i] if combine is None else combine @ row_g[i]
+                ga_sum[i, present, :w] = row_ga[i] if combine is None else combine @ row_ga[i]
     finally:
         for h in handles:
             h.remove()
     return g_sum, ga_sum
 
 
-def _pullbacks(picked: torch.Tensor, chosen: list[torch.Tensor], member: torch.Tensor):
-    """Per row of ``member`` (groups × entries), the gradients of Σ member·picked at ``chosen``:
-    all rows in one batched backward pass where the model's operations allow it (vmap), else one
-    pass per row (the same numbers)."""
-    if not len(member):
-        return []
-    try:
-        batched = torch.autograd.grad(picked, chosen, grad_outputs=member.to(picked.dtype), retain_graph=True,
-                                      is_grads_batched=True)
-        return [[g[r] for g in batched] for r in range(len(member))]
-    except RuntimeError:  # an operation without a batching rule
-        return [torch.autograd.grad((member[r] * picked).sum(), chosen, retain_graph=True) for r in range(len(member))]
+def _pullbacks(picked: torch.Tensor, chosen: list[torch.Tensor], member: torch.Tensor, chunk: int = 8):
+    """Per row of ``member`` (rows × entries), the gradients of Σ member·picked at ``chosen``, in
+    order: ``chunk`` rows per batched backward pass where the model's operations allow it (vmap;
+    chunks bound the memory of attention's batched gradients), else one pass per row (the same
+    numbers)."""
+    for a in range(0, len(member), chunk):
+        rows = member[a:a + chunk].to(picked.dtype)
+        try:
+            batched = torch.autograd.grad(picked, chosen, grad_outputs=rows, retain_graph=True,
+                                          is_grads_batched=True)
+            yield from ([g[r] for g in batched] for r in range(len(rows)))
+        except RuntimeError:  # an operation without a batching rule
+            yield from (torch.autograd.grad((row * picked).sum(), chosen, retain_graph=True) for row in rows)
 
 
 def _speech_frames(layout: Layout, i: int, t: Targets) -> int | None:
@@ -244,6 +254,9 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
             raise ValueError(f"no {'ranking' if not rank_t else 'measured'} utterance could be read "
                              f"({len(errors)} skipped)")
         groups = _groups(settings, layout, rank_t, meas_t)
+        if not groups:
+            raise ValueError(f"no {' or '.join(settings.kinds)} group has {settings.min_count} entries (--min-count) "
+                             f"in both the {len(rank_t)} ranking and {len(meas_t)} measured utterances")
         if progress:
             progress(f"ranking units of {len(layers)} layers for {len(groups)} groups")
         profiles = feature_naps(desc, layout, rank, {layout.layers[i]: saes[layout.layers[i]] for i in layers},
