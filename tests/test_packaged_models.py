@@ -441,3 +441,44 @@ def test_demo_by_name_on_hama_and_a_named_error_for_whisper(tmp_path):
     assert "A model that learned from real speech" in html and "model: hama" in html
     res = runner.invoke(app, ["demo", "--model", "whisper-tiny.en", "--out", str(tmp_path / "w")])
     assert res.exit_code == 2 and "runs hama" in res.output
+
+
+def test_whisper_explanations_are_of_its_tokens_over_the_log_mel_of_speech(tmp_path):
+    """Whisper's encoder is explained on its teacher-forced tokens: the model on the log-Mel frames of
+    speech (padding held) gives exactly the decoder's scores of the whole 30 s window; the units
+    spell the transcript at the decoder rows that score them, each with the span of its words; the
+    command writes the table for tokens."""
+    pytest.importorskip("whisper", reason="openai-whisper is an extra")
+    import json
+
+    from typer.testing import CliRunner
+
+    from introspeech.cli import app
+    from introspeech.corpus.load import load_corpus, utterance_features
+    from introspeech.explanations.tokens import MEL_RATE, TokenUnits
+    from introspeech.models.packaged import describe_packaged
+    from introspeech.models.whisper_text import english_tokenizer
+
+    desc = describe_packaged("whisper-tiny.en")
+    u = load_corpus(None)["test"][1]
+    x = torch.as_tensor(utterance_features(u, desc.features)).float()[None]
+    units = TokenUnits(desc)
+    model, mel, letters = units(u, x)
+    assert mel.shape == (1, 80, -(-x.shape[-1] // 160))
+    tok = english_tokenizer()
+    with torch.no_grad():
+        full = units.scorer(x, model.tokens)  # (1, tokens, vocab) over the whole window
+        np.testing.assert_array_equal(model(mel)[0].numpy(), full[0].T.numpy())
+    assert tok.decode([c.symbol for c in letters]) == " " + " ".join(w.label for w in u.words if w.label.strip())
+    assert [int(model.tokens[0, c.frame + 1]) for c in letters] == [c.symbol for c in letters]
+    first = next(w for w in u.words if w.label.strip())
+    assert letters[0].word == (int(first.start * MEL_RATE), int(np.ceil(first.end * MEL_RATE)))
+    assert all(c.phone is None and c.word[0] < c.word[1] <= mel.shape[-1] + 1 for c in letters)
+    res = CliRunner().invoke(app, ["explanations", "--model", "whisper-tiny.en", "--out", str(tmp_path / "e"),
+                                   "--utterances", "1", "--letters", "2", "--steps", "2", "--methods", "gradient",
+                                   "--no-digits"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    row = summary["methods"]["gradient"]
+    assert summary["units"] == "tokens" and row["letters"] == 2 and 0 < row["word_share"] <= 1
+    assert row["phone_share"] is None and 0 <= row["deletion_auc"] <= 1

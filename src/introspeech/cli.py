@@ -488,7 +488,8 @@ def explanations(
     split: str = typer.Option("test", "--split", help="Split whose utterances are explained."),
     methods: str = typer.Option("all", "--methods", help="Comma-separated named methods, or 'all'."),
     utterances: int = typer.Option(8, "--utterances", help="Utterances (evenly spaced over the split; 0: all)."),
-    letters: int = typer.Option(12, "--letters", help="Letters per utterance (evenly spaced; 0: all)."),
+    letters: int = typer.Option(12, "--letters", help="Letters per utterance (hama: phonemes; Whisper: tokens; "
+                                "evenly spaced; 0: all)."),
     steps: int = typer.Option(10, "--steps", help="Steps of each deletion/insertion curve."),
     baseline: str = typer.Option("mean", "--baseline", help="Replacement of removed patches: mean, noise or blur."),
     sanity_dir: Path = typer.Option(None, "--sanity", help="A folder of `introspeech sanity` (its summary.json "
@@ -506,6 +507,7 @@ def explanations(
     from .corpus.load import load_corpus
     from .explanations.faithfulness import BASELINES
     from .explanations.run import evaluate_explanations
+    from .explanations.tokens import explains_tokens
     from .report.html import write_report
     from .report.sections.explanations import explanations_section, findings
 
@@ -521,7 +523,9 @@ def explanations(
         if not path.is_file():
             raise InputError(path, "no sanity summary here (run `introspeech sanity --out DIR` first)")
         sanity = json.loads(path.read_text())
-    desc = _recognizer_description(model, model_factory, weights, alphabet, features)
+    desc = _description(model, model_factory, weights, alphabet, features)
+    if not explains_tokens(desc):  # Whisper's encoder is explained on its decoder's tokens
+        desc = _recognizer_description(model, model_factory, weights, alphabet, features)
     data = load_corpus(corpus)
     if split not in data:
         raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")

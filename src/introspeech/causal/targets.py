@@ -26,6 +26,7 @@ from ..asr.decode import forced_align_arrays
 from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..models.description import ModelDescription
+from ..models.whisper_text import english_tokenizer, transcript_tokens
 from ..profiles.labels import phone_index
 from ..profiles.settings import Layout
 from ..text import normalize_text
@@ -128,41 +129,24 @@ def whisper_targets(desc: ModelDescription, layout: Layout, utt: Utterance, feat
     no-timestamps tokens; entry i is the decoder's score of text token i given the ones before."""
     words = [w for w in (utt.words or []) if w.label.strip()]
     spelt = [w.label.strip() for w in words] or normalize_text(utt.text).text.split()
-    if not spelt:
-        raise InputError(utt.audio_path or utt.id, f"utterance {utt.id}: no transcript to teacher-force")
-    text = " " + " ".join(spelt)
-    ids = tokenizer.encode(text)
-    prefix = list(tokenizer.sot_sequence_including_notimestamps)
-    tokens = torch.tensor([prefix + ids], dtype=torch.long)
-    # character span of each word and each token in ``text``
-    starts, pos = [], 0
-    for w in spelt:
-        pos = text.index(w, pos)
-        starts.append((pos, pos + len(w)))
-        pos += len(w)
+    try:
+        tt = transcript_tokens(spelt, tokenizer)
+    except ValueError as e:
+        raise InputError(utt.audio_path or utt.id, f"utterance {utt.id}: {e}") from None
     sets: list[frozenset[int]] = []
-    at = 0
-    for tok in ids:
-        piece = tokenizer.decode([tok])
-        a, b = at, at + len(piece)
-        at = b
-        hit = [j for j, (ws, we) in enumerate(starts) if ws < b and we > a]
+    for owners in tt.words:
         groups: set[int] = set()
-        for j in hit:
+        for j in owners:
             if j < len(words) and utt.phones:
                 w = words[j]
                 groups |= {phone_index(p.label) for p in utt.phones
                            if w.start <= (p.start + p.end) / 2 < w.end and phone_index(p.label) >= 0}
         sets.append(frozenset(groups))
-    if at != len(text):
-        raise InputError(utt.audio_path or utt.id, f"utterance {utt.id}: the tokens do not spell the transcript")
     x = torch.as_tensor(feats, dtype=next(desc.module.parameters()).dtype).unsqueeze(0)
-    n = len(ids)
-    frame = np.arange(len(prefix) - 1, len(prefix) - 1 + n, dtype=np.int64)  # row i scores token i + 1
-    none = np.full(n, -1, dtype=np.int64)
-    return Targets(utt.id, x, frame, np.asarray(ids, dtype=np.int64), none, none.copy(),
-                   sets={"phonemes": sets, "letters": [frozenset()] * n}, scorer=scorer, args=(tokens,),
-                   speech_samples=int(x.shape[-1]))
+    none = np.full(len(tt.ids), -1, dtype=np.int64)
+    return Targets(utt.id, x, tt.rows, tt.ids, none, none.copy(),
+                   sets={"phonemes": sets, "letters": [frozenset()] * len(tt.ids)}, scorer=scorer,
+                   args=(tt.tokens,), speech_samples=int(x.shape[-1]))
 
 
 def token_scorer(desc: ModelDescription) -> tuple[nn.Module, object] | None:
@@ -171,11 +155,9 @@ def token_scorer(desc: ModelDescription) -> tuple[nn.Module, object] | None:
     tokenizer; any other output is an `InputError` naming it."""
     if not check_measurable(desc):
         return None
-    import whisper.tokenizer
-
     from ..models.whisper_frontend import teacher_forced
 
-    return teacher_forced(desc.module), whisper.tokenizer.get_tokenizer(multilingual=False)
+    return teacher_forced(desc.module), english_tokenizer()
 
 
 def check_measurable(desc: ModelDescription) -> bool:

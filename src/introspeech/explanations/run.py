@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,22 +29,12 @@ from ..summaries import json_ready
 from ..text import ARPABET_TO_IPA, SILENCE, normalize_text
 from .faithfulness import Curves, image_curves, letter_curves
 from .localization import chance_share, letter_spans, share
+from .tokens import CAM_LAYER, MEL_RATE, TokenUnits, explains_tokens
+from .units import Letter, spaced
 
 LOWER_IS_BETTER = {"deletion_auc", "road", "sanity_spearman_abs"}
 COLUMNS = ("sanity_spearman_abs", "deletion_auc", "insertion_auc", "road", "phone_share", "word_share",
            "shift_ms", "seconds_per_utterance")
-
-
-@dataclass
-class Letter:
-    """A reference unit to explain (a letter, or a phoneme of a phoneme recognizer): class and
-    output frame, its phone and word spans (input frames)."""
-
-    utterance: str
-    symbol: int
-    frame: int
-    phone: tuple[int, int] | None
-    word: tuple[int, int] | None
 
 
 def utterance_letters(desc: ModelDescription, x: torch.Tensor, utt: Utterance, frame_rate: float,
@@ -60,9 +49,7 @@ def utterance_letters(desc: ModelDescription, x: torch.Tensor, utt: Utterance, f
         letters = phoneme_units(desc, scores, utt, frame_rate)
     else:
         letters = _letter_units(desc, scores, utt, frame_rate)
-    if limit and len(letters) > limit:
-        letters = [letters[int(i)] for i in np.linspace(0, len(letters) - 1, limit)]
-    return letters
+    return spaced(letters, limit)
 
 
 def _frames(span, i: int, j: int, frame_rate: float) -> tuple[int, int] | None:
@@ -126,12 +113,12 @@ def phoneme_units(desc: ModelDescription, scores: torch.Tensor, utt: Utterance, 
     return letters
 
 
-def _options(desc: ModelDescription, name: str, x: torch.Tensor) -> tuple[str, dict]:
+def _options(name: str, x: torch.Tensor, waveform_rate: int | None, cam_layer: str) -> tuple[str, dict]:
     method, opts = NAMED[name]
-    if desc.features is not None and desc.features.kind == "waveform":
-        opts = waveform_windows(opts, desc.features.sample_rate)
+    if waveform_rate:
+        opts = waveform_windows(opts, waveform_rate)
     low, high = x.min(-1, keepdim=True).values, x.max(-1, keepdim=True).values  # z^B bounds per band
-    return method, method_record(method).with_context(opts, layer=default_cam_layer(desc), low=low, high=high)
+    return method, method_record(method).with_context(opts, layer=cam_layer, low=low, high=high)
 
 
 FRAME_S = 0.010
@@ -163,17 +150,24 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
     unknown = [m for m in methods if m not in NAMED]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(NAMED)}")
-    cfg, geo, model = desc.features, desc.output_geometry, desc.module
+    cfg, geo = desc.features, desc.output_geometry
     if not desc.layers[-1].local:  # attention or a global gate: every output frame reads all the input
         geo = None
-    if cfg.kind == "waveform":  # patches of 10 ms frames, in samples
+    tokens = TokenUnits(desc) if explains_tokens(desc) else None
+    # Whisper's tokens are explained over the log-Mel; a waveform model's windows count samples
+    waveform_rate = cfg.sample_rate if cfg.kind == "waveform" and tokens is None else None
+    frame_rate, cam_layer = (MEL_RATE, CAM_LAYER) if tokens else (cfg.frame_rate, default_cam_layer(desc))
+    if waveform_rate:  # patches of 10 ms frames, in samples
         patch = (1, patch[-1] * int(round(cfg.sample_rate * FRAME_S)))
     cases = []
     for u in utts:
         try:
             feats = utterance_features(u, cfg)
-            x = torch.as_tensor(feats, dtype=next(model.parameters()).dtype).unsqueeze(0)
-            cases.append((u, x, utterance_letters(desc, x, u, cfg.frame_rate, letters_per_utterance)))
+            x = torch.as_tensor(feats, dtype=next(desc.module.parameters()).dtype).unsqueeze(0)
+            if tokens:
+                cases.append((u, *tokens(u, x, letters_per_utterance)))
+            else:
+                cases.append((u, desc.module, x, utterance_letters(desc, x, u, frame_rate, letters_per_utterance)))
         except (InputError, ValueError) as e:
             if on_error is None:
                 raise
@@ -186,10 +180,10 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
             progress(f"explanations: {name}")
         got = {k: [] for k in ("deletion_auc", "insertion_auc", "road", "phone_share", "word_share", "shift_ms")}
         seconds, curves[name] = [], []
-        for _u, x, letters in cases:
+        for _u, model, x, letters in cases:
             if not letters:
                 continue
-            method, opts = _options(desc, name, x)
+            method, opts = _options(name, x, waveform_rate, cam_layer)
             frames = [c.frame for c in letters]
             with torch.no_grad():
                 whole = model(x)[0]
@@ -208,10 +202,12 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
                 if name == methods[0]:
                     chance["deletion_auc"].append(cv.auc("random"))
                 arr = m.detach().double().numpy()
+                centre = c.phone or (c.word if tokens else None)  # a token's word: it has no phone
+                if centre:
+                    prof = np.abs(arr).reshape(-1, arr.shape[-1]).sum(0)
+                    got["shift_ms"].append((int(prof.argmax()) - 0.5 * sum(centre)) * 1000 / frame_rate)
                 if c.phone:
                     got["phone_share"].append(share(arr, *c.phone))
-                    prof = np.abs(arr).reshape(-1, arr.shape[-1]).sum(0)
-                    got["shift_ms"].append((int(prof.argmax()) - 0.5 * sum(c.phone)) * 1000 / desc.features.frame_rate)
                     if name == methods[0]:
                         chance["phone_share"].append(chance_share(_window(geo, c.frame, x.shape[-1]), *c.phone))
                 if c.word:
@@ -225,7 +221,8 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
         row["letters"] = len(got["deletion_auc"])
         rows[name] = row
     return json_ready({"methods": rows, "chance": {k: _mean(v) for k, v in chance.items()}, "best": best(rows),
-            "utterances": len(cases), "letters": sum(len(c[2]) for c in cases),
+            "utterances": len(cases), "letters": sum(len(c[3]) for c in cases), "units": "tokens" if tokens else
+            "phonemes" if desc.output.kind == "ctc" and desc.output.spaced else "letters",
             "settings": {"steps": steps, "patch": list(patch), "baseline": baseline,
                          "letters_per_utterance": letters_per_utterance}, "curves": _mean_curves(curves)})
 

@@ -105,3 +105,36 @@ def teacher_forced(encoder: WhisperEncoder) -> WhisperTokens:
 def frames_of(samples: int) -> int:
     """How many encoder frames hold speech of ``samples`` samples; the rest of the 1500 are padding."""
     return min(FRAMES, math.ceil(samples / (HOP * 2)))
+
+
+class SpeechTokens(nn.Module):
+    """One transcript's teacher-forced scores ``(batch, vocab, tokens)`` from the log-Mel frames of
+    speech only ``(batch, 80, n)``: the frames past the speech keep the utterance's own values (its
+    padding to 30 s, held fixed), so maps and perturbations cover the speech and nothing else. Each
+    text token is an output frame (channels first, as a CTC model's scores), every token explained
+    from one shared encoder pass. ``scorer``: a `WhisperTokens` whose modules it shares."""
+
+    def __init__(self, scorer: WhisperTokens, tokens: torch.Tensor, padding: torch.Tensor):
+        super().__init__()
+        self.encoder, self.decoder = scorer.encoder, scorer.decoder
+        self.training = False
+        self.register_buffer("tokens", tokens, persistent=False)
+        self.register_buffer("padding", padding, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-1] + self.padding.shape[-1]
+        if x.dim() != 3 or n != SAMPLES // HOP:
+            raise ValueError(f"SpeechTokens takes the {SAMPLES // HOP - self.padding.shape[-1]} log-Mel frames of its "
+                             f"utterance's speech (batch, 80, frames), got {tuple(x.shape)}")
+        b = x.shape[0]
+        mel = torch.cat([x, self.padding.expand(b, -1, -1)], dim=-1)
+        return self.decoder(self.tokens.expand(b, -1), self.encoder(mel)).transpose(1, 2)
+
+
+def speech_tokens(scorer: WhisperTokens, x: torch.Tensor, tokens: torch.Tensor) -> tuple[SpeechTokens, torch.Tensor]:
+    """`SpeechTokens` of waveform ``x`` ``(1, 1, samples)`` and its log-Mel frames of speech
+    ``(1, 80, ceil(samples / 160))``."""
+    with torch.no_grad():
+        mel = scorer.front(x)
+    n = min(mel.shape[-1], math.ceil(x.shape[-1] / HOP))
+    return SpeechTokens(scorer, tokens, mel[..., n:].clone()), mel[..., :n].clone()

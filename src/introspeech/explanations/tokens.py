@@ -1,0 +1,49 @@
+"""Whisper's tokens as the units the explanation table explains.
+
+Each utterance's transcript (its corpus words) is teacher-forced (`models.whisper_text`); every text
+token is a unit, explained over the log-Mel frames of speech (`models.whisper_frontend.SpeechTokens`:
+LRP needs the log-Mel, the front end's floor has no relevance rule; the padding to 30 s is held
+fixed) at the decoder row that scores it. A token has no phone of its own: its word span is that of
+the words it spells (10 ms frames), and the shift is measured from the word span's centre.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..corpus.utterance import Utterance
+from ..models.description import ModelDescription
+from ..models.whisper_frontend import WhisperEncoder, WhisperTokens, speech_tokens, teacher_forced
+from ..models.whisper_text import english_tokenizer, transcript_tokens
+from ..text import SILENCE, normalize_text
+from .units import Letter, spaced
+
+MEL_RATE = 100.0  # log-Mel frames per second
+CAM_LAYER = "encoder.blocks.1"  # Grad-CAM's layer: the block two before the output, as for other models
+
+
+def explains_tokens(desc: ModelDescription) -> bool:
+    """Whether ``desc`` is Whisper's encoder, explained on its decoder's tokens."""
+    return isinstance(desc.module, WhisperEncoder)
+
+
+class TokenUnits:
+    """Builds each utterance's token model, input and units; the decoder is read once."""
+
+    def __init__(self, desc: ModelDescription):
+        self.scorer: WhisperTokens = teacher_forced(desc.module)
+        self.tokenizer = english_tokenizer()
+
+    def __call__(self, utt: Utterance, x: torch.Tensor, limit: int = 0):
+        """``(model, log-Mel frames of speech, units)`` of one utterance; ``x`` its waveform ``(1, 1, samples)``."""
+        words = [w for w in (utt.words or []) if w.label.strip() and w.label != SILENCE]
+        spelt = [w.label.strip() for w in words] or normalize_text(utt.text).text.split()
+        tt = transcript_tokens(spelt, self.tokenizer)
+        model, mel = speech_tokens(self.scorer, x, tt.tokens)
+        units = []
+        for tok, row, owners in zip(tt.ids, tt.rows, tt.words):
+            span = None
+            if words and owners:
+                span = (int(words[owners[0]].start * MEL_RATE), int(-(-words[owners[-1]].end * MEL_RATE // 1)))
+            units.append(Letter(utt.id, int(tok), int(row), None, span))
+        return model, mel, spaced(units, limit)
