@@ -340,3 +340,20 @@ def test_broadcast_ablations_run_the_layers_before_once_and_only_where_they_agre
             fast = _drops(desc, t, base, "b", -1, masks, mean, 2, None, broadcast=True)
             assert calls == [1, 1, 1]  # three batches of masks, the first layer on one copy each time
             torch.testing.assert_close(fast, plain)
+
+
+def test_a_k_wider_than_a_layer_leaves_only_that_layers_cell_out(built_in):
+    """k = 64 is measured on a 1536-unit layer and left out (no row, not a number) for the 29-unit
+    output; the shared k = 16 cells are the same as in a sweep without k = 64."""
+    desc, acc, rank, measure = built_in
+    settings = AblationSettings(layers=("layer9", "output"), kinds=("letters",), ks=(16, 64), draws=2, min_count=3)
+    sw = ablation_sweep(desc, acc, rank, measure[:1], settings)
+    assert sw.ks == [16, 64]
+    assert np.isnan(sw.target[:, 1, :, 1]).all() and np.isfinite(sw.target[:, :, :, 0]).all()
+    assert np.isfinite(sw.target[:, 0, :, 1]).all()
+    s = summarize(sw)
+    rows = s["results"]["letters"]
+    assert [r["k"] for r in rows["layer9"]["nap"]] == [16, 64] and [r["k"] for r in rows["output"]["nap"]] == [16]
+    only16 = ablation_sweep(desc, acc, rank, measure[:1], AblationSettings(
+        layers=("layer9", "output"), kinds=("letters",), ks=(16,), draws=2, min_count=3))
+    np.testing.assert_allclose(only16.target[..., 0, :], sw.target[..., 0, :], rtol=1e-9)

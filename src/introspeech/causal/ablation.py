@@ -263,7 +263,9 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
                                 settings.kinds) if saes else None
         units, means = rankings(desc, layout, acc, rank_t, layers, groups, bases, profiles)
         widths = [b.width(layout.channels[i]) for b, i in zip(bases, layers)]
-        ks = [k for k in settings.ks if k <= min(widths)]
+        ks = [k for k in settings.ks if k <= max(widths)]  # a layer narrower than k has no cell for it (NaN)
+        if not ks:
+            raise ValueError(f"every k of --k {list(settings.ks)} exceeds the widest chosen layer ({max(widths)} units)")
         rng = np.random.default_rng(settings.seed)
         shape = (len(meas_t), len(layers), len(RANKINGS), len(ks), len(groups))
         sweep = Sweep([layout.layers[i] for i in layers], [(k, layout.groups(k)[g]) for k, g in groups], ks, units,
@@ -271,7 +273,7 @@ def ablation_sweep(desc: ModelDescription, acc: Accumulated, rank: list[Utteranc
                       np.zeros(shape), np.zeros((len(meas_t), len(layers), len(ks), settings.draws, len(groups))),
                       np.zeros(shape), [t.utterance for t in meas_t], errors, bases[0].name)
         draws = {(i, k): [rng.choice(w, k, replace=False) for _ in range(settings.draws)]
-                 for i, w in zip(layers, widths) for k in ks}
+                 for i, w in zip(layers, widths) for k in ks if k <= w}
         fast: dict[str, bool] = {}
         for u, t in enumerate(meas_t):
             if progress:
@@ -307,14 +309,15 @@ def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means,
     for li, i in enumerate(layers):
         name, c = layout.layers[i], bases[li].width(layout.channels[i])
         m = torch.from_numpy(means[name])
-        combos = [(r, ki, j) for r in range(len(RANKINGS)) for ki in range(len(ks)) for j in range(len(groups))]
-        masks = torch.zeros(len(combos) + len(ks) * settings.draws, c, dtype=torch.bool)
+        fit = [ki for ki, k in enumerate(ks) if k <= c]  # the others stay NaN for this layer
+        combos = [(r, ki, j) for r in range(len(RANKINGS)) for ki in fit for j in range(len(groups))]
+        masks = torch.zeros(len(combos) + len(fit) * settings.draws, c, dtype=torch.bool)
         for n, (r, ki, j) in enumerate(combos):
             kind, g = groups[j]
             masks[n, units[(name, RANKINGS[r], kind, g)][:ks[ki]]] = True
-        for ki, k in enumerate(ks):
-            for d, sel in enumerate(draws[(i, k)]):
-                masks[len(combos) + ki * settings.draws + d, sel] = True
+        for f, ki in enumerate(fit):
+            for d, sel in enumerate(draws[(i, ks[ki])]):
+                masks[len(combos) + f * settings.draws + d, sel] = True
         frames = _speech_frames(layout, i, t)
         if name not in fast:
             fast[name] = _broadcast_agrees(desc, t, base, layout.paths[i], layout.time_axes[i], masks, m, bases[li],
@@ -329,4 +332,8 @@ def _measure(desc, layout, t: Targets, u: int, layers, groups, ks, units, means,
             # first order: ΔL_g ≈ Σ_units (m_u ΣG_u − Σ a·G), the drop is its negative
             sweep.patched[u, li, r, ki, j] = -float((means[name][sel] * g_sum[li, j, :c][sel]).sum()
                                                     - ga_sum[li, j, :c][sel].sum())
-        sweep.random[u, li] = (rand @ mem.T).reshape(len(ks), settings.draws, len(groups)).numpy()
+        rest = [ki for ki in range(len(ks)) if ki not in fit]
+        for arr in (sweep.target, sweep.kind_all, sweep.patched):
+            arr[u, li, :, rest] = np.nan
+        sweep.random[u, li, rest] = np.nan
+        sweep.random[u, li, fit] = (rand @ mem.T).reshape(len(fit), settings.draws, len(groups)).numpy()

@@ -4,6 +4,7 @@ permutation p-values and attribution patching's agreement; saving and loading th
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,9 @@ def _effects(sw: Sweep, w: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np
     rnd = np.einsum("bu,ulkdg->blkdg", w, sw.random[..., cols])
     eff = _ratio(tgt, cnt[:, None, None, None])
     sel = eff - _ratio(alls - tgt, other[:, None, None, None])
-    return np.nanmean(eff, -1), np.nanmean(sel, -1), np.nanmean(_ratio(rnd, cnt[:, None, None, None]), -1)
+    with warnings.catch_warnings():  # a cell without a number (k wider than its layer) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(eff, -1), np.nanmean(sel, -1), np.nanmean(_ratio(rnd, cnt[:, None, None, None]), -1)
 
 
 def summarize(sw: Sweep, boot: int = 1000, seed: int = 0) -> dict:
@@ -44,14 +47,18 @@ def summarize(sw: Sweep, boot: int = 1000, seed: int = 0) -> dict:
     for kind in sorted({k for k, _ in sw.groups}):
         cols = np.array([j for j, (k, _) in enumerate(sw.groups) if k == kind])
         eff, sel, rnd = _effects(sw, weights, cols)
-        lo, hi = (np.nanpercentile(eff[1:], q, axis=0) for q in (2.5, 97.5))
-        slo, shi = (np.nanpercentile(sel[1:], q, axis=0) for q in (2.5, 97.5))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = (np.nanpercentile(eff[1:], q, axis=0) for q in (2.5, 97.5))
+            slo, shi = (np.nanpercentile(sel[1:], q, axis=0) for q in (2.5, 97.5))
         res = out["results"][kind] = {}
         for li, layer in enumerate(sw.layers):
             res[layer] = {}
             for r, ranking in enumerate(RANKINGS):
                 rows = []
                 for ki, k in enumerate(sw.ks):
+                    if not np.isfinite(eff[0, li, r, ki]):  # k exceeds this layer's width, or no entry
+                        continue
                     draws = rnd[0, li, ki]
                     p = (1 + int(np.sum(draws >= eff[0, li, r, ki]))) / (len(draws) + 1)
                     rows.append({"k": k, "effect": eff[0, li, r, ki], "effect_ci": [lo[li, r, ki], hi[li, r, ki]],
@@ -72,13 +79,13 @@ def summarize(sw: Sweep, boot: int = 1000, seed: int = 0) -> dict:
 
 def findings(s: dict) -> dict:
     """Counts people read first: in how many (layer, kind, k) cells the NAP-ranked units beat the
-    random band (p < 0.05), the same for the gradient ranking, and which ranking has the larger
+    random band (permutation p ≤ 0.05), the same for the gradient ranking, and which ranking has the larger
     effect more often."""
     cells = [(kind, layer, r) for kind, per in s["results"].items() for layer, rs in per.items() for r in rs]
     out = {}
     for ranking in RANKINGS:
         rows = [row for kind, layer, r in cells if r == ranking for row in s["results"][kind][layer][r]]
-        out[f"{ranking}_beats_random"] = f"{sum(row['p'] < 0.05 for row in rows)} of {len(rows)}"
+        out[f"{ranking}_beats_random"] = f"{sum(row['p'] <= 0.05 for row in rows)} of {len(rows)}"
     pairs = [(a["effect"], b["effect"]) for kind, per in s["results"].items() for layer in per
              for a, b in zip(per[layer]["nap"], per[layer]["gradient"])]
     out["nap_larger_than_gradient"] = f"{sum(a > b for a, b in pairs)} of {len(pairs)}"
