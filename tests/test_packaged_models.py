@@ -175,9 +175,8 @@ def test_transcribe_by_name_with_whisper_and_its_errors(tmp_path):
     assert res.exit_code == 2 and "--lm" in res.output
     res = runner.invoke(app, ["patterns", "--model", "whisper-tiny.en", "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and "not per-frame symbols" in res.output
-    res = runner.invoke(app, ["sanity", "--model", "whisper-tiny.en", "--out", str(tmp_path / "s"), "--no-image",
-                              "--random-label-steps", "0"])
-    assert res.exit_code == 2 and "not per-frame symbols" in res.output
+    res = runner.invoke(app, ["sanity", "--model", "whisper-tiny.en", "--out", str(tmp_path / "s"), "--no-image"])
+    assert res.exit_code == 2 and "--random-label-steps 0" in res.output  # no training recipe for a packaged model
     res = runner.invoke(app, ["featvis", "--model", "whisper-tiny.en", "--objective", "letter:s", "--out",
                               str(tmp_path / "f")])
     assert res.exit_code == 2 and "needs an output over symbols" in res.output
@@ -482,3 +481,35 @@ def test_whisper_explanations_are_of_its_tokens_over_the_log_mel_of_speech(tmp_p
     row = summary["methods"]["gradient"]
     assert summary["units"] == "tokens" and row["letters"] == 2 and 0 < row["word_share"] <= 1
     assert row["phone_share"] is None and 0 <= row["deletion_auc"] <= 1
+
+
+def test_whisper_sanity_randomizes_its_decoder_and_encoder_blocks_on_token_maps():
+    """The sanity case of Whisper: each example is its transcript's middle token on the log-Mel of
+    speech; the bound model equals the decoder's scores of the whole window; the maps of the trained
+    model are attribute() on that model, and randomizing the decoder's last blocks changes them."""
+    pytest.importorskip("whisper", reason="openai-whisper is an extra")
+    from introspeech.attribution import attribute
+    from introspeech.corpus.load import load_corpus, utterance_features
+    from introspeech.models.packaged import describe_packaged
+    from introspeech.models.whisper_text import english_tokenizer
+    from introspeech.sanity.check import run_case
+    from introspeech.sanity.tokens import whisper_case
+
+    desc = describe_packaged("whisper-tiny.en")
+    u = load_corpus(None)["test"][2]
+    case = whisper_case(desc, [u], 1)
+    assert case.layers[0] == "encoder.conv1" and case.layers[-1] == "decoder.ln"
+    (sym, row), mel = case.targets[0], case.inputs[0]
+    model = case.bind(case.model, 0)
+    tokens = model.tokens[0, len(english_tokenizer().sot_sequence_including_notimestamps):].tolist()
+    assert english_tokenizer().decode(tokens).strip() == " ".join(w.label for w in u.words if w.label.strip())
+    assert sym == tokens[len(tokens) // 2] and int(model.tokens[0, row + 1]) == sym
+    x = torch.as_tensor(utterance_features(u, desc.features)).float()[None]
+    with torch.no_grad():
+        np.testing.assert_array_equal(model(mel)[0].numpy(), case.model(desc.module.front(x), model.tokens)[0].T.numpy())
+    case.layers = ["decoder.blocks.3", "decoder.ln"]
+    out = run_case(case, ["gradient"], independent_too=False)["gradient"]
+    want = attribute(model, mel, (sym, row), "gradient")[0].detach().double().numpy()
+    np.testing.assert_allclose(out["examples"]["trained"], want, rtol=1e-5, atol=1e-9)
+    assert [c["layer"] for c in out["cascading"]] == ["decoder.ln", "decoder.blocks.3"]
+    assert out["cascading"][-1]["spearman_abs"]["mean"] < 0.99

@@ -61,6 +61,13 @@ def speech_case(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: l
     """Examples: the middle letter of evenly spaced utterances, attributed on its receptive field;
     ``on_error(utterance, error)`` hears of unreadable ones (None: raise)."""
     desc = model if isinstance(model, ModelDescription) else describe(model, features=cfg)
+    from ..models.whisper_frontend import WhisperEncoder
+
+    if isinstance(desc.module, WhisperEncoder):  # explained on its decoder's tokens
+        from .tokens import whisper_case
+
+        pick = [utts[int(i)] for i in np.linspace(0, len(utts) - 1, min(len(utts), n_examples))]
+        return whisper_case(desc, pick, n_examples, on_error)
     if desc.output.kind != "ctc":
         raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}, not per-frame symbols: the "
                          "speech sanity checks explain a CTC output's emitted symbols")

@@ -39,13 +39,15 @@ class Case:
     context: dict = field(default_factory=dict)
     random_labels: nn.Module | None = None
     layers: list[str] | None = None
+    bind: Callable[[nn.Module, int], nn.Module] | None = None  # the model of example i (Whisper: its tokens)
 
 
 def maps(case: Case, model: nn.Module, method: str) -> list[np.ndarray]:
     """The method's map of every example, as 2-D arrays."""
     name, opts = METHODS[method]
     opts = method_record(name).with_context(opts, **case.context)
-    return [case.to_2d(attribute(model, x, t, name, **opts)) for x, t in zip(case.inputs, case.targets)]
+    return [case.to_2d(attribute(case.bind(model, i) if case.bind else model, x, t, name, **opts))
+            for i, (x, t) in enumerate(zip(case.inputs, case.targets))]
 
 
 def _compare(ref: list[np.ndarray], other: list[np.ndarray]) -> dict:
