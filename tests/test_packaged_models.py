@@ -497,7 +497,7 @@ def test_whisper_sanity_randomizes_its_decoder_and_encoder_blocks_on_token_maps(
 
     desc = describe_packaged("whisper-tiny.en")
     u = load_corpus(None)["test"][2]
-    case = whisper_case(desc, [u], 1)
+    case = whisper_case(desc, [u])
     assert case.layers[0] == "encoder.conv1" and case.layers[-1] == "decoder.ln"
     (sym, row), mel = case.targets[0], case.inputs[0]
     model = case.bind(case.model, 0)

@@ -26,7 +26,7 @@ from ..asr.decode import forced_align_arrays
 from ..corpus.utterance import Utterance
 from ..errors import InputError
 from ..models.description import ModelDescription
-from ..models.whisper_text import english_tokenizer, transcript_tokens
+from ..models.whisper_text import english_tokenizer, transcript_tokens, transcript_words
 from ..profiles.labels import phone_index
 from ..profiles.settings import Layout
 from ..text import normalize_text
@@ -127,8 +127,7 @@ def whisper_targets(desc: ModelDescription, layout: Layout, utt: Utterance, feat
     """Whisper's entries (see the module docstring): the transcript spelt by the corpus' words
     (``utt.words``, else its text), tokenized after Whisper's start-of-transcript and
     no-timestamps tokens; entry i is the decoder's score of text token i given the ones before."""
-    words = [w for w in (utt.words or []) if w.label.strip()]
-    spelt = [w.label.strip() for w in words] or normalize_text(utt.text).text.split()
+    words, spelt = transcript_words(utt)
     try:
         tt = transcript_tokens(spelt, tokenizer)
     except ValueError as e:

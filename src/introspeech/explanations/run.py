@@ -29,8 +29,8 @@ from ..summaries import json_ready
 from ..text import ARPABET_TO_IPA, SILENCE, normalize_text
 from .faithfulness import Curves, image_curves, letter_curves
 from .localization import chance_share, letter_spans, share
-from .tokens import CAM_LAYER, MEL_RATE, TokenUnits, explains_tokens
-from .units import Letter, spaced
+from .tokens import MEL_RATE, TokenUnits, explains_tokens
+from .units import Letter, frame_span, spaced
 
 LOWER_IS_BETTER = {"deletion_auc", "road", "sanity_spearman_abs"}
 COLUMNS = ("sanity_spearman_abs", "deletion_auc", "insertion_auc", "road", "phone_share", "word_share",
@@ -53,7 +53,7 @@ def utterance_letters(desc: ModelDescription, x: torch.Tensor, utt: Utterance, f
 
 
 def _frames(span, i: int, j: int, frame_rate: float) -> tuple[int, int] | None:
-    return (int(np.floor(span[i] * frame_rate)), int(np.ceil(span[j] * frame_rate))) if span else None
+    return frame_span(span[i], span[j], frame_rate) if span else None
 
 
 def _letter_units(desc: ModelDescription, scores: torch.Tensor, utt: Utterance, frame_rate: float) -> list[Letter]:
@@ -156,7 +156,7 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
     tokens = TokenUnits(desc) if explains_tokens(desc) else None
     # Whisper's tokens are explained over the log-Mel; a waveform model's windows count samples
     waveform_rate = cfg.sample_rate if cfg.kind == "waveform" and tokens is None else None
-    frame_rate, cam_layer = (MEL_RATE, CAM_LAYER) if tokens else (cfg.frame_rate, default_cam_layer(desc))
+    frame_rate, cam_layer = MEL_RATE if tokens else cfg.frame_rate, default_cam_layer(desc)
     if waveform_rate:  # patches of 10 ms frames, in samples
         patch = (1, patch[-1] * int(round(cfg.sample_rate * FRAME_S)))
     cases = []

@@ -14,12 +14,10 @@ import torch
 from ..corpus.utterance import Utterance
 from ..models.description import ModelDescription
 from ..models.whisper_frontend import WhisperEncoder, WhisperTokens, speech_tokens, teacher_forced
-from ..models.whisper_text import english_tokenizer, transcript_tokens
-from ..text import SILENCE, normalize_text
-from .units import Letter, spaced
+from ..models.whisper_text import english_tokenizer, transcript_tokens, transcript_words
+from .units import Letter, frame_span, spaced
 
 MEL_RATE = 100.0  # log-Mel frames per second
-CAM_LAYER = "encoder.blocks.1"  # Grad-CAM's layer: the block two before the output, as for other models
 
 
 def explains_tokens(desc: ModelDescription) -> bool:
@@ -36,14 +34,11 @@ class TokenUnits:
 
     def __call__(self, utt: Utterance, x: torch.Tensor, limit: int = 0):
         """``(model, log-Mel frames of speech, units)`` of one utterance; ``x`` its waveform ``(1, 1, samples)``."""
-        words = [w for w in (utt.words or []) if w.label.strip() and w.label != SILENCE]
-        spelt = [w.label.strip() for w in words] or normalize_text(utt.text).text.split()
+        words, spelt = transcript_words(utt)
         tt = transcript_tokens(spelt, self.tokenizer)
         model, mel = speech_tokens(self.scorer, x, tt.tokens)
         units = []
         for tok, row, owners in zip(tt.ids, tt.rows, tt.words):
-            span = None
-            if words and owners:
-                span = (int(words[owners[0]].start * MEL_RATE), int(-(-words[owners[-1]].end * MEL_RATE // 1)))
+            span = frame_span(words[owners[0]].start, words[owners[-1]].end, MEL_RATE) if words and owners else None
             units.append(Letter(utt.id, int(tok), int(row), None, span))
         return model, mel, spaced(units, limit)

@@ -20,6 +20,11 @@ class Letter:
     word: tuple[int, int] | None
 
 
+def frame_span(start: float, end: float, frame_rate: float) -> tuple[int, int]:
+    """Seconds ``[start, end)`` as the input frames that cover them."""
+    return int(np.floor(start * frame_rate)), int(np.ceil(end * frame_rate))
+
+
 def spaced(units: list, limit: int) -> list:
     """At most ``limit`` of ``units``, evenly spaced (0: all)."""
     if limit and len(units) > limit:

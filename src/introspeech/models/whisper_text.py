@@ -25,6 +25,15 @@ class TranscriptTokens:
     words: list[tuple[int, ...]]  # per text token: the indices of the words it spells
 
 
+def transcript_words(utt) -> tuple[list, list[str]]:
+    """An utterance's timed words (silences and empty labels left out) and the words to spell: the
+    timed ones, else its normalized text's."""
+    from ..text import SILENCE, normalize_text
+
+    words = [w for w in (utt.words or []) if w.label.strip() and w.label != SILENCE]
+    return words, [w.label.strip() for w in words] or normalize_text(utt.text).text.split()
+
+
 def english_tokenizer():
     """openai-whisper's tokenizer of the English-only models."""
     import whisper.tokenizer

@@ -67,7 +67,7 @@ def speech_case(model: nn.Module | ModelDescription, cfg: FeatureConfig, utts: l
         from .tokens import whisper_case
 
         pick = [utts[int(i)] for i in np.linspace(0, len(utts) - 1, min(len(utts), n_examples))]
-        return whisper_case(desc, pick, n_examples, on_error)
+        return whisper_case(desc, pick, on_error)
     if desc.output.kind != "ctc":
         raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}, not per-frame symbols: the "
                          "speech sanity checks explain a CTC output's emitted symbols")

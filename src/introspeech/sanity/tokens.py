@@ -13,13 +13,10 @@ import torch
 from torch import nn
 
 from ..corpus.load import load_features
-from ..models.description import ModelDescription
+from ..models.description import ModelDescription, default_cam_layer
 from ..models.whisper_frontend import SpeechTokens, WhisperTokens, speech_tokens, teacher_forced
-from ..models.whisper_text import english_tokenizer, transcript_tokens
-from ..text import SILENCE, normalize_text
+from ..models.whisper_text import english_tokenizer, transcript_tokens, transcript_words
 from .check import Case
-
-CAM_LAYER = "encoder.blocks.1"
 
 
 def whisper_layers(scorer: WhisperTokens) -> list[str]:
@@ -31,17 +28,16 @@ def whisper_layers(scorer: WhisperTokens) -> list[str]:
             + ["decoder.ln"])
 
 
-def whisper_case(desc: ModelDescription, utts: list, n_examples: int = 4, on_error=None) -> Case:
-    """The speech case of Whisper's encoder (see the module docstring)."""
+def whisper_case(desc: ModelDescription, utts: list, on_error=None) -> Case:
+    """The speech case of Whisper's encoder, one example per utterance (see the module docstring)."""
     scorer = teacher_forced(desc.module)
     base = WhisperTokens(scorer, mel=True)  # the same modules, on the log-Mel
     base.training = False
     tok = english_tokenizer()
     inputs, targets, bound = [], [], []
-    for u, f in load_features(utts[:n_examples], desc.features, on_error=on_error):
-        words = [w.label.strip() for w in (u.words or []) if w.label.strip() and w.label != SILENCE]
+    for u, f in load_features(utts, desc.features, on_error=on_error):
         try:
-            tt = transcript_tokens(words or normalize_text(u.text).text.split(), tok)
+            tt = transcript_tokens(transcript_words(u)[1], tok)
         except ValueError as e:
             if on_error is None:
                 raise
@@ -56,7 +52,7 @@ def whisper_case(desc: ModelDescription, utts: list, n_examples: int = 4, on_err
     if not inputs:
         raise ValueError("no utterance gave a transcript to teacher-force")
     stacked = torch.cat([x[0] for x in inputs], dim=1)
-    context = {"layer": CAM_LAYER, "low": stacked.min(1).values[:, None], "high": stacked.max(1).values[:, None]}
+    context = {"layer": default_cam_layer(desc), "low": stacked.min(1).values[:, None], "high": stacked.max(1).values[:, None]}
 
     def bind(net: nn.Module, i: int) -> nn.Module:
         return SpeechTokens(net, *bound[i])
