@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from .cli_causal import ablate, sae
+from .cli_findings import findings as findings_command
 from .cli_support import (
     _ALPHABET,
     _BEAM,
@@ -503,7 +504,7 @@ def explanations(
     timings, one row per method."""
     import numpy as np
 
-    from .attribution.definitions import NAMED
+    from .attribution.definitions import NAMED, has_attention, named_methods
     from .corpus.load import load_corpus
     from .explanations.faithfulness import BASELINES
     from .explanations.run import evaluate_explanations
@@ -511,8 +512,8 @@ def explanations(
     from .report.html import write_report
     from .report.sections.explanations import explanations_section, findings
 
-    chosen = list(NAMED) if methods == "all" else [m for m in methods.split(",") if m]
-    bad = [m for m in chosen if m not in NAMED]
+    chosen = [m for m in methods.split(",") if m]
+    bad = [m for m in chosen if m not in NAMED and methods != "all"]
     if bad:
         raise typer.BadParameter(f"unknown method(s) {bad}; choose from {list(NAMED)}", param_hint="--methods")
     if baseline not in BASELINES:
@@ -526,6 +527,8 @@ def explanations(
     desc = _description(model, model_factory, weights, alphabet, features)
     if not explains_tokens(desc):  # Whisper's encoder is explained on its decoder's tokens
         desc = _recognizer_description(model, model_factory, weights, alphabet, features)
+    if methods == "all":  # CP-LRP only where there is attention (elsewhere it is ε-LRP again)
+        chosen = named_methods(has_attention(desc.module))
     data = load_corpus(corpus)
     if split not in data:
         raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
@@ -616,6 +619,7 @@ def sanity(
     strict: bool = _STRICT,
 ) -> None:
     """Sanity checks of every attribution method: parameter and data randomization (Adebayo et al.)."""
+    from .attribution.definitions import has_attention, named_methods
     from .corpus.load import load_corpus
     from .report.html import write_report
     from .report.sections.sanity import sanity_section
@@ -642,6 +646,8 @@ def sanity(
         typer.echo(json.dumps(summary["verdicts"], indent=1))
         return
     desc = _description(model, model_factory, weights, alphabet, features)
+    if methods == "all":  # CP-LRP only where there is attention (elsewhere it is ε-LRP again)
+        chosen = [m for m in named_methods(has_attention(desc.module)) if m in METHODS]
     data = load_corpus(corpus)
     if split not in data:
         raise typer.BadParameter(f"corpus has no split {split!r} (has {sorted(data)})", param_hint="--split")
@@ -656,6 +662,7 @@ def sanity(
 
 app.command("ablate")(ablate)
 app.command("sae")(sae)
+app.command("findings")(findings_command)
 
 featvis_app = typer.Typer(help="Feature visualization: inputs that maximize letters, channels or neurons.",
                           add_completion=False)

@@ -118,6 +118,22 @@ VOWEL_CLASS: dict[str, str] = {
 }
 """Finer vowel classes (front / central / back / diphthong)."""
 
+PLACE: dict[str, str] = {
+    **{p: "labial" for p in ("P", "B", "M", "W", "F", "V")},
+    **{p: "dental" for p in ("TH", "DH")},
+    **{p: "alveolar" for p in ("T", "D", "S", "Z", "N", "L")},
+    **{p: "postalveolar" for p in ("SH", "ZH", "CH", "JH", "R", "Y")},
+    **{p: "velar" for p in ("K", "G", "NG")},
+    **{p: "glottal" for p in ("HH",)},
+}
+"""Place of articulation of the consonants (6 places; vowels have none: they are left out)."""
+
+VOICING: dict[str, str] = {
+    **{p: "voiceless" for p in ("P", "T", "K", "F", "TH", "S", "SH", "CH", "HH")},
+    **{p: "voiced" for p in ("B", "D", "G", "V", "DH", "Z", "ZH", "JH", "M", "N", "NG", "L", "R", "W", "Y")},
+}
+"""Voicing of the consonants (vowels, all voiced, are left out so voicing is not manner again)."""
+
 def fine_category(phone: str) -> str:
     """Category with vowels split into their finer class (e.g. ``vowel-front``)."""
     cat = CATEGORY[phone]

@@ -227,6 +227,7 @@ NAMED: dict[str, tuple[str, dict]] = {
     "guided_backprop": ("guided_backprop", {}),
     "deconvnet": ("deconvnet", {}),
     "lrp_epsilon": ("lrp", {"composite": "epsilon"}),
+    "cp_lrp": ("lrp", {"composite": "epsilon", "attention": "cp"}),
     "lrp_zplus": ("lrp", {"composite": "epsilon-plus"}),
     "lrp_alpha2_beta1": ("lrp", {"composite": "alpha2-beta1"}),
     "deep_taylor": ("deep_taylor", {}),
@@ -236,7 +237,24 @@ NAMED: dict[str, tuple[str, dict]] = {
     "segments": ("segments", {"window": 10}),
 }
 """The method configurations that the sanity checks and the explanation table compare, by the
-names the reports and summaries use: (method, options)."""
+names the reports and summaries use: (method, options). On a model with softmax attention
+``lrp_epsilon`` is AttnLRP and ``cp_lrp`` CP-LRP; elsewhere the two are the same map."""
+ATTENTION_VARIANTS = ("cp_lrp",)
+"""Named methods that differ from another only on models with attention (left out of 'all' elsewhere)."""
+
+
+def has_attention(module) -> bool:
+    """Whether a module contains softmax attention (an ``nn.MultiheadAttention`` or a module whose
+    class is named after attention: openai-whisper's, hama's, a Conformer's)."""
+    import torch.nn as tnn
+
+    return any(isinstance(m, tnn.MultiheadAttention) or "attention" in type(m).__name__.lower()
+               for m in module.modules())
+
+
+def named_methods(attention: bool) -> list[str]:
+    """The named methods 'all' stands for: the attention variants only for a model with attention."""
+    return [n for n in NAMED if attention or n not in ATTENTION_VARIANTS]
 ALIASES = {a: d.name for d in METHODS.values() for a in d.aliases}
 LOCAL_METHODS = tuple(n for n, d in METHODS.items() if d.local)
 """Methods whose map for an output frame depends only on that frame's receptive field."""

@@ -5,7 +5,9 @@ at the frame of its span where its score is highest; spaces are left out. Per me
 deletion, insertion and ROAD areas (faithfulness.py), the mean share of |relevance| inside the
 letter's phones and word (localization.py), the median time from the phone span's centre to the
 input frame of largest Σ|relevance|, the sanity checks' Spearman |map| after full cascading
-randomization when their summary is given, and the seconds the maps of one utterance took.
+randomization when their summary is given, the mean rank agreement of the map's sums over the
+`segments` method's fixed spans with leave-one-out's scores of those spans (when `segments` runs),
+and the seconds the maps of one utterance took. ``per_unit`` keeps every explained unit's values.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 
 from ..asr.decode import forced_align_arrays
 from ..attribution import attribute
-from ..attribution.definitions import NAMED
+from ..attribution.definitions import NAMED, has_attention, named_methods
 from ..attribution.definitions import method as method_record
 from ..attribution.frames import attribute_frames
 from ..corpus.load import utterance_features
@@ -34,7 +36,7 @@ from .units import Letter, frame_span, spaced
 
 LOWER_IS_BETTER = {"deletion_auc", "road", "sanity_spearman_abs"}
 COLUMNS = ("sanity_spearman_abs", "deletion_auc", "insertion_auc", "road", "phone_share", "word_share",
-           "shift_ms", "seconds_per_utterance")
+           "shift_ms", "loo_agreement", "seconds_per_utterance")
 
 
 def utterance_letters(desc: ModelDescription, x: torch.Tensor, utt: Utterance, frame_rate: float,
@@ -146,7 +148,7 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
                           progress: Callable[[str], None] | None = None) -> dict:
     """The verdict table as `summary.json` holds it (see the module docstring); ``sanity``: the
     sanity checks' ``summary.json`` (its speech means give the sanity column)."""
-    methods = methods or list(NAMED)
+    methods = methods or named_methods(has_attention(desc.module))
     unknown = [m for m in methods if m not in NAMED]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(NAMED)}")
@@ -175,12 +177,16 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
     rows: dict[str, dict] = {}
     curves: dict[str, list[Curves]] = {}
     chance = {"phone_share": [], "word_share": [], "deletion_auc": []}
+    units: dict[str, dict[str, list]] = {}  # per method, per explained unit (NaN where it has no phone/word)
+    span = _segment_window(waveform_rate)
     for name in methods:
         if progress:
             progress(f"explanations: {name}")
         got = {k: [] for k in ("deletion_auc", "insertion_auc", "road", "phone_share", "word_share", "shift_ms")}
+        per = units[name] = {k: [] for k in ("utterance", "deletion_auc", "insertion_auc", "road", "phone_share",
+                                             "word_share", "spans")}
         seconds, curves[name] = [], []
-        for _u, model, x, letters in cases:
+        for case_index, (_u, model, x, letters) in enumerate(cases):
             if not letters:
                 continue
             method, opts = _options(name, x, waveform_rate, cam_layer)
@@ -214,18 +220,55 @@ def evaluate_explanations(desc: ModelDescription, utts: list[Utterance], methods
                     got["word_share"].append(share(arr, *c.word))
                     if name == methods[0]:
                         chance["word_share"].append(chance_share(_window(geo, c.frame, x.shape[-1]), *c.word))
+                per["utterance"].append(case_index)
+                for key in ("deletion_auc", "insertion_auc", "road"):
+                    per[key].append(got[key][-1])
+                per["phone_share"].append(got["phone_share"][-1] if c.phone else float("nan"))
+                per["word_share"].append(got["word_share"][-1] if c.word else float("nan"))
+                per["spans"].append(span_sums(arr, _window(geo, c.frame, x.shape[-1]), span))
         row = {k: _mean(v) for k, v in got.items() if k != "shift_ms"}
         row["shift_ms"] = float(np.median(got["shift_ms"])) if got["shift_ms"] else float("nan")
         row["seconds_per_utterance"] = _mean(seconds)
         row["sanity_spearman_abs"] = float((sanity or {}).get("speech", {}).get(name, {}).get("spearman_abs", np.nan))
         row["letters"] = len(got["deletion_auc"])
         rows[name] = row
-    return json_ready({"methods": rows, "chance": {k: _mean(v) for k, v in chance.items()}, "best": best(rows),
-            "utterances": len(cases), "letters": sum(len(c[3]) for c in cases), "units": "tokens" if tokens else
-            "phonemes" if desc.output.kind == "ctc" and desc.output.spaced else "letters",
+    if "segments" in units:  # each map's span sums against leave-one-out's span scores (You et al. 2025)
+        for name, per in units.items():
+            per["loo_agreement"] = [rank_agreement(a, b) for a, b in zip(per["spans"], units["segments"]["spans"])]
+            rows[name]["loo_agreement"] = _mean(per["loo_agreement"])
+    for per in units.values():
+        per.pop("spans")
+    return json_ready({"methods": rows, "per_unit": units, "chance": {k: _mean(v) for k, v in chance.items()},
+            "best": best(rows), "utterances": len(cases), "letters": sum(len(c[3]) for c in cases),
+            "units": "tokens" if tokens else "phonemes" if desc.output.kind == "ctc" and desc.output.spaced else "letters",
             "settings": {"steps": steps, "patch": list(patch), "baseline": baseline,
                          "letters_per_utterance": letters_per_utterance}, "curves": _mean_curves(curves)})
 
+
+
+def _segment_window(waveform_rate: int | None) -> int:
+    """The `segments` method's fixed span in input positions (frames, or samples of a waveform)."""
+    window = int(NAMED["segments"][1]["window"])
+    return window * int(round(waveform_rate * FRAME_S)) if waveform_rate else window
+
+
+def span_sums(relevance: np.ndarray, window: tuple[int, int], span: int) -> np.ndarray:
+    """A map's signed relevance summed over every axis but time and then over the `segments` method's
+    fixed spans (``span`` positions from 0) that lie in ``window`` (input positions)."""
+    prof = relevance.reshape(-1, relevance.shape[-1]).sum(0)
+    edges = np.arange(0, prof.size + span, span)
+    sums = np.add.reduceat(prof, edges[edges < prof.size])
+    first, last = window[0] // span, (window[1] - 1) // span
+    return sums[first:last + 1]
+
+
+def rank_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of two span-score vectors (NaN when either is constant or too short)."""
+    from scipy.stats import spearmanr
+
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b)[0])
 
 
 def _window(geo, frame: int, n: int) -> tuple[int, int]:
@@ -265,7 +308,7 @@ def evaluate_image_explanations(model: torch.nn.Module, images: torch.Tensor, la
                                 patch: tuple[int, int] = (2, 2), baseline: str = "mean", sanity: dict | None = None) -> dict:
     """Faithfulness on an image classifier (localization does not apply): the first ``examples``
     correctly classified images ``(N, 1, H, W)``, each explained for its class."""
-    methods = methods or list(NAMED)
+    methods = methods or named_methods(False)
     with torch.no_grad():
         right = (model(images).argmax(1) == labels).nonzero().flatten()[:examples]
     rows, chance = {}, []

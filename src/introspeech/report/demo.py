@@ -26,12 +26,14 @@ from .sections.profiles import naps_section, patterns_section
 def sanity_demo(net, cfg, splits: dict, out: Path, log, on_error=None) -> tuple[Section, dict]:
     """Every method on 2 speech examples (a twin trained 20 steps on permuted transcripts) and on the
     digits CNN, cascading randomization (the CLI adds independent randomization); results in OUT/sanity."""
+    from ..attribution.definitions import ATTENTION_VARIANTS
     from ..sanity.check import METHODS
     from ..sanity.run import run_sanity
     from .sections.sanity import sanity_section
 
     utts = splits.get("test") or next(iter(splits.values()))
-    results, summary = run_sanity(net, cfg, utts, list(METHODS), out / "sanity", examples=2, random_label_steps=20,
+    methods = [m for m in METHODS if m not in ATTENTION_VARIANTS]
+    results, summary = run_sanity(net, cfg, utts, methods, out / "sanity", examples=2, random_label_steps=20,
                                   independent=False, image_epochs=12, on_error=on_error)
     return sanity_section(results, out, n_examples=2), summary
 

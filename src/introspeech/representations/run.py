@@ -69,15 +69,17 @@ def silhouette(d: np.ndarray, labels: list) -> float:
     return float(sil.mean())
 
 
-def naps_silhouette(class_sums: np.ndarray, counts: np.ndarray, classes: np.ndarray, min_frames: int = 5) -> float:
+def naps_silhouette(class_sums: np.ndarray, counts: np.ndarray, classes: np.ndarray, min_frames: int = 5,
+                    category: dict[str, str] = CATEGORY) -> float:
     """Silhouette of the contrastive phoneme NAPs (class means; classes with at least ``min_frames``
-    frames) grouped by manner of articulation, cosine distance, as `profiles` scores the full NAPs."""
-    keep = [i for i, g in enumerate(classes) if counts[i] >= min_frames and PHONEME_GROUPS[g] in CATEGORY]
+    frames) grouped by manner of articulation (or another ``category`` of the phones; phones it
+    leaves out are left out), cosine distance, as `profiles` scores the full NAPs."""
+    keep = [i for i, g in enumerate(classes) if counts[i] >= min_frames and PHONEME_GROUPS[g] in category]
     if len(keep) < 3:
         return float("nan")
     naps = class_sums[keep] / counts[keep, None]
     naps = naps - naps.mean(0)
-    cats = [CATEGORY[PHONEME_GROUPS[classes[i]]] for i in keep]
+    cats = [category[PHONEME_GROUPS[classes[i]]] for i in keep]
     if len(set(cats)) < 2 or len(set(cats)) >= len(cats):
         return float("nan")
     return silhouette(squareform(distances(naps, "cosine")), cats)

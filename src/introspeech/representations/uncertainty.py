@@ -19,6 +19,20 @@ Score = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 """score(x, labels, utterances) → float."""
 
 
+def interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap values (NaNs left out)."""
+    return _interval(list(values), level)
+
+
+def bootstrap_weights(ids: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """``(samples, utterances)`` multiplicities of utterance-level resamples of the sorted ``ids``:
+    the draws `bootstrap_interval` makes, as counts, so any sum over utterances is resampled by one
+    product."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(np.searchsorted(ids, rng.choice(ids, size=len(ids), replace=True)),
+                                 minlength=len(ids)) for _ in range(samples)]).astype(np.float64)
+
+
 def _interval(values: list[float], level: float) -> tuple[float, float]:
     values = [v for v in values if v == v]
     if not values:
@@ -99,10 +113,7 @@ class UtteranceSums:
 
     def weights(self, samples: int, seed: int) -> np.ndarray:
         """``(samples, utterances)`` multiplicities of the resamples that `bootstrap_interval` draws."""
-        rng = np.random.default_rng(seed)
-        ids = self.ids
-        return np.stack([np.bincount(np.searchsorted(ids, rng.choice(ids, size=len(ids), replace=True)),
-                                     minlength=len(ids)) for _ in range(samples)]).astype(np.float64)
+        return bootstrap_weights(self.ids, samples, seed)
 
 
 def cka_bootstrap_interval(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, samples: int = 200,
@@ -130,8 +141,15 @@ def nap_bootstrap_interval(naps_score: Callable[[np.ndarray, np.ndarray, np.ndar
                            seed: int = 0, sums: UtteranceSums | None = None) -> tuple[float, float]:
     """`bootstrap_interval` of a score of the per-class means (NAPs), the same resamples, from
     `UtteranceSums`. ``naps_score(class_sums, class_counts, classes)`` scores one resample."""
+    return _interval(list(nap_bootstrap_values(naps_score, x, labels, groups, samples, seed, sums)), level)
+
+
+def nap_bootstrap_values(naps_score: Callable[[np.ndarray, np.ndarray, np.ndarray], float], x: np.ndarray,
+                         labels: np.ndarray, groups: np.ndarray, samples: int = 200, seed: int = 0,
+                         sums: UtteranceSums | None = None) -> np.ndarray:
+    """The resampled values behind `nap_bootstrap_interval` (one per resample, NaN kept)."""
     s = sums if sums is not None else UtteranceSums(x, labels, groups, gram=False)
     w = s.weights(samples, seed)
     counts = w @ s.class_counts
     class_sums = (w @ s.class_sums.reshape(len(s.ids), -1)).reshape(samples, len(s.classes), -1)
-    return _interval([naps_score(class_sums[k], counts[k], s.classes) for k in range(samples)], level)
+    return np.array([naps_score(class_sums[k], counts[k], s.classes) for k in range(samples)])

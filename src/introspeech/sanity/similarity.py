@@ -51,6 +51,7 @@ def similarity(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 
 def summarize(values: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean and standard deviation of each metric over examples."""
-    return {k: {"mean": float(np.mean([v[k] for v in values])), "std": float(np.std([v[k] for v in values]))}
-            for k in METRICS}
+    """Mean and standard deviation of each metric over examples, and the examples' values (their
+    bootstrap intervals: `introspeech findings`)."""
+    return {k: {"mean": float(np.mean([v[k] for v in values])), "std": float(np.std([v[k] for v in values])),
+                "values": [float(v[k]) for v in values]} for k in METRICS}

@@ -39,6 +39,7 @@ DIGIT_COLUMNS = ("sanity_spearman_abs", "deletion_auc", "insertion_auc", "road",
 
 HEADERS = {"sanity_spearman_abs": "sanity", "deletion_auc": "deletion ↓", "insertion_auc": "insertion ↑",
            "road": "ROAD ↓", "phone_share": "phone share", "word_share": "word share", "shift_ms": "shift (ms)",
+           "loo_agreement": "≈ leave-one-out ↑",
            "seconds_per_utterance": "s / utterance", "seconds_per_example": "s / example"}
 
 
@@ -97,7 +98,7 @@ def explanations_section(summary: dict, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
     fig = curves_figure(summary["curves"], out_dir / "figures" / "explanation_curves.png")
     best = summary["best"]
-    rows = [(m, [(_cell(c, r[c]), best.get(c) == m) for c in COLUMNS]) for m, r in summary["methods"].items()]
+    rows = [(m, [(_cell(c, r.get(c)), best.get(c) == m) for c in COLUMNS]) for m, r in summary["methods"].items()]
     s = summary["settings"]
     digits = None
     if summary.get("digits", {}).get("methods"):

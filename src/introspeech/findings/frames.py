@@ -1,0 +1,137 @@
+"""The claims measured on sampled frames (`representations.sampling`): per layer, how well the
+model's output units separate (F1, η²), how phoneme NAPs cluster by manner, place and voicing (F2,
+silhouette) and where phones live (F7: probe, control task, CKA). Every value has a bootstrap
+interval over utterances and, where it is a score, a permutation p over the frames' labels,
+through the machinery of `introspeech representations`."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from ..profiles.results import eta_squared
+from ..representations.run import cka_score, layer_probes, naps_silhouette
+from ..representations.sampling import Frames
+from ..representations.uncertainty import (
+    UtteranceSums,
+    cka_bootstrap_interval,
+    interval,
+    nap_bootstrap_values,
+    p_value,
+    permuted_class_sums,
+)
+from ..text import CATEGORY, PLACE, VOICING
+
+CATEGORIES = {"manner": CATEGORY, "place": PLACE, "voicing": VOICING}
+"""F2's groupings of the phones (place and voicing: consonants only, see `text`)."""
+
+
+def unit_labels(frames: Frames, spells: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """The frames F1 scores and their output-unit labels: letters for a model that spells them, the
+    corpus' phones otherwise (a phoneme recognizer, Whisper's encoder)."""
+    if spells:
+        keep = frames.letters >= 0
+        return keep, frames.letters[keep], frames.utterances[keep], "letters"
+    return np.ones(frames.phones.size, bool), frames.phones, frames.utterances, "phonemes"
+
+
+def eta2_values(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, bootstrap: int, permutations: int,
+                seed: int) -> dict:
+    """η² (between-label / total sum of squares over all channels) with its bootstrap interval over
+    utterances and its permutation p over the labels, all from class sums (one product each)."""
+    x = np.asarray(x, dtype=np.float64)
+    sums = UtteranceSums(x, labels, groups, gram=False)
+    owner = np.searchsorted(sums.ids, groups)
+    sq = np.zeros((len(sums.ids), x.shape[1]))
+    np.add.at(sq, owner, x ** 2)
+    total_sq = sq.sum(0)
+    value = eta_squared(sums.class_sums.sum(0), sums.class_counts.sum(0), total_sq)
+    w = sums.weights(bootstrap, seed)
+    cs = (w @ sums.class_sums.reshape(len(sums.ids), -1)).reshape(bootstrap, len(sums.classes), -1)
+    counts, sqs = w @ sums.class_counts, w @ sq
+    boot = [eta_squared(cs[b], counts[b], sqs[b]) for b in range(bootstrap)]
+    perm_sums, perm_counts, _ = permuted_class_sums(x, labels, permutations, seed)
+    perm = [eta_squared(perm_sums[k], perm_counts, total_sq) for k in range(permutations)]
+    return {"value": value, "ci": list(interval(boot)), "p": p_value(np.array(perm), value)}
+
+
+def silhouette_values(x: np.ndarray, phones: np.ndarray, groups: np.ndarray, bootstrap: int, permutations: int,
+                      seed: int) -> dict[str, dict]:
+    """F2 of one layer: the silhouette of the contrastive phoneme NAPs grouped by each of
+    `CATEGORIES`, with bootstrap interval, permutation p and the resampled values (kept for the
+    interval of the peak layer)."""
+    sums = UtteranceSums(x, phones, groups, gram=False)
+    perm_sums, perm_counts, classes = permuted_class_sums(np.asarray(x, np.float64), phones, permutations, seed)
+    out = {}
+    for name, category in CATEGORIES.items():
+        score = partial(naps_silhouette, category=category)
+        value = score(sums.class_sums.sum(0), sums.class_counts.sum(0), sums.classes)
+        boot = nap_bootstrap_values(score, x, phones, groups, bootstrap, seed, sums)
+        perm = np.array([score(perm_sums[k], perm_counts, classes) for k in range(permutations)])
+        out[name] = {"value": value, "ci": list(interval(boot)), "p": p_value(perm, value), "boot": boot}
+    return out
+
+
+def peak(per_layer: dict[str, dict], depth: dict[str, float]) -> dict:
+    """The layer where a measure peaks, its relative depth, and the 95 % interval of the peak's
+    relative depth over the bootstrap resamples (each resample's own peak)."""
+    names = [n for n, r in per_layer.items() if r["value"] == r["value"]]
+    if not names:
+        return {"layer": None, "depth": float("nan"), "depth_ci": [float("nan")] * 2}
+    best = max(names, key=lambda n: per_layer[n]["value"])
+    boot = np.array([per_layer[n]["boot"] for n in names])  # (layers, resamples)
+    ok = ~np.isnan(boot).all(0)
+    peaks = [depth[names[i]] for i in np.nanargmax(np.where(np.isnan(boot[:, ok]), -np.inf, boot[:, ok]), 0)]
+    return {"layer": best, "depth": depth[best], "depth_ci": list(interval(peaks))}
+
+
+def relative_depth(layers: list[str]) -> dict[str, float]:
+    """Each layer's position from the first (0) to the last (1)."""
+    n = max(len(layers) - 1, 1)
+    return {name: i / n for i, name in enumerate(layers)}
+
+
+def frame_measures(frames: Frames, spells: bool, bootstrap: int = 100, permutations: int = 99,
+                   probe_permutations: int = 9, seed: int = 0, progress=None) -> dict:
+    """F1, F2 and F7 for every layer of a sample (see the module docstring)."""
+    layers = list(frames.layers)
+    depth = relative_depth(layers)
+    keep, units, unit_groups, unit_kind = unit_labels(frames, spells)
+    f1, f2, f7 = {}, {name: {} for name in CATEGORIES}, {}
+    for name in layers:
+        if progress:
+            progress(f"findings: frames of {name}")
+        x = frames.layers[name]
+        f1[name] = eta2_values(x[keep], units, unit_groups, bootstrap, permutations, seed)
+        for cat, v in silhouette_values(x, frames.phones, frames.utterances, bootstrap, permutations, seed).items():
+            f2[cat][name] = v
+        probes = layer_probes(frames, None, name, bootstrap, probe_permutations, seed)
+        cka = cka_score(x, frames.phones, frames.utterances)
+        perm_sums, perm_counts, _ = permuted_class_sums(np.asarray(x, np.float64) - x.mean(0), frames.phones,
+                                                        permutations, seed)
+        f7[name] = {"probe": {"value": probes["probe_phones"], "ci": probes["ci_probe_phones"],
+                              "p": probes["p_probe_phones"]},
+                    "control": probes["control_phones"], "selectivity": probes["selectivity_phones"],
+                    "majority": probes["majority_phones"],
+                    "cka": {"value": cka, "ci": list(cka_bootstrap_interval(x, frames.phones, frames.utterances,
+                                                                            bootstrap, seed=seed)),
+                            "p": _cka_p(x, perm_sums, perm_counts, cka)}}
+    peaks = {cat: peak(v, depth) for cat, v in f2.items()}
+    for v in f2.values():
+        for row in v.values():
+            row.pop("boot")
+    return {"layers": layers, "depth": depth, "units": unit_kind, "frames": int(frames.phones.size),
+            "utterances": int(np.unique(frames.utterances).size), "F1": f1, "F2": {"layers": f2, "peaks": peaks},
+            "F7": f7}
+
+
+def _cka_p(x: np.ndarray, perm_sums: np.ndarray, counts: np.ndarray, observed: float) -> float:
+    """Permutation p of the linear CKA with one-hot phones from the permutations' centred class sums."""
+    from ..representations.measures import label_gram_norm
+
+    xc = np.asarray(x, np.float64) - np.mean(x, 0)
+    xx, yy = np.linalg.norm(xc.T @ xc), label_gram_norm(counts)
+    if not (xx > 0 and yy > 0):
+        return float("nan")
+    return p_value(np.sum(perm_sums ** 2, axis=(1, 2)) / (xx * yy), observed)

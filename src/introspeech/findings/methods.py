@@ -1,0 +1,74 @@
+"""F5 and F6: the attribution methods on each model, with bootstrap intervals.
+
+F5 runs the sanity checks' cascading randomization (`sanity.check.run_case`) and keeps every
+example's Spearman |map| after the last step; F6 runs `explanations.run.evaluate_explanations`
+and keeps every explained unit's deletion, insertion and ROAD areas, phone share and rank agreement
+with leave-one-out spans. Intervals resample examples (F5: one per utterance) or utterances (F6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..corpus.utterance import Utterance
+from ..explanations.run import evaluate_explanations
+from ..models.description import ModelDescription
+from ..representations.uncertainty import bootstrap_weights, interval
+from ..sanity.cases import speech_case
+from ..sanity.check import SENSITIVE, run_case
+
+F6_COLUMNS = ("deletion_auc", "insertion_auc", "road", "phone_share", "loo_agreement")
+"""F6's measures per method (`explanations`' names)."""
+
+
+def spaced(utts: list[Utterance], n: int) -> list[Utterance]:
+    """``n`` evenly spaced utterances (all of them when ``n`` is 0 or larger)."""
+    return utts if not n or n >= len(utts) else [utts[int(i)] for i in np.linspace(0, len(utts) - 1, n)]
+
+
+def mean_interval(values: list[float], owners: list[int], bootstrap: int, seed: int) -> dict:
+    """Mean of per-unit values with a bootstrap interval that resamples their owners (utterances)."""
+    v, o = np.asarray(values, np.float64), np.asarray(owners)
+    ok = ~np.isnan(v)
+    v, o = v[ok], o[ok]
+    if not v.size:
+        return {"value": float("nan"), "ci": [float("nan")] * 2}
+    ids, idx = np.unique(o, return_inverse=True)
+    sums, counts = np.bincount(idx, v, len(ids)), np.bincount(idx, minlength=len(ids)).astype(np.float64)
+    w = bootstrap_weights(ids, bootstrap, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (w @ sums) / (w @ counts)
+    return {"value": float(v.mean()), "ci": list(interval(boot))}
+
+
+def sanity_measures(desc: ModelDescription, utts: list[Utterance], methods: list[str], examples: int = 4,
+                    bootstrap: int = 100, seed: int = 0, on_error: Callable | None = None,
+                    progress: Callable | None = None) -> dict:
+    """F5: per method, the mean Spearman |map| between the trained model's maps and those after
+    full cascading randomization, its interval over examples, and whether it passes (< 0.5)."""
+    case = speech_case(desc, desc.features, utts, examples, on_error=on_error)
+    result = run_case(case, methods, seed, independent_too=False, progress=progress)
+    out = {}
+    for m, r in result.items():
+        values = r["cascading"][-1]["spearman_abs"]["values"]
+        row = mean_interval(values, list(range(len(values))), bootstrap, seed)
+        row["passes"] = bool(row["value"] < SENSITIVE)
+        row["curve"] = [step["spearman_abs"]["mean"] for step in r["cascading"]]
+        out[m] = row
+    return {"methods": out, "examples": len(case.inputs), "steps": len(result[methods[0]]["cascading"])}
+
+
+def explanation_measures(desc: ModelDescription, utts: list[Utterance], methods: list[str], units: int = 4,
+                         bootstrap: int = 100, seed: int = 0, on_error: Callable | None = None,
+                         progress: Callable | None = None) -> dict:
+    """F6: per method, every column of `F6_COLUMNS` with its interval over utterances, and the
+    chance levels."""
+    summary = evaluate_explanations(desc, utts, methods, letters_per_utterance=units, on_error=on_error,
+                                    progress=progress)
+    out = {}
+    for m, per in summary["per_unit"].items():
+        out[m] = {c: mean_interval(per[c], per["utterance"], bootstrap, seed) for c in F6_COLUMNS if c in per}
+    return {"methods": out, "chance": summary["chance"], "units": summary["letters"],
+            "utterances": summary["utterances"], "unit_kind": summary["units"]}
