@@ -179,14 +179,25 @@ def install_hint() -> str:
 
 
 def build(out: str | Path, features: FeatureConfig = PRESETS["default"], align: bool = True,
-          progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write the real-speech corpus to ``out``; returns its summary (also ``corpus.json``)."""
+          progress: Callable[[int, int], None] | None = None, splits: tuple[str, ...] | None = None,
+          per_split: int = 0) -> dict:
+    """Write the real-speech corpus to ``out``; returns its summary (also ``corpus.json``).
+    ``splits``: only these sources; ``per_split``: at most this many evenly spaced clips of each
+    (a quick subset, as the demo takes)."""
     import soundfile as sf
 
     from .forced_alignment import Aligner
 
     out = Path(out)
     found, missing = clips()
+    if splits is not None:
+        found = [c for c in found if c.split in splits]
+    if per_split:
+        by: dict[str, list[Clip]] = {}
+        for c in found:
+            by.setdefault(c.split, []).append(c)
+        found = [cs[int(i)] for cs in by.values()
+                 for i in np.unique(np.linspace(0, len(cs) - 1, min(per_split, len(cs))).astype(int))]
     if not found:
         raise FileNotFoundError(f"no real-speech package is installed; {install_hint()}")
     aligner = Aligner() if align else None

@@ -55,7 +55,7 @@ def _f2(r: dict) -> dict | None:
 
 def _f3(r: dict) -> dict | None:
     pt = r.get("patterns")
-    if not pt:
+    if not pt or pt["groups"] < 2:  # not a CTC model, or too few frequent symbols
         return None
     f3 = pt["F3"]
     return {"value": f"mean cosine raw {_fmt(f3['raw_cosine']['value'], f3['raw_cosine']['ci'])} → normalized "
@@ -65,7 +65,7 @@ def _f3(r: dict) -> dict | None:
 
 def _f4(r: dict) -> dict | None:
     pt = r.get("patterns")
-    if not pt:
+    if not pt or pt["groups"] < 2:
         return None
     f4 = pt["F4"]
     text = "; ".join(f"{m} {_fmt(v['value'], v['ci'])}" for m, v in f4.items())

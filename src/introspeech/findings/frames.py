@@ -11,12 +11,20 @@ from functools import partial
 import numpy as np
 
 from ..profiles.results import eta_squared
-from ..representations.run import cka_score, layer_probes, naps_silhouette
+from ..representations.measures import (
+    control_labels,
+    majority_rate,
+    probe_accuracy,
+    probe_predictions,
+    split_by_utterance,
+)
+from ..representations.run import cka_score, naps_silhouette
 from ..representations.sampling import Frames
 from ..representations.uncertainty import (
     UtteranceSums,
     cka_bootstrap_interval,
     interval,
+    mean_interval,
     nap_bootstrap_values,
     p_value,
     permuted_class_sums,
@@ -92,8 +100,8 @@ def relative_depth(layers: list[str]) -> dict[str, float]:
     return {name: i / n for i, name in enumerate(layers)}
 
 
-def frame_measures(frames: Frames, spells: bool, bootstrap: int = 100, permutations: int = 99,
-                   probe_permutations: int = 9, seed: int = 0, progress=None) -> dict:
+def frame_measures(frames: Frames, spells: bool, bootstrap: int = 100, permutations: int = 99, seed: int = 0,
+                   progress=None) -> dict:
     """F1, F2 and F7 for every layer of a sample (see the module docstring)."""
     layers = list(frames.layers)
     depth = relative_depth(layers)
@@ -106,14 +114,10 @@ def frame_measures(frames: Frames, spells: bool, bootstrap: int = 100, permutati
         f1[name] = eta2_values(x[keep], units, unit_groups, bootstrap, permutations, seed)
         for cat, v in silhouette_values(x, frames.phones, frames.utterances, bootstrap, permutations, seed).items():
             f2[cat][name] = v
-        probes = layer_probes(frames, None, name, bootstrap, probe_permutations, seed)
         cka = cka_score(x, frames.phones, frames.utterances)
         perm_sums, perm_counts, _ = permuted_class_sums(np.asarray(x, np.float64) - x.mean(0), frames.phones,
                                                         permutations, seed)
-        f7[name] = {"probe": {"value": probes["probe_phones"], "ci": probes["ci_probe_phones"],
-                              "p": probes["p_probe_phones"]},
-                    "control": probes["control_phones"], "selectivity": probes["selectivity_phones"],
-                    "majority": probes["majority_phones"],
+        f7[name] = {**probe_values(x, frames.phones, frames.utterances, bootstrap, permutations, seed),
                     "cka": {"value": cka, "ci": list(cka_bootstrap_interval(x, frames.phones, frames.utterances,
                                                                             bootstrap, seed=seed)),
                             "p": _cka_p(x, perm_sums, perm_counts, cka)}}
@@ -124,6 +128,28 @@ def frame_measures(frames: Frames, spells: bool, bootstrap: int = 100, permutati
     return {"layers": layers, "depth": depth, "units": unit_kind, "frames": int(frames.phones.size),
             "utterances": int(np.unique(frames.utterances).size), "F1": f1, "F2": {"layers": f2, "peaks": peaks},
             "F7": f7}
+
+
+def probe_values(x: np.ndarray, phones: np.ndarray, groups: np.ndarray, bootstrap: int, permutations: int,
+                 seed: int) -> dict:
+    """F7's probe (`representations`' logistic-regression probe on an utterance-level split): its
+    held-out accuracy with a bootstrap interval over the held-out utterances, and a permutation p
+    of the held-out labels against the fitted probe's predictions (a test of their association
+    that needs no refit); the control task (Hewitt & Liang), selectivity and the majority rate."""
+    train, test = split_by_utterance(groups, seed=seed)
+    pred = probe_predictions(x, phones, train, test, 200)
+    if pred is None:
+        nan = float("nan")
+        return {"probe": {"value": nan, "ci": [nan, nan], "p": nan}, "control": nan, "selectivity": nan,
+                "majority": nan}
+    truth = phones[test]
+    hits = (pred == truth).astype(np.float64)
+    row = mean_interval(hits, groups[test], bootstrap, seed)
+    rng = np.random.default_rng(seed)
+    row["p"] = p_value(np.array([np.mean(pred == rng.permutation(truth)) for _ in range(permutations)]), row["value"])
+    control = probe_accuracy(x, control_labels(phones, seed), train, test, 200)
+    return {"probe": row, "control": control, "selectivity": row["value"] - control,
+            "majority": majority_rate(phones, train, test)}
 
 
 def _cka_p(x: np.ndarray, perm_sums: np.ndarray, counts: np.ndarray, observed: float) -> float:

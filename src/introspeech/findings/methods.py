@@ -1,7 +1,8 @@
 """F5 and F6: the attribution methods on each model, with bootstrap intervals.
 
-F5 runs the sanity checks' cascading randomization (`sanity.check.run_case`) and keeps every
-example's Spearman |map| after the last step; F6 runs `explanations.run.evaluate_explanations`
+F5 compares every example's map of the trained model with its map after the sanity checks'
+cascading randomization has reached the input (`sanity.randomize.fully_randomized`: the cascade's
+last step) by Spearman |map|; F6 runs `explanations.run.evaluate_explanations`
 and keeps every explained unit's deletion, insertion and ROAD areas, phone share and rank agreement
 with leave-one-out spans. Intervals resample examples (F5: one per utterance) or utterances (F6).
 """
@@ -15,9 +16,11 @@ import numpy as np
 from ..corpus.utterance import Utterance
 from ..explanations.run import evaluate_explanations
 from ..models.description import ModelDescription
-from ..representations.uncertainty import bootstrap_weights, interval
+from ..representations.uncertainty import mean_interval
 from ..sanity.cases import speech_case
-from ..sanity.check import SENSITIVE, run_case
+from ..sanity.check import SENSITIVE, maps
+from ..sanity.randomize import fully_randomized, randomizable_layers
+from ..sanity.similarity import similarity
 
 F6_COLUMNS = ("deletion_auc", "insertion_auc", "road", "phone_share", "loo_agreement")
 """F6's measures per method (`explanations`' names)."""
@@ -28,36 +31,23 @@ def spaced(utts: list[Utterance], n: int) -> list[Utterance]:
     return utts if not n or n >= len(utts) else [utts[int(i)] for i in np.linspace(0, len(utts) - 1, n)]
 
 
-def mean_interval(values: list[float], owners: list[int], bootstrap: int, seed: int) -> dict:
-    """Mean of per-unit values with a bootstrap interval that resamples their owners (utterances)."""
-    v, o = np.asarray(values, np.float64), np.asarray(owners)
-    ok = ~np.isnan(v)
-    v, o = v[ok], o[ok]
-    if not v.size:
-        return {"value": float("nan"), "ci": [float("nan")] * 2}
-    ids, idx = np.unique(o, return_inverse=True)
-    sums, counts = np.bincount(idx, v, len(ids)), np.bincount(idx, minlength=len(ids)).astype(np.float64)
-    w = bootstrap_weights(ids, bootstrap, seed)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot = (w @ sums) / (w @ counts)
-    return {"value": float(v.mean()), "ci": list(interval(boot))}
-
-
 def sanity_measures(desc: ModelDescription, utts: list[Utterance], methods: list[str], examples: int = 4,
                     bootstrap: int = 100, seed: int = 0, on_error: Callable | None = None,
                     progress: Callable | None = None) -> dict:
     """F5: per method, the mean Spearman |map| between the trained model's maps and those after
     full cascading randomization, its interval over examples, and whether it passes (< 0.5)."""
     case = speech_case(desc, desc.features, utts, examples, on_error=on_error)
-    result = run_case(case, methods, seed, independent_too=False, progress=progress)
+    layers = case.layers or randomizable_layers(case.model)
+    final = fully_randomized(case.model, layers, seed)  # the cascade's last step (its curve: `introspeech sanity`)
     out = {}
-    for m, r in result.items():
-        values = r["cascading"][-1]["spearman_abs"]["values"]
+    for m in methods:
+        if progress:
+            progress(f"findings: sanity of {m}")
+        values = [similarity(a, b)["spearman_abs"] for a, b in zip(maps(case, case.model, m), maps(case, final, m))]
         row = mean_interval(values, list(range(len(values))), bootstrap, seed)
         row["passes"] = bool(row["value"] < SENSITIVE)
-        row["curve"] = [step["spearman_abs"]["mean"] for step in r["cascading"]]
         out[m] = row
-    return {"methods": out, "examples": len(case.inputs), "steps": len(result[methods[0]]["cascading"])}
+    return {"methods": out, "examples": len(case.inputs), "layers_randomized": len(layers)}
 
 
 def explanation_measures(desc: ModelDescription, utts: list[Utterance], methods: list[str], units: int = 4,

@@ -66,6 +66,8 @@ def statistics(total: np.ndarray, count: np.ndarray, keep: np.ndarray) -> dict:
         raw = total / count[..., None]
         grand = total.sum(0) / count.sum(0)[..., None]
     norm = raw - grand[None]
+    if len(keep) < 2:  # too few frequent groups for a pairwise measure
+        return {"raw_cosine": float("nan"), "normalized_cosine": float("nan"), "rms": float("nan")}
     r, n = raw[keep].reshape(len(keep), -1), norm[keep].reshape(len(keep), -1)
     return {"raw_cosine": mean_pairwise_cosine(np.nan_to_num(r)), "normalized_cosine":
             mean_pairwise_cosine(np.nan_to_num(n)), "rms": float(np.sqrt(np.nanmean(n ** 2)))}

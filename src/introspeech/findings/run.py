@@ -41,7 +41,6 @@ class FindingsSettings:
     per_utterance: int = 30  # frames sampled per utterance and layer
     bootstrap: int = 100
     permutations: int = 99
-    probe_permutations: int = 9
     pattern_utterances: int = 0  # 0: all; models without locality use `global_pattern_utterances`
     global_pattern_utterances: int = 40
     pattern_window: int = 40
@@ -51,7 +50,7 @@ class FindingsSettings:
     seed: int = 0
 
     def for_stage(self, stage: str) -> dict:
-        keys = {"frames": ("per_utterance", "bootstrap", "permutations", "probe_permutations"),
+        keys = {"frames": ("per_utterance", "bootstrap", "permutations"),
                 "patterns": ("pattern_utterances", "global_pattern_utterances", "pattern_window", "bootstrap"),
                 "sanity": ("sanity_examples", "bootstrap"),
                 "explanations": ("explanation_utterances", "units_per_utterance", "bootstrap")}[stage]
@@ -119,8 +118,7 @@ def run_stage(stage: str, desc: ModelDescription, utts: list[Utterance], s: Find
     local = desc.layers[-1].local
     if stage == "frames":
         frames = sample_frames(desc, utts, s.per_utterance, s.seed, on_error=on_error)
-        return frame_measures(frames, desc.output.spells, s.bootstrap, s.permutations, s.probe_permutations, s.seed,
-                              progress)
+        return frame_measures(frames, desc.output.spells, s.bootstrap, s.permutations, s.seed, progress)
     if stage == "patterns":
         if desc.output.kind != "ctc":
             return None

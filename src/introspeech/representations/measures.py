@@ -109,10 +109,10 @@ def split_by_utterance(groups: np.ndarray, test_share: float = 0.3, seed: int = 
     return ~test, test
 
 
-def probe_hits(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
-               max_iter: int = 300) -> np.ndarray | None:
-    """Whether a standardized multinomial logistic-regression probe, fitted on the ``train`` frames,
-    labels each ``test`` frame right (``None`` when the training frames hold fewer than two labels)."""
+def probe_predictions(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
+                      max_iter: int = 300) -> np.ndarray | None:
+    """The labels a standardized multinomial logistic-regression probe, fitted on the ``train``
+    frames, gives the ``test`` frames (``None`` when the training frames hold fewer than two labels)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -121,7 +121,14 @@ def probe_hits(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.nd
         return None
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, tol=1e-3))
     probe.fit(x[train], labels[train])
-    return probe.predict(x[test]) == labels[test]
+    return probe.predict(x[test])
+
+
+def probe_hits(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
+               max_iter: int = 300) -> np.ndarray | None:
+    """Whether `probe_predictions`' probe labels each ``test`` frame right."""
+    pred = probe_predictions(x, labels, train, test, max_iter)
+    return None if pred is None else pred == labels[test]
 
 
 def probe_accuracy(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,

@@ -63,6 +63,15 @@ def cascading(model: nn.Module, layers: list[str] | None = None, seed: int = 0) 
         yield name, copy.deepcopy(net)
 
 
+def fully_randomized(model: nn.Module, layers: list[str] | None = None, seed: int = 0) -> nn.Module:
+    """The last copy `cascading` yields (every layer re-initialized, in the same order), without the
+    copies of the steps between."""
+    net = copy.deepcopy(model)
+    for name in reversed(layers or randomizable_layers(model)):
+        reinitialize(net, name, seed)
+    return net
+
+
 def independent(model: nn.Module, layers: list[str] | None = None, seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
     """Copies of the model with one layer re-initialized, the others trained; yields (layer, copy)."""
     for name in reversed(layers or randomizable_layers(model)):
