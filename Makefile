@@ -37,6 +37,7 @@ bench: env
 	$(PY) benchmarks/long_recording.py --minutes 2 --json out/bench/long_recording.json
 	$(PY) benchmarks/real_speech.py --corpus work/realspeech --json out/bench/real_speech.json
 	$(PY) benchmarks/sae.py --json out/bench/sae.json
+	$(PY) benchmarks/findings.py --synthetic --json out/bench/findings.json
 
 clean-env:
 	rm -rf $(VENV)

@@ -32,7 +32,7 @@ def findings(
     per_utterance: int = typer.Option(30, "--per-utterance", help="Frames sampled per utterance (F1, F2, F7)."),
     bootstrap: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples of utterances."),
     permutations: int = typer.Option(99, "--permutations", help="Label permutations per score."),
-    pattern_utterances: int = typer.Option(40, "--pattern-utterances", help="Utterances for the patterns of models "
+    pattern_utterances: int = typer.Option(24, "--pattern-utterances", help="Utterances for the patterns of models "
                                            "without locality (each emission's map is a backward pass)."),
     sanity_examples: int = typer.Option(4, "--sanity-examples", help="Examples of the sanity checks (F5)."),
     explanation_utterances: int = typer.Option(4, "--explanation-utterances", help="Utterances explained (F6)."),

@@ -50,12 +50,12 @@ def sanity_measures(desc: ModelDescription, utts: list[Utterance], methods: list
     return {"methods": out, "examples": len(case.inputs), "layers_randomized": len(layers)}
 
 
-def explanation_measures(desc: ModelDescription, utts: list[Utterance], methods: list[str], units: int = 4,
-                         bootstrap: int = 100, seed: int = 0, on_error: Callable | None = None,
+def explanation_measures(desc: ModelDescription, utts: list[Utterance], methods: list[str], units: int = 2,
+                         steps: int = 5, bootstrap: int = 100, seed: int = 0, on_error: Callable | None = None,
                          progress: Callable | None = None) -> dict:
     """F6: per method, every column of `F6_COLUMNS` with its interval over utterances, and the
-    chance levels."""
-    summary = evaluate_explanations(desc, utts, methods, letters_per_utterance=units, on_error=on_error,
+    chance levels; ``steps``: points of the deletion, insertion and ROAD curves."""
+    summary = evaluate_explanations(desc, utts, methods, letters_per_utterance=units, steps=steps, on_error=on_error,
                                     progress=progress)
     out = {}
     for m, per in summary["per_unit"].items():

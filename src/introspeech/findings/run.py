@@ -6,7 +6,8 @@ same settings is read back, not recomputed, so a run killed at any point and sta
 
 - ``frames`` (F1, F2, F7): sampled frames of every layer (`representations.sampling`);
 - ``patterns`` (F3, F4): models with per-frame symbols (CTC) only;
-- ``sanity`` (F5) and ``explanations`` (F6): on a few utterances (each map costs backward passes).
+- ``sanity`` (F5) and ``explanations`` (F6): on a few utterances of the real corpus (each map costs
+  backward passes, each point of a deletion curve a forward pass).
 """
 
 from __future__ import annotations
@@ -42,19 +43,24 @@ class FindingsSettings:
     bootstrap: int = 100
     permutations: int = 99
     pattern_utterances: int = 0  # 0: all; models without locality use `global_pattern_utterances`
-    global_pattern_utterances: int = 40
+    global_pattern_utterances: int = 24
     pattern_window: int = 40
     sanity_examples: int = 4
     explanation_utterances: int = 4
-    units_per_utterance: int = 3
+    units_per_utterance: int = 2
+    faithfulness_steps: int = 5  # deletion/insertion/ROAD points (every point of every unit is a forward pass)
+    method_corpora: tuple[str, ...] = ("real",)  # F5 and F6 run on these corpora (else on the first one)
     seed: int = 0
 
     def for_stage(self, stage: str) -> dict:
         keys = {"frames": ("per_utterance", "bootstrap", "permutations"),
                 "patterns": ("pattern_utterances", "global_pattern_utterances", "pattern_window", "bootstrap"),
                 "sanity": ("sanity_examples", "bootstrap"),
-                "explanations": ("explanation_utterances", "units_per_utterance", "bootstrap")}[stage]
+                "explanations": ("explanation_utterances", "units_per_utterance", "faithfulness_steps", "bootstrap")}[stage]
         return {k: getattr(self, k) for k in (*keys, "seed")}
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def alignment_methods(desc: ModelDescription) -> list[str]:
@@ -130,7 +136,8 @@ def run_stage(stage: str, desc: ModelDescription, utts: list[Utterance], s: Find
         return sanity_measures(desc, spaced(utts, s.sanity_examples), sanity_methods(desc), s.sanity_examples,
                                s.bootstrap, s.seed, on_error=on_error, progress=progress)
     return explanation_measures(desc, spaced(utts, s.explanation_utterances), explanation_methods(desc),
-                                s.units_per_utterance, s.bootstrap, s.seed, on_error=on_error, progress=progress)
+                                s.units_per_utterance, s.faithfulness_steps, s.bootstrap, s.seed, on_error=on_error,
+                                progress=progress)
 
 
 def run_findings(models: dict[str, ModelDescription | Callable[[], ModelDescription]],
@@ -147,10 +154,13 @@ def run_findings(models: dict[str, ModelDescription | Callable[[], ModelDescript
     store = StageStore(Path(out), resume)
     say = progress or (lambda m: None)
     results: dict = {}
+    method_corpora = [c for c in corpora if c in s.method_corpora] or list(corpora)[:1]
     for name, model in models.items():
         desc = model if isinstance(model, ModelDescription) else None
         for corpus, utts in corpora.items():
             for stage in stages:
+                if stage in ("sanity", "explanations") and corpus not in method_corpora:
+                    continue
                 held = store.get(name, corpus, stage, s.for_stage(stage))
                 if held is None:
                     if desc is None:
@@ -165,7 +175,7 @@ def run_findings(models: dict[str, ModelDescription | Callable[[], ModelDescript
                           for m, cs in results.items()},
                "seconds": {m: {c: {st: r["seconds"] for st, r in v.items()} for c, v in cs.items()}
                            for m, cs in results.items()},
-               "settings": asdict(s), "corpora": {c: len(u) for c, u in corpora.items()}}
+               "settings": s.to_dict(), "corpora": {c: len(u) for c, u in corpora.items()}}
     summary["verdicts"] = verdicts(summary["models"])
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "summary.json").write_text(json.dumps(json_ready(summary), indent=1))

@@ -221,6 +221,10 @@ def run_demo(out_dir: str | Path, corpus: str | Path | None = None, model: str |
         from .sections.real_model import real_model_section
 
         sections.append(real_model_section(out, splits.get("test", [])[:40]))
+        log("findings: the seed's claims on the built-in model and the real-speech models, real clips")
+        from .sections.findings import findings_demo
+
+        sections.append(findings_demo(net, out, log=None))
     report_skipped(out, list(dict.fromkeys(skipped)), log)
     path = write_report(out, sections, subtitle=f"corpus: {corpus or 'built-in demo corpus'}; "
                                                 f"built in {time.perf_counter() - t0:.1f} s")

@@ -134,3 +134,32 @@ def findings_section(summary: dict, out_dir: Path) -> Section:
     html = fragment(TEMPLATE, rows=table_rows(summary),
                     figures=[(t, p.relative_to(out_dir).as_posix()) for t, p in figs])
     return Section("What models that learned from real speech tell us", html, [p for _, p in figs])
+
+
+def findings_demo(net, out_dir: Path, per_split: int = 4, log=None) -> Section:
+    """The findings' layer-wise measures (F1, F2, F7) of the built-in model and the installed
+    real-speech models on a few forced-aligned clips of each real source (the full run:
+    `introspeech findings`)."""
+    from ...corpus.load import load_corpus
+    from ...corpus.realspeech import build, install_hint
+    from ...findings.run import FindingsSettings, run_findings
+    from ...models.packaged import PACKAGED, describe_packaged
+
+    out_dir = Path(out_dir)
+    title = "What models that learned from real speech tell us"
+    try:
+        build(out_dir / "realspeech", splits=("asterisk_g722", "pocketsphinx", "alsa"), per_split=per_split)
+    except FileNotFoundError:
+        return Section(title, fragment("<p>No real-speech package is installed: {{ hint }}</p>", hint=install_hint()), [])
+    utts = [u for us in load_corpus(out_dir / "realspeech").values() for u in us if u.phones]
+    models = {net.name: net, **{name: (lambda name=name: describe_packaged(name)) for name, entry in PACKAGED.items()
+                                 if entry.installed}}
+    settings = FindingsSettings(per_utterance=20, bootstrap=30, permutations=19)
+    summary = run_findings(models, {"real": utts}, out_dir / "findings", settings, ("frames",), progress=log)
+    section = findings_section(summary, out_dir)
+    missing = [f"{n} ({e.install})" for n, e in PACKAGED.items() if not e.installed]
+    note = fragment("<p>Here: {{ n }} forced-aligned real clips ({{ per }} of each source), sampled frames only "
+                    "(F1, F2, F7); <code>introspeech findings</code> runs every claim on the whole real corpus and the "
+                    "synthetic test split.{% if missing %} Not installed: {{ missing }}.{% endif %}</p>",
+                    n=len(utts), per=per_split, missing=", ".join(missing))
+    return Section(section.title, note + section.html, section.files)
