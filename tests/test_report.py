@@ -70,3 +70,19 @@ def test_values_that_do_not_apply_print_a_dash():
     assert str(fragment("{{ '%.2f'|format(x) }}|{{ '%.1f'|format(y) }}|{{ '%d %s'|format(3, 'a') }}",
                         x=float("nan"), y=None)) == "—|—|3 a"
     assert str(fragment("{{ '%.2f'|format(x) }}", x=0.125)) == "0.12"
+
+
+def test_the_demo_measures_the_claims_on_real_clips_for_every_installed_model(report):
+    import json
+
+    from introspeech.models.packaged import PACKAGED
+
+    html = report.read_text()
+    assert "<h2>What models that learned from real speech tell us</h2>" in html
+    summary = json.loads((report.parent / "findings" / "summary.json").read_text())
+    names = {"built-in model", *(n for n, e in PACKAGED.items() if e.installed)}
+    assert set(summary["models"]) == names
+    for name in names:
+        fr = summary["models"][name]["real"]["frames"]
+        assert fr["utterances"] >= 8 and set(fr["F1"]) == set(fr["layers"])
+        assert summary["verdicts"]["F1"]["results"][name]["real"]["holds"] in (True, False)

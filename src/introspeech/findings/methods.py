@@ -22,7 +22,7 @@ from ..sanity.check import SENSITIVE, maps
 from ..sanity.randomize import fully_randomized, randomizable_layers
 from ..sanity.similarity import similarity
 
-F6_COLUMNS = ("deletion_auc", "insertion_auc", "road", "phone_share", "loo_agreement")
+F6_COLUMNS = ("deletion_auc", "insertion_auc", "road", "phone_share", "word_share", "loo_agreement")
 """F6's measures per method (`explanations`' names)."""
 
 
