@@ -18,6 +18,7 @@ from introspeech.representations.uncertainty import (
     bootstrap_weights,
     mean_interval,
     permutation_p,
+    shifted_interval,
 )
 from introspeech.text import PLACE, VOICING
 
@@ -35,6 +36,26 @@ def planted():
     return x, labels, groups
 
 
+def plain_boot(score, x, labels, groups, samples: int, seed: int) -> list[float]:
+    """Resampled scores, utterances drawn as `bootstrap_interval` draws them, written out."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(groups)
+    out = []
+    for _ in range(samples):
+        pick = rng.choice(ids, size=len(ids), replace=True)
+        idx = np.concatenate([np.flatnonzero(groups == g) for g in pick])
+        out.append(score(x[idx], labels[idx], np.repeat(np.arange(len(pick)), [np.sum(groups == g) for g in pick])))
+    return out
+
+
+def test_the_shifted_interval_is_the_percentile_interval_moved_by_the_resamples_bias():
+    boot = np.random.default_rng(0).normal(1.0, 0.1, 500)
+    lo, hi = shifted_interval(boot, 0.7)
+    assert lo == pytest.approx(np.quantile(boot, 0.025) - (boot.mean() - 0.7))
+    assert hi == pytest.approx(np.quantile(boot, 0.975) - (boot.mean() - 0.7)) and lo < 0.7 < hi
+    assert shifted_interval(boot, boot.mean()) == pytest.approx((np.quantile(boot, 0.025), np.quantile(boot, 0.975)))
+
+
 def plain_eta2(x: np.ndarray, labels: np.ndarray) -> float:
     """Between-group / total sum of squares, written out over frames."""
     grand = x.mean(0)
@@ -48,7 +69,11 @@ def test_eta2_its_interval_and_p_equal_the_plain_computations(planted):
     got = eta2_values(x, labels, groups, bootstrap=30, permutations=19, seed=5)
     assert got["value"] == pytest.approx(plain_eta2(x, labels), rel=1e-9)
     score = lambda xx, ll, gg: plain_eta2(xx, ll)  # noqa: E731
-    assert got["ci"] == pytest.approx(list(bootstrap_interval(score, x, labels, groups, 30, seed=5)), rel=1e-9)
+    boot = plain_boot(score, x, labels, groups, 30, 5)
+    assert list(bootstrap_interval(score, x, labels, groups, 30, seed=5)) == pytest.approx(
+        list(np.quantile(boot, [0.025, 0.975])))  # the helper draws what the library draws
+    assert got["ci"] == pytest.approx(list(shifted_interval(boot, got["value"])), rel=1e-9)
+    assert got["ci"][0] < got["value"] < got["ci"][1]
     assert got["p"] == pytest.approx(permutation_p(score, x, labels, groups, 19, seed=5, observed=got["value"]))
     assert got["p"] == pytest.approx(1 / 20)  # the planted phones explain far more than any permutation
 
@@ -66,7 +91,8 @@ def test_silhouettes_by_place_and_voicing_leave_vowels_out_and_match_the_plain_s
                                                                   classes[consonants], category=PLACE))
     assert got["voicing"]["value"] == pytest.approx(naps_silhouette(sums, counts, classes, category=VOICING))
     score = lambda xx, ll, gg: naps_silhouette(*_sums(xx, ll), category=PLACE)  # noqa: E731
-    assert got["place"]["ci"] == pytest.approx(list(bootstrap_interval(score, x, labels, groups, 20, seed=1)))
+    want = shifted_interval(plain_boot(score, x, labels, groups, 20, 1), got["place"]["value"])
+    assert got["place"]["ci"] == pytest.approx(list(want))
     assert got["place"]["p"] == pytest.approx(permutation_p(score, x, labels, groups, 9, seed=1,
                                                             observed=got["place"]["value"]))
 
@@ -134,8 +160,8 @@ def test_mean_interval_resamples_utterances_not_units():
     got = mean_interval(values, owners, bootstrap=40, seed=3)
     assert got["value"] == pytest.approx(np.mean([1, 3, 5, 7, 2]))
     v, o = np.array([1.0, 3.0, 5.0, 7.0, 2.0]), np.array([0, 0, 1, 2, 3])
-    plain = bootstrap_interval(lambda xx, ll, gg: float(ll.mean()), v[:, None], v, o, 40, seed=3)
-    assert got["ci"] == pytest.approx(list(plain))
+    plain = plain_boot(lambda xx, ll, gg: float(ll.mean()), v[:, None], v, o, 40, 3)
+    assert got["ci"] == pytest.approx(list(shifted_interval(plain, got["value"])))
 
 
 def test_verdicts_follow_the_intervals():

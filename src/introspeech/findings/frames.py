@@ -1,8 +1,9 @@
 """The claims measured on sampled frames (`representations.sampling`): per layer, how well the
 model's output units separate (F1, η²), how phoneme NAPs cluster by manner, place and voicing (F2,
 silhouette) and where phones live (F7: probe, control task, CKA). Every value has a bootstrap
-interval over utterances and, where it is a score, a permutation p over the frames' labels,
-through the machinery of `introspeech representations`."""
+interval over utterances (`shifted_interval`: percentile, moved by the resamples' bias) and, where
+it is a score, a permutation p over the frames' labels, through the machinery of `introspeech
+representations`."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from ..representations.run import cka_score, naps_silhouette
 from ..representations.sampling import Frames
 from ..representations.uncertainty import (
     UtteranceSums,
-    cka_bootstrap_interval,
+    cka_bootstrap_values,
     interval,
     mean_interval,
     nap_bootstrap_values,
     p_value,
     permuted_class_sums,
+    shifted_interval,
 )
 from ..text import CATEGORY, PLACE, VOICING
 
@@ -61,7 +63,7 @@ def eta2_values(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, bootstrap
     boot = [eta_squared(cs[b], counts[b], sqs[b]) for b in range(bootstrap)]
     perm_sums, perm_counts, _ = permuted_class_sums(x, labels, permutations, seed)
     perm = [eta_squared(perm_sums[k], perm_counts, total_sq) for k in range(permutations)]
-    return {"value": value, "ci": list(interval(boot)), "p": p_value(np.array(perm), value)}
+    return {"value": value, "ci": list(shifted_interval(boot, value)), "p": p_value(np.array(perm), value)}
 
 
 def silhouette_values(x: np.ndarray, phones: np.ndarray, groups: np.ndarray, bootstrap: int, permutations: int,
@@ -77,7 +79,7 @@ def silhouette_values(x: np.ndarray, phones: np.ndarray, groups: np.ndarray, boo
         value = score(sums.class_sums.sum(0), sums.class_counts.sum(0), sums.classes)
         boot = nap_bootstrap_values(score, x, phones, groups, bootstrap, seed, sums)
         perm = np.array([score(perm_sums[k], perm_counts, classes) for k in range(permutations)])
-        out[name] = {"value": value, "ci": list(interval(boot)), "p": p_value(perm, value), "boot": boot}
+        out[name] = {"value": value, "ci": list(shifted_interval(boot, value)), "p": p_value(perm, value), "boot": boot}
     return out
 
 
@@ -118,8 +120,8 @@ def frame_measures(frames: Frames, spells: bool, bootstrap: int = 100, permutati
         perm_sums, perm_counts, _ = permuted_class_sums(np.asarray(x, np.float64) - x.mean(0), frames.phones,
                                                         permutations, seed)
         f7[name] = {**probe_values(x, frames.phones, frames.utterances, bootstrap, permutations, seed),
-                    "cka": {"value": cka, "ci": list(cka_bootstrap_interval(x, frames.phones, frames.utterances,
-                                                                            bootstrap, seed=seed)),
+                    "cka": {"value": cka, "ci": list(shifted_interval(cka_bootstrap_values(
+                        x, frames.phones, frames.utterances, bootstrap, seed=seed), cka)),
                             "p": _cka_p(x, perm_sums, perm_counts, cka)}}
     peaks = {cat: peak(v, depth) for cat, v in f2.items()}
     for v in f2.values():

@@ -28,7 +28,7 @@ from ..profiles.alignment import emission_frames
 from ..profiles.cluster import mean_pairwise_cosine
 from ..profiles.kernels import add_windows, frame_targets
 from ..profiles.labels import layer_frame
-from ..representations.uncertainty import bootstrap_weights, interval
+from ..representations.uncertainty import bootstrap_weights, shifted_interval
 
 
 class PatternSums:
@@ -160,22 +160,27 @@ def pattern_measures(desc: ModelDescription, utts: list[Utterance], methods: lis
 def _f3(point: dict, boot: list[dict]) -> dict:
     """Normalizing lowers the mean pairwise cosine: raw, normalized and their difference."""
     diff = [b["raw_cosine"] - b["normalized_cosine"] for b in boot]
-    return {"raw_cosine": {"value": point["raw_cosine"], "ci": list(interval([b["raw_cosine"] for b in boot]))},
-            "normalized_cosine": {"value": point["normalized_cosine"],
-                                  "ci": list(interval([b["normalized_cosine"] for b in boot]))},
-            "drop": {"value": point["raw_cosine"] - point["normalized_cosine"], "ci": list(interval(diff)),
-                     "p": _share_at_most(diff, 0.0)}}
+    drop = point["raw_cosine"] - point["normalized_cosine"]
+    return {"raw_cosine": {"value": point["raw_cosine"],
+                           "ci": list(shifted_interval([b["raw_cosine"] for b in boot], point["raw_cosine"]))},
+            "normalized_cosine": {"value": point["normalized_cosine"], "ci": list(shifted_interval(
+                [b["normalized_cosine"] for b in boot], point["normalized_cosine"]))},
+            "drop": {"value": drop, "ci": list(shifted_interval(diff, drop)), "p": _share_at_most(diff, drop, 0.0)}}
 
 
 def _f4(aligned: dict, nominal: dict, boot_a: list[dict], boot_n: list[dict]) -> dict:
     """RMS of the aligned / nominal normalized patterns (> 1: aligning sharpens them)."""
     ratio = [a["rms"] / n["rms"] if n["rms"] > 0 else float("nan") for a, n in zip(boot_a, boot_n)]
     value = aligned["rms"] / nominal["rms"] if nominal["rms"] > 0 else float("nan")
-    return {"value": value, "ci": list(interval(ratio)), "p": _share_at_most(ratio, 1.0),
+    return {"value": value, "ci": list(shifted_interval(ratio, value)), "p": _share_at_most(ratio, value, 1.0),
             "normalized_cosine": aligned["normalized_cosine"]}
 
 
-def _share_at_most(values: list[float], bound: float) -> float:
-    """One-sided bootstrap p: (1 + #{resample ≤ bound}) / (1 + resamples)."""
+def _share_at_most(values: list[float], estimate: float, bound: float) -> float:
+    """One-sided bootstrap p of "the statistic exceeds ``bound``": (1 + #{bias-shifted resample ≤
+    bound}) / (1 + resamples), the resamples moved by their bias as in `shifted_interval`."""
     v = np.array([x for x in values if x == x])
-    return float((1 + np.sum(v <= bound)) / (1 + v.size)) if v.size else float("nan")
+    if not v.size or estimate != estimate:
+        return float("nan")
+    v = v + (estimate - v.mean())
+    return float((1 + np.sum(v <= bound)) / (1 + v.size))

@@ -24,6 +24,19 @@ def interval(values, level: float = 0.95) -> tuple[float, float]:
     return _interval(list(values), level)
 
 
+def shifted_interval(values, estimate: float, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of bootstrap ``values`` moved by their bias (the estimate minus the
+    resamples' mean). Scores of class means (η², silhouettes, RMS of patterns) are biased in
+    resamples: a resample repeats utterances, so its class means are noisier than the corpus'; the
+    plain percentile interval then need not contain the estimate itself."""
+    v = np.asarray([x for x in values if x == x], np.float64)
+    if not v.size or estimate != estimate:
+        return float("nan"), float("nan")
+    lo, hi = _interval(list(v), level)
+    shift = estimate - float(v.mean())
+    return lo + shift, hi + shift
+
+
 def bootstrap_weights(ids: np.ndarray, samples: int, seed: int) -> np.ndarray:
     """``(samples, utterances)`` multiplicities of utterance-level resamples of the sorted ``ids``:
     the draws `bootstrap_interval` makes, as counts, so any sum over utterances is resampled by one
@@ -121,6 +134,12 @@ def cka_bootstrap_interval(x: np.ndarray, labels: np.ndarray, groups: np.ndarray
     """`bootstrap_interval` of the linear CKA of ``x`` with the one-hot ``labels``, the same resamples
     (the same generator draws), from `UtteranceSums`: all resamples' ‖X̃ᵀX̃‖ from one GEMM of the
     multiplicities with the utterances' Gram matrices, and their centred class sums from another."""
+    return _interval(list(cka_bootstrap_values(x, labels, groups, samples, seed, sums)), level)
+
+
+def cka_bootstrap_values(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, samples: int = 200, seed: int = 0,
+                         sums: UtteranceSums | None = None) -> np.ndarray:
+    """The resampled values behind `cka_bootstrap_interval` (resamples without a defined CKA left out)."""
     s = sums if sums is not None else UtteranceSums(x, labels, groups)
     w = s.weights(samples, seed)
     n_g = w @ s.class_counts  # (samples, classes)
@@ -132,8 +151,7 @@ def cka_bootstrap_interval(x: np.ndarray, labels: np.ndarray, groups: np.ndarray
     centred = (w @ s.class_sums.reshape(len(s.ids), -1)).reshape(samples, -1, c) - n_g[:, :, None] * mean[:, None, :]
     yy = label_gram_norm(n_g)
     ok = (xx > 0) & (yy > 0)
-    values = np.sum(centred ** 2, axis=(1, 2))[ok] / (xx[ok] * yy[ok])
-    return _interval(list(values), level)
+    return np.sum(centred ** 2, axis=(1, 2))[ok] / (xx[ok] * yy[ok])
 
 
 def nap_bootstrap_interval(naps_score: Callable[[np.ndarray, np.ndarray, np.ndarray], float], x: np.ndarray,
@@ -156,7 +174,7 @@ def nap_bootstrap_values(naps_score: Callable[[np.ndarray, np.ndarray, np.ndarra
 
 
 def mean_interval(values: list[float], owners: list[int], bootstrap: int, seed: int) -> dict:
-    """Mean of per-unit values (NaN left out) with the percentile interval of bootstrap resamples of
+    """Mean of per-unit values (NaN left out) with the `shifted_interval` of bootstrap resamples of
     their owners (utterances): every resample's mean from the owners' sums and counts."""
     v, o = np.asarray(values, np.float64), np.asarray(owners)
     ok = ~np.isnan(v)
@@ -168,4 +186,4 @@ def mean_interval(values: list[float], owners: list[int], bootstrap: int, seed: 
     w = bootstrap_weights(ids, bootstrap, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         boot = (w @ sums) / (w @ counts)
-    return {"value": float(v.mean()), "ci": list(_interval(list(boot), 0.95))}
+    return {"value": float(v.mean()), "ci": list(shifted_interval(boot, float(v.mean())))}
