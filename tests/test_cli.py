@@ -11,7 +11,7 @@ from introspeech.corpus.load import builtin_corpus
 
 runner = CliRunner()
 COMMANDS = ["synth", "train", "pack", "transcribe", "evaluate", "patterns", "naps", "sanity", "explanations",
-            "representations", "featvis", "demo"]
+            "representations", "featvis", "demo", "findings"]
 HAS_MODEL = builtin_model().with_suffix(".json").is_file()
 
 

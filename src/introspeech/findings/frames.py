@@ -11,6 +11,7 @@ from functools import partial
 
 import numpy as np
 
+from ..profiles.labels import PHONEME_GROUPS
 from ..profiles.results import eta_squared
 from ..representations.measures import (
     control_labels,
@@ -31,7 +32,7 @@ from ..representations.uncertainty import (
     permuted_class_sums,
     shifted_interval,
 )
-from ..text import CATEGORY, PLACE, VOICING
+from ..text import CATEGORY, PLACE, SILENCE, VOICING
 
 CATEGORIES = {"manner": CATEGORY, "place": PLACE, "voicing": VOICING}
 """F2's groupings of the phones (place and voicing: consonants only, see `text`)."""
@@ -39,11 +40,13 @@ CATEGORIES = {"manner": CATEGORY, "place": PLACE, "voicing": VOICING}
 
 def unit_labels(frames: Frames, spells: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """The frames F1 scores and their output-unit labels: letters for a model that spells them, the
-    corpus' phones otherwise (a phoneme recognizer, Whisper's encoder)."""
+    corpus' phones otherwise (a phoneme recognizer, Whisper's encoder), silence left out (it would
+    score speech against silence, which the log-Mel energy alone separates)."""
     if spells:
         keep = frames.letters >= 0
         return keep, frames.letters[keep], frames.utterances[keep], "letters"
-    return np.ones(frames.phones.size, bool), frames.phones, frames.utterances, "phonemes"
+    keep = frames.phones != PHONEME_GROUPS.index(SILENCE)
+    return keep, frames.phones[keep], frames.utterances[keep], "phonemes"
 
 
 def eta2_values(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, bootstrap: int, permutations: int,
