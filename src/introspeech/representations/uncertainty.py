@@ -174,8 +174,9 @@ def nap_bootstrap_values(naps_score: Callable[[np.ndarray, np.ndarray, np.ndarra
 
 
 def mean_interval(values: list[float], owners: list[int], bootstrap: int, seed: int) -> dict:
-    """Mean of per-unit values (NaN left out) with the `shifted_interval` of bootstrap resamples of
-    their owners (utterances): every resample's mean from the owners' sums and counts."""
+    """Mean of per-unit values (NaN left out) with the percentile interval of bootstrap resamples of
+    their owners (utterances): every resample's mean from the owners' sums and counts (a mean is
+    not biased by resampling, so its interval is not moved, and a share's stays within [0, 1])."""
     v, o = np.asarray(values, np.float64), np.asarray(owners)
     ok = ~np.isnan(v)
     v, o = v[ok], o[ok]
@@ -186,4 +187,4 @@ def mean_interval(values: list[float], owners: list[int], bootstrap: int, seed: 
     w = bootstrap_weights(ids, bootstrap, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         boot = (w @ sums) / (w @ counts)
-    return {"value": float(v.mean()), "ci": list(shifted_interval(boot, float(v.mean())))}
+    return {"value": float(v.mean()), "ci": list(_interval(list(boot), 0.95))}
