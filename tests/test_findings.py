@@ -276,14 +276,15 @@ def test_the_probe_p_tests_held_out_labels_against_the_fitted_probe(planted):
     assert got["selectivity"] == pytest.approx(got["probe"]["value"] - got["control"])
 
 
-def test_f1_scores_letters_where_the_model_spells_and_phones_without_silence_elsewhere():
+def test_f1_scores_own_units_where_the_model_has_them_and_phones_without_silence_elsewhere():
     from introspeech.findings.frames import unit_labels
     from introspeech.representations.sampling import Frames
     from introspeech.text import SILENCE
 
     sil, aa = PHONEME_GROUPS.index(SILENCE), PHONEME_GROUPS.index("AA")
     frames = Frames({"l": np.zeros((4, 2))}, np.array([sil, aa, aa, sil]), np.array([-1, 3, 4, 5]), np.arange(4))
-    keep, units, owners, kind = unit_labels(frames, spells=True)
+    keep, units, owners, kind = unit_labels(frames, "letters")
     assert kind == "letters" and units.tolist() == [3, 4, 5] and owners.tolist() == [1, 2, 3]
-    keep, units, owners, kind = unit_labels(frames, spells=False)
+    assert unit_labels(frames, "tokens")[3] == "tokens" and unit_labels(frames, "tokens")[1].tolist() == [3, 4, 5]
+    keep, units, owners, kind = unit_labels(frames, "phonemes")
     assert kind == "phonemes" and units.tolist() == [aa, aa] and keep.tolist() == [False, True, True, False]

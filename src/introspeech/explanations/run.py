@@ -75,12 +75,13 @@ def _letter_units(desc: ModelDescription, scores: torch.Tensor, utt: Utterance, 
     return letters
 
 
-def phoneme_units(desc: ModelDescription, scores: torch.Tensor, utt: Utterance, frame_rate: float) -> list[Letter]:
-    """The phones of an utterance's alignment for a phoneme recognizer: each ARPAbet phone as the
-    output's IPA token (`text.ARPABET_TO_IPA`), words separated by the output's boundary token,
-    forced-aligned to its scores; each phone explained at the frame of its span where its score is
-    highest, its phone span the phone's own timing, its word span the word's around its middle.
-    Silences are left out; an utterance without phone timings is an error naming it."""
+def phoneme_runs(desc: ModelDescription, scores: torch.Tensor, utt: Utterance
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
+    """A phoneme recognizer's own tokens for an utterance's phones, forced-aligned to its scores:
+    each ARPAbet phone as the output's IPA token (`text.ARPABET_TO_IPA`), words separated by the
+    output's boundary token, silences left out. Returns the aligned runs (symbol, first, last frame;
+    boundaries included), and per phone (its index in the runs, the phone, its word's index) with
+    the words. An utterance without phone timings is an error naming it."""
     out = desc.output
     if not utt.phones:
         raise InputError(utt.audio_path or utt.id, f"utterance {utt.id} has no phone timings: a phoneme "
@@ -105,6 +106,14 @@ def phoneme_units(desc: ModelDescription, scores: torch.Tensor, utt: Utterance, 
         units.append((len(seq), p, w))
         seq.append(index[tok])
     sym, first, last = forced_align_arrays(scores.log_softmax(0).numpy(), seq, out.blank)
+    return sym, first, last, units, words
+
+
+def phoneme_units(desc: ModelDescription, scores: torch.Tensor, utt: Utterance, frame_rate: float) -> list[Letter]:
+    """The phones of an utterance's alignment for a phoneme recognizer (`phoneme_runs`), each
+    explained at the frame of its span where its score is highest, its phone span the phone's own
+    timing, its word span the word's around its middle."""
+    sym, first, last, units, words = phoneme_runs(desc, scores, utt)
     letters = []
     for k, p, w in units:
         s, a, b = int(sym[k]), int(first[k]), int(last[k])

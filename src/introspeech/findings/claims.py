@@ -116,8 +116,8 @@ def _f7(r: dict) -> dict | None:
 
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("F1", "output units separate best at the output", "η² of the output units (letters; phonemes for "
-          "hama and Whisper's encoder) per layer", _f1),
+    Claim("F1", "output units separate best at the output", "η² of the output units per layer (letters; hama: "
+          "its tokens; Whisper's encoder: the corpus' phones)", _f1),
     Claim("F2", "phoneme classes emerge with depth (clusters sharpen in the upper layers)",
           "silhouette of phoneme NAPs by manner, place and voicing; relative depth of the peak", _f2),
     Claim("F3", "unit-specific patterns appear after subtracting the mean pattern",

@@ -38,15 +38,24 @@ CATEGORIES = {"manner": CATEGORY, "place": PLACE, "voicing": VOICING}
 """F2's groupings of the phones (place and voicing: consonants only, see `text`)."""
 
 
-def unit_labels(frames: Frames, spells: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """The frames F1 scores and their output-unit labels: letters for a model that spells them, the
-    corpus' phones otherwise (a phoneme recognizer, Whisper's encoder), silence left out (it would
-    score speech against silence, which the log-Mel energy alone separates)."""
-    if spells:
+def unit_labels(frames: Frames, units: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """The frames F1 scores and their output-unit labels: ``"letters"`` (a spelling CTC model) or
+    ``"tokens"`` (a phoneme recognizer's own tokens) on the frames where their forced alignment puts
+    them, as `Frames.letters` holds them; ``"phonemes"`` (a model without output units of its own,
+    Whisper's encoder): the corpus' phones, silence left out (it would score speech against
+    silence, which the log-Mel energy alone separates)."""
+    if units in ("letters", "tokens"):
         keep = frames.letters >= 0
-        return keep, frames.letters[keep], frames.utterances[keep], "letters"
+        return keep, frames.letters[keep], frames.utterances[keep], units
     keep = frames.phones != PHONEME_GROUPS.index(SILENCE)
     return keep, frames.phones[keep], frames.utterances[keep], "phonemes"
+
+
+def output_units(desc) -> str:
+    """Which units F1 scores for a model (see `unit_labels`)."""
+    if desc.output.kind != "ctc":
+        return "phonemes"
+    return "tokens" if desc.output.spaced else "letters"
 
 
 def eta2_values(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, bootstrap: int, permutations: int,
@@ -105,18 +114,18 @@ def relative_depth(layers: list[str]) -> dict[str, float]:
     return {name: i / n for i, name in enumerate(layers)}
 
 
-def frame_measures(frames: Frames, spells: bool, bootstrap: int = 100, permutations: int = 99, seed: int = 0,
+def frame_measures(frames: Frames, units: str, bootstrap: int = 100, permutations: int = 99, seed: int = 0,
                    progress=None) -> dict:
     """F1, F2 and F7 for every layer of a sample (see the module docstring)."""
     layers = list(frames.layers)
     depth = relative_depth(layers)
-    keep, units, unit_groups, unit_kind = unit_labels(frames, spells)
+    keep, labels, unit_groups, unit_kind = unit_labels(frames, units)
     f1, f2, f7 = {}, {name: {} for name in CATEGORIES}, {}
     for name in layers:
         if progress:
             progress(f"findings: frames of {name}")
         x = frames.layers[name]
-        f1[name] = eta2_values(x[keep], units, unit_groups, bootstrap, permutations, seed)
+        f1[name] = eta2_values(x[keep], labels, unit_groups, bootstrap, permutations, seed)
         for cat, v in silhouette_values(x, frames.phones, frames.utterances, bootstrap, permutations, seed).items():
             f2[cat][name] = v
         cka = cka_score(x, frames.phones, frames.utterances)

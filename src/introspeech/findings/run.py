@@ -28,7 +28,7 @@ from ..representations.sampling import sample_frames
 from ..summaries import json_ready
 from ..text import IPA_TO_ARPABET
 from .claims import verdicts
-from .frames import frame_measures
+from .frames import frame_measures, output_units
 from .methods import explanation_measures, sanity_measures, spaced
 from .patterns import pattern_measures
 
@@ -124,7 +124,7 @@ def run_stage(stage: str, desc: ModelDescription, utts: list[Utterance], s: Find
     local = desc.layers[-1].local
     if stage == "frames":
         frames = sample_frames(desc, utts, s.per_utterance, s.seed, on_error=on_error)
-        return frame_measures(frames, desc.output.spells, s.bootstrap, s.permutations, s.seed, progress)
+        return frame_measures(frames, output_units(desc), s.bootstrap, s.permutations, s.seed, progress)
     if stage == "patterns":
         if desc.output.kind != "ctc":
             return None

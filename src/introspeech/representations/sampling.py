@@ -19,6 +19,7 @@ from torch import nn
 from ..corpus.load import utterance_features
 from ..corpus.utterance import Utterance
 from ..errors import InputError
+from ..explanations.run import phoneme_runs
 from ..models.description import ModelDescription
 from ..profiles.capture import Capture
 from ..profiles.collect import letter_runs, run_labels
@@ -30,7 +31,8 @@ from ..text import normalize_text
 @dataclass
 class Frames:
     """Per layer ``(n, channels)`` activations of the same n sampled times, their phone and letter
-    group (-1: none) and the utterance index of each."""
+    group (-1: none; a phoneme recognizer's letters are its own tokens, forced-aligned from the
+    corpus' phones; an encoder has none) and the utterance index of each."""
 
     layers: dict[str, np.ndarray]
     phones: np.ndarray
@@ -65,6 +67,7 @@ def sample_frames(desc: ModelDescription, utts: list[Utterance], per_utterance: 
     phones, letters, owners = [], [], []
     ref = layout.geometry[0]  # times are drawn on the first layer's frames and mapped to every layer
     spells = desc.output.spells
+    tokens = desc.output.kind == "ctc" and desc.output.spaced
     with Capture(model, layout) as cap:
         for k, u in enumerate(utts):
             try:
@@ -77,6 +80,8 @@ def sample_frames(desc: ModelDescription, utts: list[Utterance], per_utterance: 
                     base = desc.module(x)[0] if module is not None else y[0]
                 if spells:
                     sym, first, last = letter_runs(base.detach(), normalize_text(u.text).text, "reference", layout)
+                elif tokens:  # a phoneme recognizer: its own tokens, forced-aligned from the corpus' phones
+                    sym, first, last = phoneme_runs(desc, base.detach(), u)[:3]
             except (InputError, ValueError) as e:
                 if on_error is None:
                     raise
@@ -86,7 +91,7 @@ def sample_frames(desc: ModelDescription, utts: list[Utterance], per_utterance: 
             table = phone_table(u.phones)
             ph = map_phone_table(table, ref, n0, cfg.frame_rate)
             let = (map_letters(run_labels(layout.letter_groups(sym), first, last, base.shape[-1]), layout.output, ref, n0)
-                   if spells else np.full(n0, -1, dtype=np.int64))  # letters only where the output spells them
+                   if spells or tokens else np.full(n0, -1, dtype=np.int64))  # no output units: an encoder
             where = np.flatnonzero(ph >= 0)
             pick = np.sort(rng.choice(where, size=min(per_utterance, where.size), replace=False))
             times = ref.centre(0) + ref.stride * pick
