@@ -288,3 +288,29 @@ def test_f1_scores_own_units_where_the_model_has_them_and_phones_without_silence
     assert unit_labels(frames, "tokens")[3] == "tokens" and unit_labels(frames, "tokens")[1].tolist() == [3, 4, 5]
     keep, units, owners, kind = unit_labels(frames, "phonemes")
     assert kind == "phonemes" and units.tolist() == [aa, aa] and keep.tolist() == [False, True, True, False]
+
+
+def test_findings_patterns_equal_those_of_the_profile_engine():
+    """F3/F4's own accumulation (bootstrap folding, pooled evidence) against `introspeech patterns`' sums."""
+    from introspeech.corpus.load import load_corpus
+    from introspeech.findings.patterns import pattern_measures
+    from introspeech.findings.run import symbol_groups
+    from introspeech.models.loading import load_description
+    from introspeech.profiles.engine import profile_corpus
+    from introspeech.profiles.settings import Layout, ProfileSettings
+
+    desc = load_description(None)
+    utts = load_corpus(None)["test"][:5]
+    group_of, n_groups = symbol_groups(desc)
+    assert n_groups == len(Layout.of(desc).letters)
+    got = pattern_measures(desc, utts, ["gradient"], group_of, n_groups, half=10, bootstrap=4, min_count=3)
+    acc = profile_corpus(desc, desc.features, utts, ProfileSettings(groups=("letters",), pattern_window=10,
+                                                                     nap_window=0, relevance="gradient"))
+    a = acc.arrays
+    keep = np.flatnonzero(a["pattern/letters/nominal/count"][:, 10] >= 3)
+    assert len(keep) >= 2 and got["groups"] == len(keep)
+    nominal = statistics(a["pattern/letters/nominal/sum"], a["pattern/letters/nominal/count"], keep)
+    aligned = statistics(a["pattern/letters/aligned/sum"], a["pattern/letters/aligned/count"], keep)
+    assert got["F3"]["raw_cosine"]["value"] == pytest.approx(nominal["raw_cosine"], rel=1e-6)
+    assert got["F3"]["normalized_cosine"]["value"] == pytest.approx(nominal["normalized_cosine"], rel=1e-6)
+    assert got["F4"]["gradient"]["value"] == pytest.approx(aligned["rms"] / nominal["rms"], rel=1e-6)
