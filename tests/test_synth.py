@@ -143,3 +143,23 @@ def test_an_interrupted_run_keeps_its_manifests_and_resumes(tmp_path):
     for s in SPLITS:
         assert [(u.id, u.text, u.duration) for u in read_manifest(out / f"{s}.jsonl")] == \
                [(u.id, u.text, u.duration) for u in read_manifest(tmp_path / "w" / f"{s}.jsonl")]
+
+
+def test_parts_partition_the_training_utterances_of_one_plan(tmp_path):
+    sents = [f"{a} {b} the {c}" for a in ("she", "we", "they") for b in ("saw", "heard", "fetched")
+             for c in ("cat", "ship", "bridge", "measure")]
+    whole = tmp_path / "whole"
+    synthesize(whole, 0.03, seed=4, workers=1, sentences=sents)
+    rows = {s: [(u.id, u.text, u.duration) for u in read_manifest(whole / f"{s}.jsonl")] for s in SPLITS}
+    out = tmp_path / "parts"  # one folder, the parts one after another (as across machines)
+    train = []
+    for i in range(3):
+        summary = synthesize(out, 0.03, seed=4, workers=1, sentences=sents, part=(i, 3), resume=i > 0)
+        assert summary["complete"] and summary["part"] == [i, 3]
+        got = {s: [(u.id, u.text, u.duration) for u in read_manifest(out / f"{s}.jsonl")] for s in SPLITS}
+        assert all(got[s] == (rows[s] if i == 2 else []) for s in SPLITS if s != "train")  # the last: evaluation
+        assert got["train"]
+        train += got["train"]
+    assert train == rows["train"]  # consecutive, disjoint, together the whole
+    with pytest.raises(ValueError, match="part 3 of 3"):
+        synthesize(out, 0.03, seed=4, workers=1, sentences=sents, part=(3, 3))

@@ -102,6 +102,8 @@ def synth(
                                "voices of the same sex, as further speakers."),
     resume: bool = typer.Option(False, "--resume", help="Keep what an earlier run into --out with the same "
                                 "settings finished, and render only the rest."),
+    part: str = typer.Option("0/1", "--part", help="I/N: render only the I-th (from 0) of N consecutive slices of "
+                             "the training utterances, the last with all evaluation ones (a long corpus made slice by slice)."),
 ) -> None:
     """Synthesize a speech corpus (espeak-ng, festival, flite, Piper, Kokoro) with exact word and phone timings."""
     from .corpus.synth.acoustics import Acoustics
@@ -134,11 +136,17 @@ def synth(
             check_installed()
         except RuntimeError as e:
             raise InputError("--kokoro", str(e)) from None
+    try:
+        i_part, n_parts = (int(x) for x in part.split("/"))
+        if not 0 <= i_part < n_parts:
+            raise ValueError
+    except ValueError:
+        raise InputError("--part", f"expected I/N with 0 <= I < N, got {part!r}") from None
     update, bar = _progress("synth")
     try:
         summary = synthesize(out, hours, seed, workers or None, progress=update, accented=accented, piper=piper,
                              augment=augment, phrases=phrases, effects=chosen, kokoro=kokoro, voices=chosen_voices,
-                             blends=blends, resume=resume)
+                             blends=blends, resume=resume, part=(i_part, n_parts))
     except ValueError as e:
         raise InputError("--resume" if resume else "--out", str(e)) from None
     bar.close()

@@ -325,7 +325,7 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
                progress: Callable[[int, int], None] | None = None, accented: bool = False,
                piper: bool = False, augment: float = 0.0, phrases: float = 0.0,
                effects: tuple[str, ...] = EFFECTS, kokoro: bool = False, voices: tuple[str, ...] | None = None,
-               blends: int = 0, resume: bool = False) -> dict:
+               blends: int = 0, resume: bool = False, part: tuple[int, int] = (0, 1)) -> dict:
     """Write a corpus of about ``hours`` of audio to ``out_dir``; returns its summary.
 
     ``accented`` / ``piper``: a training-only corpus of accented voices or of Piper's voice (see
@@ -333,8 +333,15 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
     English ``voices`` (default: all but the held-out ones) and ``blends`` seeded blends of them.
     ``augment``: the share of training utterances given acoustic effects (`acoustics`;
     ``effects``: which); ``phrases``: see `plan`. ``resume``: keep what an earlier run with the same
-    settings finished (``progress.log``) and render only the rest."""
+    settings finished (``progress.log``) and render only the rest. ``part``: ``(i, n)`` renders the
+    i-th of n consecutive slices of the training utterances (the last slice with every evaluation
+    utterance), so a corpus too long for one machine is made and trained on slice by slice; the
+    slices of one seed and settings partition the same plan, and a folder may hold several of them
+    (its manifests list the slice asked for)."""
     out = Path(out_dir)
+    i_part, n_parts = part
+    if not (n_parts >= 1 and 0 <= i_part < n_parts):
+        raise ValueError(f"part {i_part} of {n_parts}: need 0 <= part < parts")
     t0 = time.perf_counter()
     if accented:
         from .accented import check_installed
@@ -356,8 +363,15 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
     settings = {"hours": hours, "seed": seed, "accented": accented, "piper": piper, "augment": augment,
                 "phrases": phrases, "effects": list(effects), "kokoro": list(speakers),
                 "features": features.to_dict(), "sentences": None if sentences is None else len(sentences)}
+    if n_parts > 1:
+        settings["part"] = [i_part, n_parts]
     settings = json.loads(json.dumps(settings))  # as stored: lists, not tuples
     jobs = plan(hours, seed, sentences, accented, piper, augment, phrases, effects, speakers)
+    if n_parts > 1:
+        train = [j for j in jobs if j.split == "train"]
+        keep = {j.id for j in train[i_part * len(train) // n_parts:(i_part + 1) * len(train) // n_parts]}
+        last = i_part == n_parts - 1  # the evaluation utterances come with the last slice, where training ends
+        jobs = [j for j in jobs if j.id in keep or (last and j.split != "train")]
     splits = ("train",) if accented or piper else SPLITS
     for split in splits:
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
@@ -414,7 +428,7 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
     summary = {
         "seed": seed, "hours_requested": hours, "accented": accented, "piper": piper, "kokoro": list(speakers),
         "augment": augment, "effects": list(effects) if augment else [], "phrases": phrases,
-        "hours": {s: round(v / 3600, 4) for s, v in audio_s.items()},
+        "part": [i_part, n_parts], "hours": {s: round(v / 3600, 4) for s, v in audio_s.items()},
         "utterances": {s: len(v) for s, v in by_split.items()},
         "speakers": {s: sorted({r["speaker"] for r in v}) for s, v in by_split.items()},
         "synthesizers": {s: dict(Counter(r["synth"] for r in v)) for s, v in by_split.items()},
@@ -423,7 +437,7 @@ def synthesize(out_dir: str | Path, hours: float, seed: int = 0, workers: int | 
         "synth_phone_counts": dict(raw_counts.most_common()),
         "features": features.to_dict(), "workers": workers, "wall_seconds": round(wall, 2),
         "resumed": len(jobs) - len(todo), "audio_seconds_per_second": round(rendered_s / wall, 2),
-        "complete": not stopped and len(records) + len(errors) == len(jobs),
+        "complete": not stopped and all(j.id in records or j.id in errors for j in jobs),
     }
     (out / "corpus.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -440,7 +454,7 @@ def _check_settings(out: Path, settings: dict) -> None:
         return
     before = json.loads(path.read_text())
     for key, value in settings.items():
-        if before.get(key) != value:
+        if key != "part" and before.get(key) != value:  # parts are slices of one plan: any may follow any
             raise ValueError(f"{out} was made with {key}={before.get(key)!r}, not {value!r}: resume with the "
                              "same settings or write to another folder")
 
