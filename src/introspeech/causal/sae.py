@@ -159,6 +159,12 @@ def frames_of(acts: torch.Tensor, n: int | None = None) -> torch.Tensor:
     return a[:n] if n is not None else a
 
 
+def speech_frames(layout: Layout, name: str, x: torch.Tensor) -> int | None:
+    """How many of layer ``name``'s frames hold the input ``x`` (a model that pads, Whisper to 30 s:
+    its padding is in no SAE's training or measure); None: all of them (a local model adds none)."""
+    return None if layout.local else layout.geometry[layout.layers.index(name)].frames_within(x.shape[-1])
+
+
 def train_saes(model: nn.Module, layout: Layout, cfg, utts: list[Utterance], settings: SAESettings = SAESettings(),
                layers: list[str] | None = None, state_dir: str | Path | None = None, resume: bool = False,
                progress: Callable[[str], None] | None = None,
@@ -192,7 +198,7 @@ def train_saes(model: nn.Module, layout: Layout, cfg, utts: list[Utterance], set
                 with torch.no_grad():
                     acts, _ = cap(x)
                 for n in names:
-                    trainers[n].add(frames_of(acts[n]).float())
+                    trainers[n].add(frames_of(acts[n], speech_frames(layout, n, x)).float())
             for t in trainers.values():
                 t.train_full(final=True)
             if progress:

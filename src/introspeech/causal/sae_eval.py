@@ -16,7 +16,7 @@ labelled as NAPs label them (`profiles.collect.utterance_kinds`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -31,17 +31,22 @@ from ..profiles.capture import Capture
 from ..profiles.collect import utterance_kinds
 from ..profiles.settings import Layout, ProfileSettings
 from ..text import normalize_text
-from .sae import TopKSAE, frames_of
+from .sae import TopKSAE, frames_of, speech_frames
+from .targets import check_measurable
 
 THRESHOLD = 1.0  # d′ a selective unit reaches
 
 
 @contextlib.contextmanager
-def spliced(model: nn.Module, path: str, sae: TopKSAE, time_axis: int = -1) -> Iterator[nn.Module]:
-    """The model with the layer at ``path`` replaced by its SAE reconstruction (hook removed after)."""
+def spliced(model: nn.Module, path: str, sae: TopKSAE, time_axis: int = -1,
+            frames: int | None = None) -> Iterator[nn.Module]:
+    """The model with the layer at ``path`` replaced by its SAE reconstruction (hook removed after);
+    ``frames``: only the first ones (a model's own padding past them stays as it was)."""
     def fn(_m, _i, out):
         a = out if time_axis == 1 else out.transpose(1, 2)  # (batch, time, channels)
-        rec = sae(a.reshape(-1, a.shape[-1]).float()).to(out.dtype).reshape(a.shape)
+        n = a.shape[1] if frames is None else frames
+        rec = sae(a[:, :n].reshape(-1, a.shape[-1]).float()).to(out.dtype).reshape(a.shape[0], n, a.shape[-1])
+        rec = torch.cat([rec, a[:, n:]], dim=1)
         return rec if time_axis == 1 else rec.transpose(1, 2)
     handle = model.get_submodule(path).register_forward_hook(fn)
     try:
@@ -106,6 +111,7 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
     feature's best group and NAP ``(groups, features)``; and per layer the ``examples`` frames
     that excite each feature most (``(features, examples)`` values, utterance indices, seconds)."""
     model, cfg = desc.module, desc.features
+    transcribe = _transcriber(desc)
     names = list(saes)
     kinds = ("letters", "phonemes")
     s = ProfileSettings(groups=kinds if desc.output.spells else ("phonemes",))
@@ -129,10 +135,11 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
             labelled = utterance_kinds(layout, s, u, scores, cfg.frame_rate, f.shape[1] / cfg.frame_rate)
             read.append(u)
             refs.append(_reference(desc, u))
-            hyps.append(_hypothesis(desc, scores))
+            hyps.append(transcribe(x, scores))
             for n in names:
                 i = layout.layers.index(n)
-                a = frames_of(acts[n]).float()
+                speech = speech_frames(layout, n, x)
+                a = frames_of(acts[n], speech).float()
                 z = saes[n].encode(a)
                 rec = saes[n].decode(z)
                 sq_err[n] += float((a - rec).pow(2).sum())
@@ -147,8 +154,8 @@ def evaluate_saes(desc: ModelDescription, layout: Layout, utts: list[Utterance],
                     labels = lab.label_at(layout.geometry[i], len(a))
                     neurons[(n, k)].add(a.numpy().astype(np.float64), labels)
                     feats_u[(n, k)].add(z.numpy().astype(np.float64), labels)
-                with spliced(model, layout.paths[i], saes[n], layout.time_axes[i]):
-                    spliced_hyps[n].append(_hypothesis(desc, model(x)[0]))
+                with spliced(model, layout.paths[i], saes[n], layout.time_axes[i], speech):
+                    spliced_hyps[n].append(transcribe(x, None))
     if details is not None:
         for n in names:
             details[n] = {"examples": top[n], "utterances": read}
@@ -179,9 +186,21 @@ def _reference(desc: ModelDescription, u: Utterance) -> str:
     return " ".join(p.label for p in (u.phones or []) if p.label not in ("sil", "sp", "spn", ""))
 
 
-def _hypothesis(desc: ModelDescription, scores: torch.Tensor) -> str:
-    s = scores.detach().numpy()
-    return " ".join(desc.output.phones(s)) if desc.output.spaced else desc.output.decode(s)
+def _transcriber(desc: ModelDescription) -> Callable[[torch.Tensor, torch.Tensor | None], str]:
+    """The hypothesis of input ``x`` whose output ``scores`` are given (None: run the model, hooks
+    acting): a CTC model's greedy symbols, Whisper's greedy text (normalized as a reference is);
+    any other output is an `InputError` naming it."""
+    if check_measurable(desc):  # Whisper's encoder: its decoder writes the text
+        from ..corpus.realspeech import normalize_spoken
+        from ..models.whisper_frontend import greedy_text
+
+        text = greedy_text(desc.module)
+        return lambda x, _scores: normalize_spoken(text(x)).text
+
+    def ctc(x: torch.Tensor, scores: torch.Tensor | None) -> str:
+        s = (desc.module(x)[0] if scores is None else scores).detach().numpy()
+        return " ".join(desc.output.phones(s)) if desc.output.spaced else desc.output.decode(s)
+    return ctc
 
 
 def _rate(metric: str, refs: list[str], hyps: list[str]) -> float:

@@ -102,6 +102,24 @@ def teacher_forced(encoder: WhisperEncoder) -> WhisperTokens:
     return tokens
 
 
+def greedy_text(encoder: WhisperEncoder):
+    """``x (1, 1, samples)`` → Whisper's greedy transcript (openai-whisper's ``decode`` at temperature
+    0, no timestamps), through ``encoder``'s own front end and encoder modules, so hooks on its
+    layers act on the text; the decoder is the packaged one, read again. ``encoder`` is not changed."""
+    import whisper
+
+    from .whisper import load_whisper
+
+    model = load_whisper()
+    model.encoder = encoder.encoder
+    options = whisper.DecodingOptions(language="en", temperature=0.0, without_timestamps=True, fp16=False)
+
+    def run(x: torch.Tensor) -> str:
+        with torch.no_grad():
+            return whisper.decode(model, encoder.front(x)[0], options).text.strip()
+    return run
+
+
 def frames_of(samples: int) -> int:
     """How many encoder frames hold speech of ``samples`` samples; the rest of the 1500 are padding."""
     return min(FRAMES, math.ceil(samples / (HOP * 2)))
