@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from introspeech.findings.claims import verdicts
 from introspeech.findings.frames import eta2_values, peak, silhouette_values
@@ -196,13 +197,26 @@ def test_findings_resume_reads_back_every_stage_and_new_settings_recompute(tmp_p
     stage = tmp_path / "stages" / "builtin" / "synthetic" / "frames.json"
     stamp = stage.stat().st_mtime_ns
     again = run_findings({"builtin": load}, {"synthetic": utts}, tmp_path, s, ("frames", "patterns"), resume=True)
-    assert calls == [1] and stage.stat().st_mtime_ns == stamp  # nothing recomputed, the model never loaded
+    assert stage.stat().st_mtime_ns == stamp  # nothing recomputed
     assert again["models"] == first["models"] and again["verdicts"] == first["verdicts"]
     fresh = run_findings({"builtin": load}, {"synthetic": utts}, tmp_path, s, ("frames", "patterns"))
     assert fresh["models"] == first["models"]  # seeded: a fresh run gives the same numbers
     other = FindingsSettings(per_utterance=6, bootstrap=10, permutations=9)
     run_findings({"builtin": load}, {"synthetic": utts}, tmp_path, other, ("frames",), resume=True)
     assert stage.stat().st_mtime_ns != stamp  # other settings: that stage ran again
+    patterns = tmp_path / "stages" / "builtin" / "synthetic" / "patterns.json"
+    stamp = patterns.stat().st_mtime_ns
+    run_findings({"builtin": load}, {"synthetic": utts[:5]}, tmp_path, s, ("patterns",), resume=True)
+    assert patterns.stat().st_mtime_ns != stamp  # other utterances under the same corpus name: ran again
+    stamp = patterns.stat().st_mtime_ns
+    changed = load_description(None)  # a replaced checkpoint under the same name: ran again, not read back
+    with torch.no_grad():
+        next(changed.module.parameters()).view(-1)[0] += 1e-3
+    run_findings({"builtin": changed}, {"synthetic": utts[:5]}, tmp_path, s, ("patterns",), resume=True)
+    assert patterns.stat().st_mtime_ns != stamp
+    stamp = patterns.stat().st_mtime_ns
+    run_findings({"builtin": changed}, {"synthetic": utts[:5]}, tmp_path, s, ("patterns",), resume=True)
+    assert patterns.stat().st_mtime_ns == stamp
     fr = first["models"]["builtin"]["synthetic"]["frames"]
     assert fr["units"] == "letters" and fr["layers"][-1] == "output"
     for row in fr["F1"].values():

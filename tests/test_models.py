@@ -290,3 +290,23 @@ def test_transcripts_in_the_models_own_alphabet_equal_the_builtin_ones(tmp_path)
                                         decode=Output("ctc", OTHER_ALPHABET, 0).decode)
     assert [r["hypothesis"] for r in their_rows] == [" ".join(r["hypothesis"].split()) for r in rows]
     assert theirs["utterances"] == ours["utterances"] == len(utts) and rows[0]["hypothesis"]
+
+
+def test_weights_fingerprint_tells_weights_apart_and_copies_alike():
+    """The identity a resumed run checks: every parameter and buffer counts (0-dim ones and other
+    dtypes included), a copy has the same, and reading it changes nothing."""
+    import copy
+
+    from introspeech.models.identity import weights_fingerprint
+
+    net = torch.nn.Sequential(torch.nn.Conv1d(3, 4, 3), torch.nn.BatchNorm1d(4)).to(torch.bfloat16)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    same = weights_fingerprint(copy.deepcopy(net))
+    assert weights_fingerprint(net) == same
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for name in ("0.weight", "1.running_var", "1.num_batches_tracked"):
+        other = copy.deepcopy(net)
+        with torch.no_grad():
+            other.state_dict()[name].view(-1)[0] += 1
+        assert weights_fingerprint(other) != same, name

@@ -3,6 +3,7 @@ resume after a kill, and Dask = in-process."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -144,6 +145,13 @@ def test_resume_after_interruption_is_bit_identical(toy, tmp_path):
         np.testing.assert_array_equal(full.arrays[k], rest.arrays[k], err_msg=k)
     with pytest.raises(InputError, match="settings differs"):
         profile_corpus(model, FEATURES, utts, ProfileSettings(relevance=""), state_dir=tmp_path, shard_size=3, resume=True)
+    other = copy.deepcopy(model)  # the same architecture, one weight changed: its sums must not be merged in
+    with torch.no_grad():
+        next(other.parameters()).view(-1)[0] += 1e-3
+    with pytest.raises(InputError, match="model's weights differ"):
+        profile_corpus(other, FEATURES, utts, NAP_ONLY, state_dir=tmp_path, shard_size=3, resume=True)
+    with pytest.raises(InputError, match="corpus differs"):
+        profile_corpus(model, FEATURES, utts[:-1], NAP_ONLY, state_dir=tmp_path, shard_size=3, resume=True)
 
 
 def _cli(*args: str) -> list[str]:

@@ -3,6 +3,7 @@ splice, the measures and the command."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -69,6 +70,14 @@ def test_training_is_deterministic_resumable_and_keeps_unit_norm_decoders(built_
     with pytest.raises(ValueError, match="other settings"):
         train_saes(desc.module, layout, desc.features, utts, SAESettings(k=5), ["layer2", "layer9"], tmp_path / "st",
                    resume=True)
+    with pytest.raises(ValueError, match="training utterances differ"):
+        train_saes(desc.module, layout, desc.features, utts[:5], SMALL, ["layer2", "layer9"], tmp_path / "st",
+                   resume=True)
+    other = copy.deepcopy(desc.module)  # other weights: its activations must not continue these SAEs
+    with torch.no_grad():
+        next(other.parameters()).view(-1)[0] += 1e-3
+    with pytest.raises(ValueError, match="model's weights differ"):
+        train_saes(other, layout, desc.features, utts, SMALL, ["layer2", "layer9"], tmp_path / "st", resume=True)
     save_saes(tmp_path / "s", a, SMALL)
     again = load_saes(tmp_path / "s")
     torch.testing.assert_close(again["layer9"].w_enc, a["layer9"].w_enc)

@@ -136,3 +136,8 @@ def test_random_label_speech_model_trains_on_shuffled_transcripts_and_is_cached(
     for a, b in zip(net.parameters(), again.parameters()):
         assert torch.equal(a, b)
     assert any(not torch.equal(a, b) for a, b in zip(net.parameters(), model.parameters()))
+    other = random_label_speech_model(model, cfg, utts[:30], tmp_path / "rl", steps=3, seed=0)
+    assert (tmp_path / "rl" / "last.safetensors").stat().st_mtime_ns != stamp  # other utterances: trained afresh
+    fresh = random_label_speech_model(model, cfg, utts[:30], tmp_path / "rl2", steps=3, seed=0)
+    for a, b in zip(other.parameters(), fresh.parameters()):
+        torch.testing.assert_close(a, b)  # ... exactly as into an empty folder, nothing of the first run kept

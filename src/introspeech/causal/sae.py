@@ -27,7 +27,8 @@ from torch import nn
 
 from ..attribution.hooks import preserved
 from ..corpus.load import utterance_features
-from ..corpus.utterance import Utterance
+from ..corpus.utterance import Utterance, fingerprint
+from ..models.identity import weights_fingerprint
 from ..profiles.capture import Capture
 from ..profiles.settings import Layout
 
@@ -179,8 +180,9 @@ def train_saes(model: nn.Module, layout: Layout, cfg, utts: list[Utterance], set
                 for i, n in enumerate(names)}
     first = 0
     state = Path(state_dir) if state_dir else None
+    identity = {"model": weights_fingerprint(model), "corpus": fingerprint(utts)}
     if resume and state is not None and (state / "progress.json").is_file():
-        first = _load_state(state, trainers, settings)
+        first = _load_state(state, trainers, settings, identity)
     torch.manual_seed(settings.seed)
     with preserved(model), Capture(model, layout) as cap:
         for epoch in range(first, settings.epochs):
@@ -204,11 +206,11 @@ def train_saes(model: nn.Module, layout: Layout, cfg, utts: list[Utterance], set
             if progress:
                 progress(f"SAE pass {epoch + 1}/{settings.epochs}")
             if state is not None:
-                _save_state(state, trainers, settings, epoch + 1)
+                _save_state(state, trainers, settings, epoch + 1, identity)
     return {n: t.sae for n, t in trainers.items()}
 
 
-def _save_state(folder: Path, trainers: dict[str, _Trainer], s: SAESettings, done: int) -> None:
+def _save_state(folder: Path, trainers: dict[str, _Trainer], s: SAESettings, done: int, identity: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for n, t in trainers.items():
@@ -217,7 +219,7 @@ def _save_state(folder: Path, trainers: dict[str, _Trainer], s: SAESettings, don
         for i, (k, v) in enumerate(_flat_opt(t.opt)):
             tensors[f"{n}/opt/{i}/{k}"] = v
     save_file(tensors, str(folder / "state.safetensors"))
-    (folder / "progress.json").write_text(json.dumps({"epochs_done": done, "settings": asdict(s),
+    (folder / "progress.json").write_text(json.dumps({"epochs_done": done, "settings": asdict(s), **identity,
                                                        "steps": {n: t.steps for n, t in trainers.items()},
                                                        "rng": {n: t.rng.get_state().tolist() for n, t in trainers.items()},
                                                        "started": {n: t.started for n, t in trainers.items()}}))
@@ -235,11 +237,15 @@ def _flat_opt(opt: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
-def _load_state(folder: Path, trainers: dict[str, _Trainer], s: SAESettings) -> int:
+def _load_state(folder: Path, trainers: dict[str, _Trainer], s: SAESettings, identity: dict) -> int:
     meta = json.loads((folder / "progress.json").read_text())
     if meta["settings"] != asdict(s) or set(meta["steps"]) != set(trainers):
         raise ValueError(f"{folder}: a run with other settings or layers; start afresh (without --resume) or "
                          "delete the folder")
+    for key, what in (("model", "the model's weights"), ("corpus", "the training utterances")):
+        if meta.get(key) != identity[key]:
+            raise ValueError(f"{folder}: {what} differ from the saved run's; start afresh (without --resume) or "
+                             "delete the folder")
     tensors = load_file(str(folder / "state.safetensors"))
     for n, t in trainers.items():
         t.sae.load_state_dict({k.split("/", 1)[1]: v for k, v in tensors.items()

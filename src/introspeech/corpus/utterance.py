@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,11 @@ def segments(raw: Any, source: str | Path, line: int | None, key: str) -> list[S
     except (TypeError, ValueError, KeyError) as exc:
         raise InputError(source, f"bad {key!r} alignment ({exc})", line) from None
     return out
+
+
+def fingerprint(utts: list[Utterance]) -> str:
+    """Identity of a corpus (ids and audio paths, in order) for checking a resumed run."""
+    h = hashlib.sha1()
+    for u in utts:
+        h.update(f"{u.id}\t{u.audio_path}\n".encode())
+    return h.hexdigest()

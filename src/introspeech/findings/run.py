@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..attribution.definitions import has_attention
-from ..corpus.utterance import Utterance
+from ..corpus.utterance import Utterance, fingerprint
 from ..models.description import ModelDescription
+from ..models.identity import weights_fingerprint
 from ..profiles.settings import Layout
 from ..representations.sampling import sample_frames
 from ..summaries import json_ready
@@ -94,7 +95,8 @@ def symbol_groups(desc: ModelDescription) -> tuple[Callable[[np.ndarray], np.nda
 
 
 class StageStore:
-    """``OUT/stages/MODEL/CORPUS/STAGE.json``: a stage's result with its settings and seconds."""
+    """``OUT/stages/MODEL/CORPUS/STAGE.json``: a stage's result with its settings, the identity of
+    the model's weights and of the utterances it read, and its seconds."""
 
     def __init__(self, out: Path, resume: bool) -> None:
         self.root, self.resume = Path(out) / "stages", resume
@@ -102,12 +104,13 @@ class StageStore:
     def path(self, model: str, corpus: str, stage: str) -> Path:
         return self.root / model.replace("/", "_") / corpus / f"{stage}.json"
 
-    def get(self, model: str, corpus: str, stage: str, settings: dict) -> dict | None:
+    def get(self, model: str, corpus: str, stage: str, settings: dict, identity: dict) -> dict | None:
+        """The stored stage, if resuming and it was made with these settings, weights and utterances."""
         p = self.path(model, corpus, stage)
         if not (self.resume and p.is_file()):
             return None
         held = json.loads(p.read_text())
-        return held if held.get("settings") == settings else None
+        return held if held.get("settings") == settings and held.get("identity") == identity else None
 
     def put(self, model: str, corpus: str, stage: str, result: dict) -> dict:
         p = self.path(model, corpus, stage)
@@ -145,8 +148,9 @@ def run_findings(models: dict[str, ModelDescription | Callable[[], ModelDescript
                  stages: tuple[str, ...] = STAGES, resume: bool = False, on_error: Callable | None = None,
                  progress: Callable[[str], None] | None = None) -> dict:
     """Every stage for every model and corpus; ``OUT/summary.json`` holds them with the verdicts
-    and the seconds per model and stage. ``models``: descriptions, or functions that load one
-    (called only when a stage has to run)."""
+    and the seconds per model and stage. ``models``: descriptions, or functions that load one.
+    ``resume``: stages stored with the same settings, weights and utterances are read back; any
+    other stage runs again (a replaced checkpoint under the same name included)."""
     s = settings or FindingsSettings()
     bad = [x for x in stages if x not in STAGES]
     if bad:
@@ -155,21 +159,22 @@ def run_findings(models: dict[str, ModelDescription | Callable[[], ModelDescript
     say = progress or (lambda m: None)
     results: dict = {}
     method_corpora = [c for c in corpora if c in s.method_corpora] or list(corpora)[:1]
+    corpus_ids = {corpus: fingerprint(utts) for corpus, utts in corpora.items()}
     for name, model in models.items():
-        desc = model if isinstance(model, ModelDescription) else None
+        desc = model if isinstance(model, ModelDescription) else model()
+        weights = weights_fingerprint(desc.module)
         for corpus, utts in corpora.items():
+            identity = {"model": weights, "corpus": corpus_ids[corpus]}
             for stage in stages:
                 if stage in ("sanity", "explanations") and corpus not in method_corpora:
                     continue
-                held = store.get(name, corpus, stage, s.for_stage(stage))
+                held = store.get(name, corpus, stage, s.for_stage(stage), identity)
                 if held is None:
-                    if desc is None:
-                        desc = model()
                     say(f"{name} · {corpus} · {stage}")
                     t0 = time.perf_counter()
                     measured = run_stage(stage, desc, utts, s, on_error, progress)
-                    held = store.put(name, corpus, stage, {"settings": s.for_stage(stage), "result": measured,
-                                                           "seconds": time.perf_counter() - t0})
+                    held = store.put(name, corpus, stage, {"settings": s.for_stage(stage), "identity": identity,
+                                                           "result": measured, "seconds": time.perf_counter() - t0})
                 results.setdefault(name, {}).setdefault(corpus, {})[stage] = held
     summary = {"models": {m: {c: {st: r["result"] for st, r in v.items()} for c, v in cs.items()}
                           for m, cs in results.items()},

@@ -10,7 +10,6 @@ from there and gives the same arrays as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import pickle
@@ -26,15 +25,16 @@ from torch import nn
 
 from ..audio import FeatureConfig
 from ..corpus.load import utterance_features
-from ..corpus.utterance import Utterance
+from ..corpus.utterance import Utterance, fingerprint
 from ..errors import InputError
 from ..models.description import ModelDescription, describe
+from ..models.identity import weights_fingerprint
 from .accumulators import empty, merge, total
 from .capture import Capture
 from .collect import accumulate_utterance
 from .settings import Layout, ProfileSettings
 
-STATE_FORMAT = "introspeech-profiles-state/1"
+STATE_FORMAT = "introspeech-profiles-state/2"
 
 
 @dataclass
@@ -101,14 +101,6 @@ def _remote_shard(token: str, model_bytes: bytes, *args) -> tuple[dict[str, np.n
     return run_shard(_WORKER_MODELS[token], *args)
 
 
-def fingerprint(utts: list[Utterance]) -> str:
-    """Identity of a corpus (ids and audio paths, in order) for checking a resumed run."""
-    h = hashlib.sha1()
-    for u in utts:
-        h.update(f"{u.id}\t{u.audio_path}\n".encode())
-    return h.hexdigest()
-
-
 class State:
     """The saved merged prefix of a run (``DIR/state/arrays.npz`` + ``progress.json``)."""
 
@@ -124,10 +116,11 @@ class State:
         if self.folder is None or not self._json.is_file():
             return 0, None, []
         saved = json.loads(self._json.read_text())
-        for key in ("format", "settings", "corpus", "shard_size", "layers", "features"):
+        for key in ("format", "settings", "model", "corpus", "shard_size", "layers", "features"):
             if saved.get(key) != self.meta[key]:
-                raise InputError(self._json, f"cannot resume: {key} differs from this run "
-                                             f"({saved.get(key)!r} vs {self.meta[key]!r}); use another --out or drop --resume")
+                what = ("the model's weights differ from the saved run's" if key == "model" else
+                        f"{key} differs from this run ({saved.get(key)!r} vs {self.meta[key]!r})")
+                raise InputError(self._json, f"cannot resume: {what}; use another --out or drop --resume")
         with np.load(self.folder / "arrays.npz") as z:
             arrays = {k: z[k] for k in z.files}
         return saved["next_shard"], arrays, saved["errors"]
@@ -172,7 +165,8 @@ def profile_corpus(model: nn.Module | ModelDescription, features: FeatureConfig,
                                     "its output symbols from its own predictions (--letters-from prediction) or "
                                     "phonemes only (--groups phonemes)")
     shards = [utts[i:i + shard_size] for i in range(0, len(utts), shard_size)]
-    meta = {"format": STATE_FORMAT, "settings": settings.to_dict(), "corpus": fingerprint(utts),
+    meta = {"format": STATE_FORMAT, "settings": settings.to_dict(), "model": weights_fingerprint(model),
+            "corpus": fingerprint(utts),
             "shard_size": shard_size, "layers": list(layout.layers), "features": features.to_dict()}
     state = State(Path(state_dir) if state_dir is not None else None, meta)
     start, arrays, errors = state.load() if resume else (0, None, [])

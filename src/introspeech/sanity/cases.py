@@ -14,7 +14,7 @@ from ..asr.decode import Emission, greedy_runs
 from ..attribution.hooks import preserved
 from ..audio import FeatureConfig
 from ..corpus.load import load_features
-from ..corpus.utterance import Utterance
+from ..corpus.utterance import Utterance, fingerprint
 from ..errors import InputError
 from ..models.description import ModelDescription, default_cam_layer, describe
 from ..text import encode, normalize_text
@@ -151,14 +151,20 @@ def random_label_speech_model(model: nn.Module | ModelDescription, cfg: FeatureC
             return load_description(factory=desc.factory, weights=out / "last.safetensors").module
         return load_model(out / "last")[0]
 
-    last = out / "last.json"
-    if last.is_file() and json.loads(last.read_text())["state"]["step"] >= steps:
+    # the cache is used only for the same utterances and settings (made_from.json, written when
+    # training ends); anything else is trained afresh over it
+    last, made = out / "last.json", out / "made_from.json"
+    identity = {"corpus": fingerprint(utts), "seed": seed, "preset": tcfg.preset, "factory": tcfg.factory}
+    same = made.is_file() and json.loads(made.read_text()) == identity and last.is_file()
+    if same and json.loads(last.read_text())["state"]["step"] >= steps:
         return trained()
+    made.unlink(missing_ok=True)  # until training ends, the weights here are not what it vouches for
     texts = [normalize_text(u.text).text for u in utts]
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed + 1)).tolist()
     shuffled = {u.id: texts[order[k]] for k, u in enumerate(utts)}
     pairs = [(f, encode(shuffled[u.id])) for u, f in load_features(utts, cfg, on_error=on_error)
              if shuffled[u.id]]
     summary = {"note": "transcripts permuted across utterances (data randomization)", "utterances": len(pairs)}
-    train_arrays(pairs, [], summary, out, tcfg, max_steps=steps, resume=last.is_file())
+    train_arrays(pairs, [], summary, out, tcfg, max_steps=steps, resume=same)
+    made.write_text(json.dumps(identity))
     return trained()
