@@ -142,3 +142,15 @@ def test_forced_alignment_is_the_best_path_by_brute_force():
             for t in range(sp.start, sp.end + 1):
                 labels[t] = sp.symbol
         assert float(sum(lp[c, t] for t, c in enumerate(labels))) == pytest.approx(best, abs=1e-9)
+
+
+def test_a_dot_in_a_checkpoint_name_is_part_of_the_name(tmp_path):
+    """``run1.5`` and ``run1.6`` are two checkpoints, not both ``run1``; a named suffix is accepted."""
+    a, b = build_model("tiny", seed=1).eval(), build_model("tiny", seed=2).eval()
+    save_checkpoint(tmp_path / "run1.5", a, FEATURES["default"])
+    save_checkpoint(tmp_path / "run1.6", b, FEATURES["default"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1.5.json", "run1.5.safetensors", "run1.6.json",
+                                                          "run1.6.safetensors"]
+    x = torch.randn(1, 40, 50)
+    for name, model in (("run1.5", a), ("run1.6", b), ("run1.5.safetensors", a), ("run1.6.json", b)):
+        assert torch.equal(load_model(tmp_path / name)[0](x), model(x)), name

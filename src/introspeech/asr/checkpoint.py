@@ -32,7 +32,7 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
         p = p / "model"
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
-    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+    return Path(f"{p}.safetensors"), Path(f"{p}.json")  # a dot in the name is part of it ("run1.5")
 
 
 def save_checkpoint(path: str | Path, model: Wav2Letter, features: FeatureConfig, extra: dict | None = None,
