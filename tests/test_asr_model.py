@@ -154,3 +154,30 @@ def test_a_dot_in_a_checkpoint_name_is_part_of_the_name(tmp_path):
     x = torch.randn(1, 40, 50)
     for name, model in (("run1.5", a), ("run1.6", b), ("run1.5.safetensors", a), ("run1.6.json", b)):
         assert torch.equal(load_model(tmp_path / name)[0](x), model(x)), name
+
+
+def test_interpolated_models_follow_the_formula_and_leave_both_models_alone():
+    from introspeech.asr.interpolate import interpolate_models
+
+    base, tuned = build_model("tiny", seed=1).eval(), build_model("tiny", seed=2).eval()
+    with torch.no_grad():
+        for m in tuned.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_var.uniform_(0.5, 2.0)
+                m.num_batches_tracked.fill_(7)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (base, tuned)]
+    x = torch.randn(2, 40, 60)
+    assert torch.equal(interpolate_models(base, tuned, 0.0)(x), base(x))
+    assert torch.equal(interpolate_models(base, tuned, 1.0)(x), tuned(x))
+    mid = interpolate_models(base, tuned, 0.3).state_dict()
+    for k, v in base.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(mid[k], 0.7 * v + 0.3 * tuned.state_dict()[k])
+        else:
+            assert torch.equal(mid[k], tuned.state_dict()[k]), k
+    for m, held in zip((base, tuned), before):
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, held[k]), k
+    other = build_model(ModelConfig("other", 40, (LayerSpec(8, 5, 2), LayerSpec(8, 1))))
+    with pytest.raises(InputError, match="architecture"):
+        interpolate_models(base, other, 0.5)
