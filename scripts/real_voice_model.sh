@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The training plan for a built-in model that hears real speech, as one resumable command:
 # synthesize the standard, Piper and Kokoro corpora (no rooms in the acoustic chain), fine-tune the
-# shipped model on them (stage 1), add clean standard voices and fine-tune again (stage 2), then
-# measure each stage on the real-speech corpus. Every step resumes: run the same command again
+# shipped model on them (stage 1), add clean standard voices and fine-tune again (stage 2), take
+# the point between the shipped model and stage 2 that keeps the clean standard voices' validation
+# CER within 10 % (WiSE-FT, scripts/interpolate_checkpoints.py), then measure each on the
+# real-speech corpus. Every step resumes: run the same command again
 # after any stop (Ctrl-C, a lost machine) and only the unfinished part runs.
 #
 #   bash scripts/real_voice_model.sh                  # WORK=work; about 5 h on 2 cores
@@ -59,6 +61,11 @@ if [ "$last" = 1 ]; then
     train "$W/model_k2" --corpus "$W/corpus_aug_nr" --extra-train "$W/kokoro8" --extra-train "$W/piper_nr" \
         --extra-train "$W/std_clean" --init "$k1/model" --epochs "$E2" --lr 4e-4 --vtlp 0.15
     models+=(--model "$W/model_k2/model")
+    say "WiSE-FT: the point between the shipped model and stage 2 that keeps clean standard voices within 10 % (validation)"
+    [ -f "$W/model_wise.json" ] || $BIN/python scripts/interpolate_checkpoints.py --base src/introspeech/data/model/default \
+        --tuned "$W/model_k2/model" --alphas 0.5,0.6,0.7,0.8,0.9,1.0 --bound "$W/std_clean:valid=0.10" \
+        --report "$W/kokoro8:valid" --report "$W/kokoro8:heldout" --out "$W/model_wise"
+    models+=(--model "$W/model_wise")
 fi
 
 say "measured on real speech (and the demo corpus' synthetic splits)"
@@ -67,6 +74,6 @@ $BIN/python benchmarks/real_speech.py --corpus "$W/realspeech" "${models[@]}" \
     --no-whisper --no-packaged --aligner-check 0 --json "$W/real_speech.json"
 for m in "${models[@]}"; do  # the ship bound: synthetic test CER <= 10 % (greedy)
     [ "$m" = --model ] && continue
-    $I evaluate --model "$m" --splits test,heldout --json > "$(dirname "$m").demo_corpus.json"
+    $I evaluate --model "$m" --splits test,heldout --json > "${m%/model}.demo_corpus.json"
 done
 say "done: $W/real_speech.json, $W/model_k*.demo_corpus.json"
