@@ -24,15 +24,12 @@ from pathlib import Path
 from introspeech.asr.checkpoint import load_model
 from introspeech.asr.evaluate import error_rates, evaluate_split
 from introspeech.corpus.load import load_corpus
+from introspeech.findings.methods import spaced
 from real_speech import whisper_rows
 
 ROWS = (("fit", "kokoro", "train"), ("sentences", "kokoro", "valid"), ("voices", "kokoro", "heldout"),
         ("real, 16 kHz", "real", "asterisk_g722"), ("real, 8 kHz", "real", "asterisk_8k"),
         ("real, others", "real", "pocketsphinx,alsa"))
-
-
-def spaced(utts: list, n: int) -> list:
-    return utts if n <= 0 or len(utts) <= n else [utts[round(i * (len(utts) - 1) / (n - 1))] for i in range(n)]
 
 
 def main() -> None:

@@ -140,4 +140,4 @@ def test_random_label_speech_model_trains_on_shuffled_transcripts_and_is_cached(
     assert (tmp_path / "rl" / "last.safetensors").stat().st_mtime_ns != stamp  # other utterances: trained afresh
     fresh = random_label_speech_model(model, cfg, utts[:30], tmp_path / "rl2", steps=3, seed=0)
     for a, b in zip(other.parameters(), fresh.parameters()):
-        torch.testing.assert_close(a, b)  # ... exactly as into an empty folder, nothing of the first run kept
+        torch.testing.assert_close(a, b)  # ... as into an empty folder: nothing of the first run kept
