@@ -141,3 +141,27 @@ def test_random_label_speech_model_trains_on_shuffled_transcripts_and_is_cached(
     fresh = random_label_speech_model(model, cfg, utts[:30], tmp_path / "rl2", steps=3, seed=0)
     for a, b in zip(other.parameters(), fresh.parameters()):
         torch.testing.assert_close(a, b)  # ... as into an empty folder: nothing of the first run kept
+
+
+def test_train_digits_reuses_only_an_identical_training():
+    """A repeated training returns a new module with the weights a fresh training gives; other
+    seeds or labels train anew."""
+    from introspeech.sanity import digits as d
+
+    xtr, ytr, _, _ = d.digits(0)
+    x, y = xtr[:256], ytr[:256]
+    d._TRAINED.clear()
+    first = d.train_digits(x, y, 2, 0)
+    again = d.train_digits(x, y, 2, 0)
+    assert again is not first and len(d._TRAINED) == 1
+    d._TRAINED.clear()
+    fresh = d.train_digits(x, y, 2, 0)
+    for a, b, c in zip(first.state_dict().values(), again.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    with torch.no_grad():
+        again[0].weight.add_(1.0)  # the kept weights are a copy: changing a returned model leaves them
+    assert torch.equal(d.train_digits(x, y, 2, 0)[0].weight, first[0].weight)
+    other_seed = d.train_digits(x, y, 2, 1)
+    other_labels = d.train_digits(x, d.permuted(y), 2, 0)
+    assert not torch.equal(other_seed[0].weight, first[0].weight)
+    assert not torch.equal(other_labels[0].weight, first[0].weight)
