@@ -181,3 +181,44 @@ def test_interpolated_models_follow_the_formula_and_leave_both_models_alone():
     other = build_model(ModelConfig("other", 40, (LayerSpec(8, 5, 2), LayerSpec(8, 1))))
     with pytest.raises(InputError, match="architecture"):
         interpolate_models(base, other, 0.5)
+
+
+def test_ship_model_keeps_the_weights_and_extends_the_lineage(tmp_path, monkeypatch):
+    """scripts/ship_model.py: the shipped checkpoint's weights are the candidate's, the lineage is
+    the old one plus one entry (stages, the WiSE choice with its base named as the run before);
+    another architecture is refused and nothing is written."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    from introspeech.asr.checkpoint import read_meta
+
+    spec = importlib.util.spec_from_file_location("ship_model", Path(__file__).parents[1] / "scripts" / "ship_model.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    builtin = tmp_path / "pkg" / "default"
+    save_checkpoint(builtin, build_model("tiny", seed=1), FEATURES["default"], {"lineage": [{"run": 1, "what": "x"}]})
+    monkeypatch.setattr(ship, "builtin_model", lambda: builtin)
+    stage = tmp_path / "stage"
+    save_checkpoint(stage, build_model("tiny", seed=2), FEATURES["default"],
+                    {"train": {"lr": 4e-4}, "state": {"epoch": 3, "best_cer": 0.11, "train_seconds": 60.0}})
+    cand = tmp_path / "cand"
+    save_checkpoint(cand, build_model("tiny", seed=3), FEATURES["default"],
+                    {"train": {"lr": 4e-4}, "interpolation": {"base": str(builtin), "alpha": 0.8}})
+    monkeypatch.setattr(sys, "argv", ["ship", "--model", str(cand), "--what", "w", "--command", "c", "--stage", str(stage)])
+    ship.main()
+    shipped, _, meta = load_model(builtin)
+    for k, v in load_model(cand)[0].state_dict().items():
+        assert torch.equal(shipped.state_dict()[k], v), k
+    assert [e["run"] for e in meta["lineage"]] == [1, 2]
+    entry = meta["lineage"][1]
+    assert entry["stages"][0]["best_valid_cer"] == 0.11 and entry["stages"][0]["train"] == {"lr": 4e-4}
+    assert entry["interpolation"] == {"base": "run 1 (the built-in model before this one)", "alpha": 0.8}
+    before = json.dumps(read_meta(builtin))
+    other = tmp_path / "other"
+    save_checkpoint(other, build_model("default", seed=0), FEATURES["default"])
+    monkeypatch.setattr(sys, "argv", ["ship", "--model", str(other), "--what", "w", "--command", "c"])
+    with pytest.raises(SystemExit, match="another architecture"):
+        ship.main()
+    assert json.dumps(read_meta(builtin)) == before
