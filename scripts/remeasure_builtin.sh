@@ -49,7 +49,7 @@ step per_voice '$PY benchmarks/per_voice.py --corpus $W/corpus
 step forced_alignment '$PY benchmarks/forced_alignment.py --corpus $W/corpus --json $O/forced_alignment.json'
 # "Real human speech": pooled and per source, by length, greedy and with the word model
 step real_speech '$PY benchmarks/real_speech.py --corpus $W/realspeech --model src/introspeech/data/model/default \
-    --no-whisper --aligner-check 0 --lm $LM --json $O/real_speech.json'
+    --no-whisper --no-packaged --aligner-check 0 --lm $LM --json $O/real_speech.json'
 # "The seed'"'"'s findings on real speech" and "Global introspection": NAPs and patterns
 step profiles '$I naps --corpus $W/realspeech --splits $REAL --out $O/naps_real
     $I patterns --corpus $W/realspeech --splits $REAL --out $O/patterns_real
