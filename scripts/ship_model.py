@@ -34,8 +34,7 @@ def main() -> None:
     ap.add_argument("--command", required=True, help="the command that remakes it")
     ap.add_argument("--stage", action="append", default=[], help="checkpoint of one training stage, in order")
     a = ap.parse_args()
-    old = read_meta(builtin_model())
-    shipped, shipped_cfg, _ = load_model(builtin_model())
+    shipped, shipped_cfg, old = load_model(builtin_model())
     net, cfg, meta = load_model(a.model)
     if net.config != shipped.config or cfg != shipped_cfg:
         sys.exit(f"{a.model}: another architecture or features than the built-in model; not shipped")
